@@ -1,0 +1,45 @@
+# The user's door: make run | build | test | bench. CMake builds, ctest runs tests.
+BUILD      ?= build
+ASAN_BUILD ?= build-asan
+JOBS       ?= $(shell nproc)
+HOST       ?= 127.0.0.1
+PORT       ?= 3000
+CTEST_ARGS ?= --output-on-failure -j$(JOBS)
+
+.PHONY: all build run test test-asan deps deps-test bench clean format
+
+all: build
+
+deps:
+	@scripts/install-deps.sh build
+
+deps-test:
+	@scripts/install-deps.sh test
+
+build: deps
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+
+run: build
+	@echo "offload: http://$(HOST):$(PORT)/  (Ctrl-C drains and stops)"
+	@echo "  try: curl \"http://$(HOST):$(PORT)/tasks/reports/start?heavyIterations=100000000\""
+	@echo "       curl -X POST http://$(HOST):$(PORT)/jobs -H 'Content-Type: application/json' -d '{\"task\":\"primes\",\"params\":{\"max\":100000000}}'"
+	@exec $(BUILD)/offload serve --host $(HOST) --port $(PORT)
+
+# Plain -Werror build + every test, then the whole suite again under ASan+UBSan.
+test: deps-test
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+	@cd $(BUILD) && ctest $(CTEST_ARGS)
+	@$(MAKE) --no-print-directory test-asan
+
+test-asan: deps-test
+	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOFFLOAD_SANITIZE=address >/dev/null
+	@cmake --build $(ASAN_BUILD) -j$(JOBS)
+	@cd $(ASAN_BUILD) && ctest $(CTEST_ARGS)
+
+clean:
+	rm -rf $(BUILD) $(ASAN_BUILD) build-tsan
+
+format:
+	clang-format -i $$(git ls-files '*.c' '*.h')

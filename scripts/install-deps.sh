@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Installs the Debian packages offload needs, only those missing.
+# Usage: scripts/install-deps.sh [build|bench]
+# As root it runs apt-get; otherwise it prints the exact line and fails.
+set -euo pipefail
+
+pkgs=(build-essential cmake pkg-config libuv1-dev node-llhttp libjansson-dev
+      libcmocka-dev curl python3)
+case "${1:-build}" in
+  test)  pkgs+=(clang libclang-rt-14-dev) ;;
+  bench) pkgs+=(wrk gnuplot-nox nginx-light nodejs npm) ;;
+esac
+
+missing=()
+for p in "${pkgs[@]}"; do
+  # python3 and nodejs may come from elsewhere (pyenv, nvm): a working command is enough.
+  case "$p" in
+    python3) command -v python3 >/dev/null && continue ;;
+    nodejs)  command -v node >/dev/null && continue ;;
+    npm)     command -v npm >/dev/null && continue ;;
+  esac
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'install ok installed' || missing+=("$p")
+done
+[ ${#missing[@]} -eq 0 ] && exit 0
+
+line="apt-get install -y --no-install-recommends ${missing[*]}"
+if [ "$(id -u)" -ne 0 ]; then
+  echo "offload needs these Debian packages; run as root:" >&2
+  echo "  apt-get update && $line" >&2
+  exit 1
+fi
+echo "installing: ${missing[*]}" >&2
+export DEBIAN_FRONTEND=noninteractive
+apt-get update -qq
+apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends -qq "${missing[@]}" >/dev/null
