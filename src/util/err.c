@@ -1,0 +1,15 @@
+#include "util/err.h"
+
+const char *err_str(int code) {
+  switch (code) {
+  case OFF_OK: return "success";
+  case OFF_ENOMEM: return "out of memory";
+  case OFF_EFULL: return "queue is full";
+  case OFF_EBUSY: return "item is already running or finished";
+  case OFF_ENOENT: return "no such item";
+  case OFF_EINVAL: return "invalid argument";
+  case OFF_ESTOPPED: return "shutting down";
+  case OFF_ESYS: return "system call failed";
+  }
+  return "unknown error";
+}

@@ -1,0 +1,18 @@
+/* util/log: one-line logs to stderr. Any thread (stdio locks each line).
+ * The level is the one piece of global mutable state besides the stop flag;
+ * set it before starting threads. */
+#ifndef OFFLOAD_UTIL_LOG_H
+#define OFFLOAD_UTIL_LOG_H
+
+enum { LOG_ERROR = 0, LOG_WARN = 1, LOG_INFO = 2, LOG_DEBUG = 3 };
+
+extern int log_level;
+
+void log_msg(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#define log_error(...) log_msg(LOG_ERROR, __VA_ARGS__)
+#define log_warn(...) log_msg(LOG_WARN, __VA_ARGS__)
+#define log_info(...) log_msg(LOG_INFO, __VA_ARGS__)
+#define log_debug(...) log_msg(LOG_DEBUG, __VA_ARGS__)
+
+#endif
