@@ -1,0 +1,79 @@
+/* offload/pool.h: a fixed pool of worker threads fed by one bounded FIFO queue,
+ * reporting finished work back to a libuv loop.
+ *
+ * Threads: pool_new, pool_submit, pool_remove, pool_free and the done callback
+ * belong to the loop thread. The run callback runs on a worker thread and sees
+ * only its own work item. The stats getters may be called from any thread.
+ *
+ * Ownership: a pool_work_t is the caller's memory (embed it in your own struct).
+ * From a successful pool_submit until the done callback (or a successful
+ * pool_remove) the pool uses it: do not free or move it in between.
+ *
+ * DESIGN: the queue is a doubly linked list under one mutex + condvar; a worker
+ * pops the head, runs it with no lock held, then pushes it onto the done list
+ * under a second mutex and calls uv_async_send. The loop swaps out the whole
+ * done list (wake-ups coalesce) and calls the done callback for each item. No
+ * thread ever holds both locks. Workers lower their own CPU priority (nice +
+ * SCHED_BATCH) so the loop thread wins the CPU when every core is busy. */
+#ifndef OFFLOAD_POOL_H
+#define OFFLOAD_POOL_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+typedef struct pool pool_t;
+typedef struct pool_work pool_work_t;
+
+/* Runs on a worker thread. */
+typedef void (*pool_run_cb)(pool_work_t *w);
+/* Runs on the loop thread once the item is finished (or, at pool_free, never
+ * started: then pool_work_state(w) is still POOL_WORK_QUEUED). */
+typedef void (*pool_done_cb)(pool_work_t *w, void *data);
+
+enum { POOL_WORK_IDLE = 0, POOL_WORK_QUEUED, POOL_WORK_RUNNING, POOL_WORK_DONE };
+
+struct pool_work {
+  pool_run_cb run;
+  /* Private to the pool. */
+  pool_work_t *_next, *_prev;
+  _Atomic int _state;
+  _Atomic int64_t _started_ms; /* wall-clock ms when a worker took it; 0 before */
+};
+
+typedef struct pool_config {
+  unsigned workers;  /* >= 1 */
+  size_t max_queue;  /* >= 1: items waiting (not running) */
+  int nice;          /* 0..19 added to each worker thread's niceness */
+} pool_config_t;
+
+/* Starts the worker threads. Returns NULL on failure (errno-style reason logged).
+ * `done` is called on the loop thread with `data` for every finished item. */
+pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, void *data);
+
+/* Stops the workers: waits for running items to finish (cancel them first if
+ * you want this quick), calls `done` for every finished or never-started item,
+ * joins the threads and frees the pool. Loop thread; blocks while joining. */
+void pool_free(pool_t *p);
+
+/* Queues `w` to run `w->run`. Returns 0, OFF_EFULL when max_queue items wait
+ * (nothing changes), or OFF_ESTOPPED once pool_free has begun. */
+int pool_submit(pool_t *p, pool_work_t *w);
+
+/* Takes back an item that is still queued. Returns 0 (the item is the
+ * caller's again, `done` will not be called for it) or OFF_EBUSY when a worker
+ * already has it (its `done` call will come). */
+int pool_remove(pool_t *p, pool_work_t *w);
+
+static inline int pool_work_state(const pool_work_t *w) { return atomic_load(&w->_state); }
+static inline int64_t pool_work_started_ms(const pool_work_t *w) {
+  return atomic_load_explicit(&w->_started_ms, memory_order_relaxed);
+}
+
+unsigned pool_workers(const pool_t *p);
+unsigned pool_busy(const pool_t *p);        /* workers running an item now */
+size_t pool_depth(const pool_t *p);         /* items waiting */
+size_t pool_capacity(const pool_t *p);      /* max_queue */
+
+#endif
