@@ -1,0 +1,34 @@
+/* spin: burns CPU for `ms` milliseconds of wall time. For tests and
+ * benchmarks: a job whose length is known in advance. */
+#include "tasks/tasks.h"
+#include "util/clock.h"
+
+static void spin_run(offload_task_t *t) {
+  int64_t ms = offload_task_param_int(t, "ms", 0);
+  uint64_t start = clock_mono_ns();
+  uint64_t total = (uint64_t)ms * 1000000u;
+  volatile uint64_t sink = 0;
+  for (;;) {
+    for (uint64_t k = 0; k < 20000; k++) /* ~20-50 us */
+      sink = sink + k * k;
+    uint64_t elapsed = clock_mono_ns() - start;
+    if (elapsed >= total)
+      break;
+    if (offload_task_canceled(t))
+      return;
+    offload_task_progress(t, (double)elapsed / (double)total);
+  }
+  offload_task_result_null(t);
+}
+
+static const offload_param_spec_t spin_params[] = {
+    {"ms", OFFLOAD_PARAM_INTEGER, true, 1, 600000},
+};
+
+const offload_task_def_t task_spin = {
+    .name = "spin",
+    .description = "Burns CPU for ms milliseconds (for tests and benchmarks).",
+    .run = spin_run,
+    .params = spin_params,
+    .nparams = 1,
+};

@@ -1,0 +1,163 @@
+#include "tasks/tasks.h"
+
+#include <inttypes.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "util/err.h"
+
+const offload_task_def_t *const tasks_builtin[] = {
+    &task_report,
+    &task_fibonacci,
+    &task_primes,
+    &task_spin,
+    NULL,
+};
+
+int tasks_catalog_init(tasks_catalog_t *c) {
+  memset(c, 0, sizeof *c);
+  size_t n = 0;
+  while (tasks_builtin[n])
+    n++;
+  c->defs = calloc(n, sizeof *c->defs);
+  c->specs = calloc(n, sizeof *c->specs);
+  if (!c->defs || !c->specs)
+    goto fail;
+  for (size_t i = 0; i < n; i++) {
+    const offload_task_def_t *d = tasks_builtin[i];
+    c->defs[i] = *d;
+    c->n = i + 1;
+    if (d->nparams) {
+      c->specs[i] = malloc(sizeof *c->specs[i] * d->nparams);
+      if (!c->specs[i])
+        goto fail;
+      memcpy(c->specs[i], d->params, sizeof *c->specs[i] * d->nparams);
+      c->defs[i].params = c->specs[i];
+    }
+  }
+  return 0;
+fail:
+  tasks_catalog_fini(c);
+  return OFF_ENOMEM;
+}
+
+void tasks_catalog_fini(tasks_catalog_t *c) {
+  for (size_t i = 0; i < c->n; i++)
+    free(c->specs[i]);
+  free(c->specs);
+  free(c->defs);
+  memset(c, 0, sizeof *c);
+}
+
+const offload_task_def_t *tasks_catalog_find(const tasks_catalog_t *c, const char *name) {
+  for (size_t i = 0; i < c->n; i++)
+    if (strcmp(c->defs[i].name, name) == 0)
+      return &c->defs[i];
+  return NULL;
+}
+
+int tasks_catalog_set_max(tasks_catalog_t *c, const char *task, const char *param, int64_t max) {
+  for (size_t i = 0; i < c->n; i++) {
+    if (strcmp(c->defs[i].name, task) != 0)
+      continue;
+    for (size_t k = 0; k < c->defs[i].nparams; k++)
+      if (strcmp(c->specs[i][k].name, param) == 0) {
+        c->specs[i][k].max = max;
+        return 0;
+      }
+  }
+  return OFF_ENOENT;
+}
+
+void tasks_catalog_names(const tasks_catalog_t *c, char *buf, size_t size) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; i < c->n && used < size; i++) {
+    int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", c->defs[i].name);
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+}
+
+bool tasks_parse_int(const char *s, size_t len, int64_t *out) {
+  size_t i = 0;
+  bool neg = false;
+  if (len > 0 && s[0] == '-') {
+    neg = true;
+    i = 1;
+  }
+  if (i == len || len - i > 19)
+    return false;
+  uint64_t v = 0;
+  for (; i < len; i++) {
+    if (s[i] < '0' || s[i] > '9')
+      return false;
+    v = v * 10 + (uint64_t)(s[i] - '0'); /* 19 digits cannot overflow uint64 */
+  }
+  if (!neg && v > (uint64_t)INT64_MAX)
+    return false;
+  if (neg && v > (uint64_t)INT64_MAX + 1)
+    return false;
+  *out = neg ? (int64_t)(0 - v) : (int64_t)v;
+  return true;
+}
+
+static void set_err(param_error_t *err, param_problem_t problem, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+
+static void set_err(param_error_t *err, param_problem_t problem, const char *param, const char *fmt, ...) {
+  err->problem = problem;
+  snprintf(err->param, sizeof err->param, "%s", param);
+  va_list ap;
+  va_start(ap, fmt);
+  vsnprintf(err->message, sizeof err->message, fmt, ap);
+  va_end(ap);
+}
+
+bool tasks_check_range(const offload_param_spec_t *spec, int64_t v, const char *param, param_error_t *err) {
+  if (v >= spec->min && v <= spec->max)
+    return true;
+  set_err(err, PARAM_INVALID, param, "%s must be an integer from %" PRId64 " to %" PRId64 "; got %" PRId64 ".",
+          param, spec->min, spec->max, v);
+  return false;
+}
+
+bool tasks_validate(const offload_task_def_t *def, const json_t *params, param_error_t *err) {
+  char name[64];
+  for (size_t i = 0; i < def->nparams; i++) {
+    const offload_param_spec_t *spec = &def->params[i];
+    snprintf(name, sizeof name, "params.%s", spec->name);
+    json_t *v = json_object_get(params, spec->name);
+    if (!v) {
+      if (spec->required) {
+        set_err(err, PARAM_MISSING, name, "Task %s needs the parameter %s.", def->name, spec->name);
+        return false;
+      }
+      continue;
+    }
+    if (!json_is_integer(v)) {
+      set_err(err, PARAM_INVALID, name, "%s must be an integer from %" PRId64 " to %" PRId64 ".", name, spec->min,
+              spec->max);
+      return false;
+    }
+    if (!tasks_check_range(spec, (int64_t)json_integer_value(v), name, err))
+      return false;
+  }
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)params, key, v) {
+    bool known = false;
+    for (size_t i = 0; i < def->nparams && !known; i++)
+      known = strcmp(def->params[i].name, key) == 0;
+    if (!known) {
+      snprintf(name, sizeof name, "params.%.55s", key);
+      set_err(err, PARAM_UNKNOWN, name, "Task %s has no parameter named \"%.64s\".", def->name, key);
+      return false;
+    }
+  }
+  err->problem = PARAM_OK;
+  return true;
+}

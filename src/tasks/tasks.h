@@ -1,0 +1,64 @@
+/* tasks: the built-in task kinds (one file each) and the catalog the server
+ * serves them from, plus validation of a job's parameters against a kind's
+ * spec.
+ *
+ * Threads: the catalog is built on the loop thread at start-up and read-only
+ * afterwards, so any thread may read it. Validation is pure.
+ * Adding a task: write src/tasks/<name>.c defining `task_<name>` and add it to
+ * tasks_builtin[] in tasks.c. */
+#ifndef OFFLOAD_TASKS_TASKS_H
+#define OFFLOAD_TASKS_TASKS_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "offload/task.h"
+
+extern const offload_task_def_t task_report, task_fibonacci, task_primes, task_spin;
+
+/* NULL-terminated table of every built-in kind. */
+extern const offload_task_def_t *const tasks_builtin[];
+
+/* A server's set of kinds: copies of the built-in defs whose limits the
+ * configuration may tighten (e.g. --max-iterations for report). */
+typedef struct tasks_catalog {
+  offload_task_def_t *defs;
+  offload_param_spec_t **specs; /* owned copies, one array per def */
+  size_t n;
+} tasks_catalog_t;
+
+/* Returns 0 or OFF_ENOMEM. */
+int tasks_catalog_init(tasks_catalog_t *c);
+void tasks_catalog_fini(tasks_catalog_t *c);
+const offload_task_def_t *tasks_catalog_find(const tasks_catalog_t *c, const char *name);
+/* Sets the max of one parameter; returns 0 or OFF_ENOENT. */
+int tasks_catalog_set_max(tasks_catalog_t *c, const char *task, const char *param, int64_t max);
+/* "a, b, c" of every kind's name, written into buf (always terminated). */
+void tasks_catalog_names(const tasks_catalog_t *c, char *buf, size_t size);
+
+/* What is wrong with one parameter, for a 400 reply. */
+typedef enum { PARAM_OK = 0, PARAM_MISSING, PARAM_INVALID, PARAM_UNKNOWN } param_problem_t;
+
+typedef struct param_error {
+  param_problem_t problem;
+  char param[64];    /* the name at fault */
+  char message[256]; /* a sentence for a person */
+} param_error_t;
+
+/* Checks `params` (a JSON object, borrowed) against `def`: every required
+ * parameter present, every value of the right type and range, no unknown name.
+ * Returns true when valid; otherwise fills *err (the first fault found). */
+bool tasks_validate(const offload_task_def_t *def, const json_t *params, param_error_t *err);
+
+/* Strict decimal integer: an optional '-' then 1..19 digits, nothing else
+ * (no '+', spaces, exponent or fraction). Returns true and sets *out when the
+ * text is such an integer that fits int64. */
+bool tasks_parse_int(const char *s, size_t len, int64_t *out);
+
+/* Checks one integer against a spec's range; fills *err (with `param` as the
+ * name) when outside it. */
+bool tasks_check_range(const offload_param_spec_t *spec, int64_t v, const char *param, param_error_t *err);
+
+#endif
