@@ -1,0 +1,148 @@
+/* registry: every live job (queued, processing, and finished ones still
+ * retained), indexed by id, in creation order, plus the loop's side of the
+ * hand-off to the pool.
+ *
+ * Threads: loop thread only; no locks. What a worker changes (progress, that a
+ * job started) is read from the task's atomics when someone asks
+ * (registry_get, registry_position); finished work arrives through the pool's
+ * done callback, which the registry installs.
+ *
+ * Ownership: the registry owns every job_t and frees it on eviction (after
+ * --retention-s or beyond --max-finished, oldest finished first) or at
+ * registry_free. A job_t pointer is valid until control returns to the loop,
+ * unless the holder keeps a watch on a non-final job: watches fire (and are
+ * removed) when the job becomes final, before it can be evicted. A job whose
+ * task is in the pool is never freed. */
+#ifndef OFFLOAD_REGISTRY_H
+#define OFFLOAD_REGISTRY_H
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "offload/pool.h"
+#include "tasks/task.h"
+#include "tasks/tasks.h"
+#include "util/hist.h"
+
+#define JOB_ID_LEN 22 /* 128 random bits, base64url without padding */
+
+typedef enum {
+  JOB_QUEUED = 0,
+  JOB_PROCESSING,
+  JOB_COMPLETE,
+  JOB_FAILED,
+  JOB_CANCELED,
+  JOB_NSTATUS
+} job_status_t;
+
+typedef struct job job_t;
+typedef struct job_watch job_watch_t;
+/* Called once when the job becomes final; the watch is already removed. */
+typedef void (*job_final_cb)(job_t *job, job_watch_t *w);
+
+struct job_watch {
+  job_final_cb cb;
+  job_watch_t *_next, *_prev;
+};
+
+struct job {
+  char id[JOB_ID_LEN + 1];
+  const offload_task_def_t *def; /* points into the catalog */
+  json_t *params;                /* owned; what the client sent, validated */
+  job_status_t status;
+  double progress;       /* never decreases; 1 when complete */
+  json_t *result;        /* owned; NULL until complete */
+  char *err_code;        /* owned; NULL unless failed or canceled */
+  char *err_message;     /* owned */
+  int64_t created_at;    /* wall ms */
+  int64_t started_at;    /* wall ms, 0 = not yet */
+  int64_t finished_at;   /* wall ms, 0 = not yet */
+  bool cancel_requested; /* DELETE while processing, or shutdown */
+  bool canceled_by_shutdown;
+  size_t queue_place; /* 1-based; valid just after registry_number_queue */
+
+  /* Private to the registry. */
+  task_t *_task; /* while in the pool */
+  uint64_t _finished_mono_ms;
+  job_t *_hnext;
+  job_t *_all_prev, *_all_next; /* creation order, newest first */
+  job_t *_q_prev, *_q_next;     /* loop's view of the queue, oldest first */
+  job_t *_f_prev, *_f_next;     /* finished, oldest first */
+  bool _in_queue_list;
+  job_watch_t *_watches;
+};
+
+typedef struct registry_config {
+  const tasks_catalog_t *catalog; /* borrowed; outlives the registry */
+  size_t max_finished;            /* >= 1 */
+  int64_t retention_ms;           /* >= 1 */
+  int64_t default_timeout_ms;     /* 0 = none */
+} registry_config_t;
+
+/* Per-task counters for /metrics. */
+typedef struct registry_stats {
+  uint64_t (*finals)[JOB_NSTATUS]; /* [catalog index][status]; final statuses only */
+  hist_t run_seconds;              /* started -> finished, jobs that ran */
+  uint64_t submitted;
+  size_t jobs, finished;
+} registry_stats_t;
+
+typedef struct registry registry_t;
+
+/* Returns NULL on allocation failure. The pool comes later (registry_attach)
+ * because the pool needs registry_on_done as its callback. */
+registry_t *registry_new(uv_loop_t *loop, const registry_config_t *cfg);
+void registry_attach(registry_t *r, pool_t *pool);
+/* Frees every job. The pool must be freed first (so no task is in flight). */
+void registry_free(registry_t *r);
+
+/* The pool_done_cb to give pool_new, with the registry as data. */
+void registry_on_done(pool_work_t *w, void *data);
+
+/* Creates a queued job running `def` with `params` (borrowed, copied; must be
+ * valid for def) and hands it to the pool. timeout_ms < 0 takes the default.
+ * Returns 0 and sets *out, or OFF_EFULL (queue full), OFF_ESTOPPED (draining)
+ * or OFF_ENOMEM; on error nothing is registered. */
+int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
+                    job_t **out);
+
+/* The job with this id, its status and progress brought up to date, or NULL. */
+job_t *registry_get(registry_t *r, const char *id);
+/* Brings status/progress/startedAt up to date from the worker's atomics. */
+void registry_refresh(registry_t *r, job_t *job);
+/* 1-based place in the queue of a queued job; 0 when not queued. O(place). */
+size_t registry_position(registry_t *r, job_t *job);
+
+/* Sets queue_place of every queued job in one pass over the queue: O(queue). */
+void registry_number_queue(registry_t *r);
+
+/* Cancels: returns 0 when the job was queued and is now canceled, 1 when it is
+ * processing and cancellation was requested (it becomes canceled soon), or
+ * OFF_EBUSY when it is already final. */
+int registry_cancel(registry_t *r, job_t *job);
+
+/* Newest-created first; NULL at the end. */
+job_t *registry_newest(registry_t *r);
+job_t *registry_older(job_t *job);
+
+void registry_watch(job_t *job, job_watch_t *w);
+void registry_unwatch(job_t *job, job_watch_t *w);
+
+static inline bool job_is_final(const job_t *j) { return j->status >= JOB_COMPLETE; }
+const char *job_status_name(job_status_t s);
+
+/* Shutdown: refuse new jobs (OFF_ESTOPPED) and cancel every queued one. */
+void registry_drain(registry_t *r);
+/* Requests cancellation of every processing job. */
+void registry_cancel_running(registry_t *r);
+/* Jobs whose task is in the pool. */
+size_t registry_in_flight(const registry_t *r);
+/* Called (once per registration) when in-flight drops to 0 while draining. */
+void registry_on_idle(registry_t *r, void (*cb)(void *data), void *data);
+
+const registry_stats_t *registry_stats(registry_t *r);
+
+#endif
