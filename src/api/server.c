@@ -1,0 +1,183 @@
+/* server: wiring and lifecycle. See server.h.
+ *
+ * Shutdown (first SIGTERM/SIGINT): stop accepting, answer new submissions
+ * with 503, cancel queued jobs, give running ones --drain-timeout-s, then
+ * cancel them too; once no job is in flight, close every handle and let the
+ * loop end. A second signal exits at once. */
+#include "api/server.h"
+
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "api/api.h"
+#include "http/http.h"
+#include "offload/pool.h"
+#include "registry/registry.h"
+#include "tasks/tasks.h"
+#include "util/clock.h"
+#include "util/log.h"
+#include "util/looplag.h"
+
+typedef struct server {
+  uv_loop_t loop;
+  const server_config_t *cfg;
+  tasks_catalog_t catalog;
+  registry_t *reg;
+  pool_t *pool;
+  http_server_t *http;
+  api_t api;
+  looplag_t lag;
+  uv_signal_t sigterm, sigint;
+  uv_timer_t drain_timer;
+  int signals_seen;
+  bool stopped;
+} server_t;
+
+void server_config_defaults(server_config_t *c) {
+  unsigned cpus = uv_available_parallelism();
+  *c = (server_config_t){
+      .host = "127.0.0.1",
+      .port = 3000,
+      .workers = cpus ? cpus : 1,
+      .max_queue = 10000,
+      .max_iterations = INT64_C(100000000000),
+      .max_body = 1024 * 1024,
+      .job_timeout_ms = 0,
+      .retention_s = 3600,
+      .max_finished = 100000,
+      .keepalive_timeout_s = 30,
+      .max_connections = 10000,
+      .drain_timeout_s = 30,
+      .request_timeout_ms = 10000,
+      .worker_nice = 19,
+  };
+}
+
+static void stop_everything(server_t *s) {
+  if (s->stopped)
+    return;
+  s->stopped = true;
+  log_info("drained; shutting down");
+  http_server_free(s->http);
+  s->http = NULL;
+  uv_close((uv_handle_t *)&s->drain_timer, NULL);
+  uv_close((uv_handle_t *)&s->sigterm, NULL);
+  uv_close((uv_handle_t *)&s->sigint, NULL);
+  looplag_stop(&s->lag);
+  pool_free(s->pool); /* no job in flight: the workers are idle */
+  s->pool = NULL;
+}
+
+static void on_idle(void *data) { stop_everything(data); }
+
+static void on_drain_timeout(uv_timer_t *t) {
+  server_t *s = t->data;
+  log_warn("drain timeout: canceling %zu running job(s)", registry_in_flight(s->reg));
+  registry_cancel_running(s->reg);
+}
+
+static void on_signal(uv_signal_t *h, int signum) {
+  server_t *s = h->data;
+  if (++s->signals_seen > 1) {
+    log_warn("second signal: exiting now");
+    _exit(128 + signum);
+  }
+  log_info("signal %d: draining (%zu job(s) in flight, up to %lld s)", signum, registry_in_flight(s->reg),
+           (long long)s->cfg->drain_timeout_s);
+  http_server_stop_accepting(s->http);
+  s->api.draining = true;
+  registry_drain(s->reg);
+  uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)s->cfg->drain_timeout_s * 1000, 0);
+  registry_on_idle(s->reg, on_idle, s);
+}
+
+int server_run(const server_config_t *cfg) {
+  server_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return 1;
+  int code = 1;
+  s->cfg = cfg;
+  if (uv_loop_init(&s->loop) != 0)
+    goto out_free;
+  if (tasks_catalog_init(&s->catalog) != 0)
+    goto out_loop;
+  tasks_catalog_set_max(&s->catalog, "report", "heavyIterations", cfg->max_iterations);
+
+  registry_config_t rc = {
+      .catalog = &s->catalog,
+      .max_finished = cfg->max_finished,
+      .retention_ms = cfg->retention_s * 1000,
+      .default_timeout_ms = cfg->job_timeout_ms,
+  };
+  s->reg = registry_new(&s->loop, &rc);
+  if (!s->reg)
+    goto out_catalog;
+  pool_config_t pc = {.workers = cfg->workers, .max_queue = cfg->max_queue, .nice = cfg->worker_nice};
+  s->pool = pool_new(&s->loop, &pc, registry_on_done, s->reg);
+  if (!s->pool)
+    goto out_registry;
+  registry_attach(s->reg, s->pool);
+
+  http_config_t hc = {
+      .max_header_bytes = 16 * 1024,
+      .max_body = cfg->max_body,
+      .request_timeout_ms = (uint64_t)cfg->request_timeout_ms,
+      .keepalive_timeout_ms = (uint64_t)cfg->keepalive_timeout_s * 1000,
+      .max_connections = cfg->max_connections,
+  };
+  s->api = (api_t){
+      .loop = &s->loop,
+      .reg = s->reg,
+      .pool = s->pool,
+      .cat = &s->catalog,
+      .lag = &s->lag,
+      .started_ms = (uint64_t)clock_mono_ms(),
+  };
+  s->http = http_server_new(&s->loop, &hc, api_on_request, &s->api);
+  if (!s->http)
+    goto out_pool;
+  s->api.http = s->http;
+  int rc_listen = http_server_listen(s->http, cfg->host, cfg->port);
+  if (rc_listen != 0) {
+    log_error("cannot listen on %s:%d: %s", cfg->host, cfg->port, uv_strerror(rc_listen));
+    http_server_free(s->http);
+    goto out_pool;
+  }
+
+  looplag_start(&s->lag, &s->loop, 100);
+  uv_timer_init(&s->loop, &s->drain_timer);
+  s->drain_timer.data = s;
+  uv_signal_init(&s->loop, &s->sigterm);
+  uv_signal_init(&s->loop, &s->sigint);
+  s->sigterm.data = s->sigint.data = s;
+  uv_signal_start(&s->sigterm, on_signal, SIGTERM);
+  uv_signal_start(&s->sigint, on_signal, SIGINT);
+
+  printf("offload listening on http://%s%s%s:%d (%u workers)\n", cfg->host[0] && strchr(cfg->host, ':') ? "[" : "",
+         cfg->host, strchr(cfg->host, ':') ? "]" : "", http_server_port(s->http), pool_workers(s->pool));
+  fflush(stdout);
+
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+  registry_free(s->reg);
+  s->reg = NULL;
+  uv_run(&s->loop, UV_RUN_DEFAULT); /* close callbacks */
+  code = 0;
+  goto out_catalog;
+
+out_pool:
+  pool_free(s->pool);
+out_registry:
+  registry_free(s->reg);
+  uv_run(&s->loop, UV_RUN_DEFAULT);
+out_catalog:
+  tasks_catalog_fini(&s->catalog);
+out_loop:
+  if (uv_loop_close(&s->loop) != 0)
+    log_warn("event loop closed with handles still open");
+out_free:
+  free(s);
+  return code;
+}

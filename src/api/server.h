@@ -1,0 +1,34 @@
+/* server: builds the whole server from a configuration (loop, pool,
+ * registry, http, api, loop-lag monitor, signals), runs it, drains it on
+ * SIGTERM/SIGINT, and tears it down. Call from the main thread. */
+#ifndef OFFLOAD_API_SERVER_H
+#define OFFLOAD_API_SERVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct server_config {
+  const char *host;
+  int port;
+  unsigned workers;
+  size_t max_queue;
+  int64_t max_iterations;
+  size_t max_body;
+  int64_t job_timeout_ms;
+  int64_t retention_s;
+  size_t max_finished;
+  int64_t keepalive_timeout_s;
+  size_t max_connections;
+  int64_t drain_timeout_s;
+  int64_t request_timeout_ms;
+  int worker_nice;
+} server_config_t;
+
+/* Fills in every default (workers = online CPUs). */
+void server_config_defaults(server_config_t *cfg);
+
+/* Runs until drained after a signal. Prints "offload listening on
+ * http://HOST:PORT" to stdout once it listens. Returns the process exit code. */
+int server_run(const server_config_t *cfg);
+
+#endif
