@@ -6,7 +6,9 @@ HOST       ?= 127.0.0.1
 PORT       ?= 3000
 CTEST_ARGS ?= --output-on-failure -j$(JOBS)
 
-.PHONY: all build run test test-asan deps deps-test bench clean format
+TSAN_BUILD ?= build-tsan
+
+.PHONY: all build run test test-asan test-tsan deps deps-test bench clean format
 
 all: build
 
@@ -26,20 +28,27 @@ run: build
 	@echo "       curl -X POST http://$(HOST):$(PORT)/jobs -H 'Content-Type: application/json' -d '{\"task\":\"primes\",\"params\":{\"max\":100000000}}'"
 	@exec $(BUILD)/offload serve --host $(HOST) --port $(PORT)
 
-# Plain -Werror build + every test, then the whole suite again under ASan+UBSan.
+# Plain -Werror build + every test, then the whole suite again under
+# ASan+UBSan, then the unit tests (pool, registry) under TSan.
 test: deps-test
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 	@cd $(BUILD) && ctest $(CTEST_ARGS)
 	@$(MAKE) --no-print-directory test-asan
+	@$(MAKE) --no-print-directory test-tsan
 
 test-asan: deps-test
 	@cmake -S . -B $(ASAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOFFLOAD_SANITIZE=address >/dev/null
 	@cmake --build $(ASAN_BUILD) -j$(JOBS)
 	@cd $(ASAN_BUILD) && ctest $(CTEST_ARGS)
 
+test-tsan: deps-test
+	@cmake -S . -B $(TSAN_BUILD) -DCMAKE_BUILD_TYPE=Debug -DOFFLOAD_SANITIZE=thread >/dev/null
+	@cmake --build $(TSAN_BUILD) -j$(JOBS)
+	@cd $(TSAN_BUILD) && ctest $(CTEST_ARGS) -L unit
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) build-tsan
+	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')
