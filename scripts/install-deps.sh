@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # Installs the Debian packages offload needs, only those missing.
-# Usage: scripts/install-deps.sh [build|bench]
+# Usage: scripts/install-deps.sh [build|test|bench]
+# (gcc's ASan/UBSan/TSan runtimes come with build-essential.)
 # As root it runs apt-get; otherwise it prints the exact line and fails.
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev node-llhttp libjansson-dev
       libcmocka-dev curl python3)
 case "${1:-build}" in
-  test)  pkgs+=(clang libclang-rt-14-dev) ;;
   bench) pkgs+=(wrk gnuplot-nox nginx-light nodejs npm) ;;
 esac
 

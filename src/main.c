@@ -67,8 +67,21 @@ int main(int argc, char **argv) {
   server_config_defaults(&cfg);
 
   enum {
-    O_HOST = 256, O_PORT, O_WORKERS, O_MAX_QUEUE, O_MAX_ITER, O_MAX_BODY, O_JOB_TIMEOUT, O_RETENTION,
-    O_MAX_FINISHED, O_KEEPALIVE, O_MAX_CONN, O_DRAIN, O_REQ_TIMEOUT, O_NICE, O_LOG,
+    O_HOST = 256,
+    O_PORT,
+    O_WORKERS,
+    O_MAX_QUEUE,
+    O_MAX_ITER,
+    O_MAX_BODY,
+    O_JOB_TIMEOUT,
+    O_RETENTION,
+    O_MAX_FINISHED,
+    O_KEEPALIVE,
+    O_MAX_CONN,
+    O_DRAIN,
+    O_REQ_TIMEOUT,
+    O_NICE,
+    O_LOG,
   };
   static const struct option opts[] = {
       {"host", required_argument, NULL, O_HOST},

@@ -43,9 +43,9 @@ struct pool_work {
 };
 
 typedef struct pool_config {
-  unsigned workers;  /* >= 1 */
-  size_t max_queue;  /* >= 1: items waiting (not running) */
-  int nice;          /* 0..19 added to each worker thread's niceness */
+  unsigned workers; /* >= 1 */
+  size_t max_queue; /* >= 1: items waiting (not running) */
+  int nice;         /* 0..19 added to each worker thread's niceness */
 } pool_config_t;
 
 /* Starts the worker threads. Returns NULL on failure (errno-style reason logged).
@@ -72,8 +72,8 @@ static inline int64_t pool_work_started_ms(const pool_work_t *w) {
 }
 
 unsigned pool_workers(const pool_t *p);
-unsigned pool_busy(const pool_t *p);        /* workers running an item now */
-size_t pool_depth(const pool_t *p);         /* items waiting */
-size_t pool_capacity(const pool_t *p);      /* max_queue */
+unsigned pool_busy(const pool_t *p);   /* workers running an item now */
+size_t pool_depth(const pool_t *p);    /* items waiting */
+size_t pool_capacity(const pool_t *p); /* max_queue */
 
 #endif

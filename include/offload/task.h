@@ -56,7 +56,6 @@ void offload_task_result_null(offload_task_t *t);
 
 /* Fails the job with error {"code": code, "message": the formatted text}.
  * `code` is snake_case. */
-void offload_task_fail(offload_task_t *t, const char *code, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+void offload_task_fail(offload_task_t *t, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 #endif

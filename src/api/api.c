@@ -63,8 +63,7 @@ static void reply_not_found_job(http_req_t *req) {
 
 static void reply_submit_error(http_req_t *req, int rc) {
   if (rc == OFF_EFULL)
-    reply_error(req, 429, "Retry-After: 1\r\n", "queue_full", NULL,
-                "The job queue is full; retry after a short wait.");
+    reply_error(req, 429, "Retry-After: 1\r\n", "queue_full", NULL, "The job queue is full; retry after a short wait.");
   else if (rc == OFF_ESTOPPED)
     reply_error(req, 503, NULL, "shutting_down", NULL, "The server is shutting down and accepts no new jobs.");
   else
@@ -143,12 +142,9 @@ static void waiter_finish(waiter_t *w) {
 static void reply_fib(http_req_t *req, job_t *j) {
   switch (j->status) {
   case JOB_COMPLETE:
-    reply_json(req, 200, NULL,
-               json_pack("{s:O, s:O}", "n", json_object_get(j->params, "n"), "result", j->result));
+    reply_json(req, 200, NULL, json_pack("{s:O, s:O}", "n", json_object_get(j->params, "n"), "result", j->result));
     return;
-  case JOB_CANCELED:
-    reply_error(req, 503, NULL, j->err_code, NULL, "%s", j->err_message);
-    return;
+  case JOB_CANCELED: reply_error(req, 503, NULL, j->err_code, NULL, "%s", j->err_message); return;
   default:
     reply_error(req, 500, NULL, j->err_code ? j->err_code : "internal", NULL, "%s",
                 j->err_message ? j->err_message : "The job failed.");
@@ -518,9 +514,8 @@ static void h_tasks(api_t *a, http_req_t *req, const char *arg) {
     json_t *ps = json_array();
     for (size_t k = 0; k < d->nparams; k++) {
       const offload_param_spec_t *s = &d->params[k];
-      json_array_append_new(ps, json_pack("{s:s, s:s, s:b, s:I, s:I}", "name", s->name, "type", "integer",
-                                          "required", s->required, "min", (json_int_t)s->min, "max",
-                                          (json_int_t)s->max));
+      json_array_append_new(ps, json_pack("{s:s, s:s, s:b, s:I, s:I}", "name", s->name, "type", "integer", "required",
+                                          s->required, "min", (json_int_t)s->min, "max", (json_int_t)s->max));
     }
     json_array_append_new(arr,
                           json_pack("{s:s, s:s, s:o}", "name", d->name, "description", d->description, "params", ps));
@@ -538,8 +533,8 @@ static void put_hist(FILE *f, const char *name, const char *help, const hist_t *
     fprintf(f, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, h->bounds[i], cum);
   }
   cum += h->counts[h->nbounds];
-  fprintf(f, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.9g\n%s_count %" PRIu64 "\n", name, cum, name, h->sum,
-          name, h->count);
+  fprintf(f, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.9g\n%s_count %" PRIu64 "\n", name, cum, name, h->sum, name,
+          h->count);
 }
 
 static void h_metrics(api_t *a, http_req_t *req, const char *arg) {
@@ -581,8 +576,7 @@ static void h_metrics(api_t *a, http_req_t *req, const char *arg) {
           "offload_held_replies %zu\n",
           rs->submitted, rs->jobs, pool_depth(a->pool), pool_capacity(a->pool), pool_workers(a->pool),
           pool_busy(a->pool), hs->connections, a->waiters);
-  put_hist(f, "offload_job_duration_seconds", "Run time of jobs that ran (start to final status).",
-           &rs->run_seconds);
+  put_hist(f, "offload_job_duration_seconds", "Run time of jobs that ran (start to final status).", &rs->run_seconds);
   fputs("# HELP offload_http_requests_total Replies sent, by status code.\n"
         "# TYPE offload_http_requests_total counter\n",
         f);

@@ -23,14 +23,14 @@
 
 typedef struct api {
   uv_loop_t *loop;
-  registry_t *reg;             /* borrowed */
-  pool_t *pool;                /* borrowed */
-  http_server_t *http;         /* borrowed */
-  const tasks_catalog_t *cat;  /* borrowed */
-  const looplag_t *lag;        /* borrowed */
-  uint64_t started_ms;         /* monotonic */
-  bool draining;               /* new submissions get 503 */
-  size_t waiters;              /* held replies now */
+  registry_t *reg;            /* borrowed */
+  pool_t *pool;               /* borrowed */
+  http_server_t *http;        /* borrowed */
+  const tasks_catalog_t *cat; /* borrowed */
+  const looplag_t *lag;       /* borrowed */
+  uint64_t started_ms;        /* monotonic */
+  bool draining;              /* new submissions get 503 */
+  size_t waiters;             /* held replies now */
 } api_t;
 
 /* The http_request_cb; `data` is the api_t. */

@@ -62,6 +62,7 @@ typedef struct conn {
   bool reading;
   bool paused_parser; /* llhttp is paused at a message end */
   bool resume_pending;
+  bool parsing;     /* inside process_input: it continues by itself */
   bool close_after; /* close once the current reply is written */
   bool idle_once;   /* has served at least one request */
 
@@ -299,9 +300,7 @@ typedef struct write_req {
   char data[];
 } write_req_t;
 
-static void on_shutdown(uv_shutdown_t *req, int status) {
-  free(req);
-}
+static void on_shutdown(uv_shutdown_t *req, int status) { free(req); }
 
 static void on_write(uv_write_t *req, int status) {
   write_req_t *w = (write_req_t *)req;
@@ -369,8 +368,8 @@ void http_reply(http_req_t *req, int status, const char *content_type, const cha
                    "%s"
                    "%s"
                    "\r\n",
-                   status, status_text(status), content_type ? "Content-Type: " : "",
-                   content_type ? content_type : "", content_type ? "\r\n" : "", len, headers ? headers : "",
+                   status, status_text(status), content_type ? "Content-Type: " : "", content_type ? content_type : "",
+                   content_type ? "\r\n" : "", len, headers ? headers : "",
                    c->close_after ? "Connection: close\r\n" : (http10 ? "Connection: keep-alive\r\n" : ""));
   assert(n > 0 && (size_t)n < sizeof head_buf);
   size_t body_len = head ? 0 : len;
@@ -402,7 +401,7 @@ void http_reply(http_req_t *req, int status, const char *content_type, const cha
     return;
   }
   /* A held reply: resume the parser from the loop, not from this call stack. */
-  if (c->state == ST_IDLE && c->paused_parser && !c->resume_pending) {
+  if (c->state == ST_IDLE && !c->parsing && (c->paused_parser || c->in_len) && !c->resume_pending) {
     c->resume_pending = true;
     timer_set(c, on_resume, 0);
   }
@@ -419,6 +418,7 @@ static void dispatch(conn_t *c) {
   http_req_t *r = &c->req;
   c->state = ST_DISPATCHED;
   uv_timer_stop(&c->timer);
+  c->resume_pending = false;
   if (!c->url)
     buf_append(&c->url, &c->url_len, &c->url_cap, "", 0);
   if (!c->body)
@@ -474,6 +474,7 @@ static void start_reading(conn_t *c);
 
 static void process_input(conn_t *c) {
   size_t off = 0;
+  c->parsing = true;
   while (c->state == ST_IDLE || c->state == ST_HEAD || c->state == ST_BODY) {
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_QUEUE_MAX)
       break; /* on_write resumes us */
@@ -485,8 +486,10 @@ static void process_input(conn_t *c) {
       break;
     const char *start = c->in + off;
     llhttp_errno_t e = llhttp_execute(&c->parser, start, c->in_len - off);
-    if (c->state == ST_CLOSED) /* a write failed inside a callback */
+    if (c->state == ST_CLOSED) { /* a write failed inside a callback */
+      c->parsing = false;
       return;
+    }
     if (e == HPE_OK) {
       off = c->in_len;
       break;
@@ -508,8 +511,10 @@ static void process_input(conn_t *c) {
       dispatch_error(c, HTTP_ERR_BODY_TOO_BIG, "The request body is larger than the limit.");
     else
       dispatch_error(c, HTTP_ERR_PARSE, llhttp_errno_name(e));
+    c->parsing = false;
     return;
   }
+  c->parsing = false;
   if (c->state == ST_CLOSED)
     return;
   if (off) {
@@ -539,14 +544,14 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
     conn_close(c);
     return;
   }
-  if (c->state == ST_DISPATCHED) {
-    if (c->in_len >= IN_BUF_PAUSED_MAX) {
-      uv_read_stop(stream);
-      c->reading = false;
-    }
-    return;
+  if (c->state != ST_DISPATCHED)
+    process_input(c);
+  /* Parsing is paused (a held reply, or a client not reading its replies):
+   * buffer a little, then stop reading until it resumes. */
+  if (c->state != ST_CLOSED && c->reading && c->in_len >= IN_BUF_PAUSED_MAX) {
+    uv_read_stop(stream);
+    c->reading = false;
   }
-  process_input(c);
 }
 
 static void start_reading(conn_t *c) {

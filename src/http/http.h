@@ -36,7 +36,16 @@ typedef enum {
   HTTP_ERR_BODY_TOO_BIG,   /* body over the limit: 413 */
 } http_req_error_t;
 
-enum { HTTP_M_OTHER = 0, HTTP_M_GET, HTTP_M_HEAD, HTTP_M_POST, HTTP_M_PUT, HTTP_M_DELETE, HTTP_M_PATCH, HTTP_M_OPTIONS };
+enum {
+  HTTP_M_OTHER = 0,
+  HTTP_M_GET,
+  HTTP_M_HEAD,
+  HTTP_M_POST,
+  HTTP_M_PUT,
+  HTTP_M_DELETE,
+  HTTP_M_PATCH,
+  HTTP_M_OPTIONS
+};
 
 struct http_req {
   int method;              /* HTTP_M_* */

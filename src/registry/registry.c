@@ -29,9 +29,9 @@ struct registry {
   size_t nbuckets; /* power of two */
   size_t njobs;
 
-  job_t *newest, *oldest;    /* creation order */
-  job_t *q_head, *q_tail;    /* queue view */
-  job_t *f_head, *f_tail;    /* finished, oldest first */
+  job_t *newest, *oldest; /* creation order */
+  job_t *q_head, *q_tail; /* queue view */
+  job_t *f_head, *f_tail; /* finished, oldest first */
   size_t nfinished;
   size_t in_flight;
 

@@ -29,14 +29,7 @@
 
 #define JOB_ID_LEN 22 /* 128 random bits, base64url without padding */
 
-typedef enum {
-  JOB_QUEUED = 0,
-  JOB_PROCESSING,
-  JOB_COMPLETE,
-  JOB_FAILED,
-  JOB_CANCELED,
-  JOB_NSTATUS
-} job_status_t;
+typedef enum { JOB_QUEUED = 0, JOB_PROCESSING, JOB_COMPLETE, JOB_FAILED, JOB_CANCELED, JOB_NSTATUS } job_status_t;
 
 typedef struct job job_t;
 typedef struct job_watch job_watch_t;

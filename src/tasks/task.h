@@ -60,9 +60,7 @@ void task_run(pool_work_t *w);
 static inline task_t *task_of(pool_work_t *w) { return (task_t *)w; }
 
 static inline void task_cancel(task_t *t) { atomic_store(&t->cancel, true); }
-static inline double task_progress(const task_t *t) {
-  return atomic_load_explicit(&t->progress, memory_order_relaxed);
-}
+static inline double task_progress(const task_t *t) { return atomic_load_explicit(&t->progress, memory_order_relaxed); }
 
 /* Loop thread, after done: what happened. */
 task_outcome_t task_outcome(const task_t *t);

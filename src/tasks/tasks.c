@@ -9,11 +9,7 @@
 #include "util/err.h"
 
 const offload_task_def_t *const tasks_builtin[] = {
-    &task_report,
-    &task_fibonacci,
-    &task_primes,
-    &task_spin,
-    NULL,
+    &task_report, &task_fibonacci, &task_primes, &task_spin, NULL,
 };
 
 int tasks_catalog_init(tasks_catalog_t *c) {
@@ -120,8 +116,8 @@ static void set_err(param_error_t *err, param_problem_t problem, const char *par
 bool tasks_check_range(const offload_param_spec_t *spec, int64_t v, const char *param, param_error_t *err) {
   if (v >= spec->min && v <= spec->max)
     return true;
-  set_err(err, PARAM_INVALID, param, "%s must be an integer from %" PRId64 " to %" PRId64 "; got %" PRId64 ".",
-          param, spec->min, spec->max, v);
+  set_err(err, PARAM_INVALID, param, "%s must be an integer from %" PRId64 " to %" PRId64 "; got %" PRId64 ".", param,
+          spec->min, spec->max, v);
   return false;
 }
 
