@@ -227,7 +227,9 @@ int pool_submit(pool_t *p, pool_work_t *w) {
 
 int pool_remove(pool_t *p, pool_work_t *w) {
   pthread_mutex_lock(&p->mu);
-  if (atomic_load(&w->_state) != POOL_WORK_QUEUED) {
+  /* Once pool_free has begun, it owns the never-started items and will hand
+   * each to `done`: they are no longer in the queue to be taken back. */
+  if (p->stopping || atomic_load(&w->_state) != POOL_WORK_QUEUED) {
     pthread_mutex_unlock(&p->mu);
     return OFF_EBUSY;
   }

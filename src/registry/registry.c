@@ -243,6 +243,7 @@ void registry_on_done(pool_work_t *w, void *data) {
 
   if (pool_work_state(w) == POOL_WORK_QUEUED) {
     /* The pool shut down before it ran. */
+    j->canceled_by_shutdown = true;
     set_error(j, "canceled", "The server shut down before the job could run.");
     task_free(t);
     finalize(r, j, JOB_CANCELED);
@@ -331,6 +332,8 @@ void registry_free(registry_t *r) {
 
 int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
                     job_t **out) {
+  /* Stats are indexed by the def's place in the catalog. */
+  assert(def >= r->cfg.catalog->defs && def < r->cfg.catalog->defs + r->cfg.catalog->n);
   if (r->draining)
     return OFF_ESTOPPED;
   if (r->njobs + 1 > r->nbuckets && hash_grow(r) != 0)
@@ -493,9 +496,11 @@ void registry_drain(registry_t *r) {
 
 void registry_cancel_running(registry_t *r) {
   for (job_t *j = r->newest; j; j = j->_all_next) {
-    if (j->_task && !j->cancel_requested) {
+    registry_refresh(r, j);
+    if (j->status == JOB_PROCESSING && !j->cancel_requested) {
       j->canceled_by_shutdown = true;
-      registry_cancel(r, j);
+      j->cancel_requested = true;
+      task_cancel(j->_task);
     }
   }
 }
