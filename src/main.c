@@ -35,6 +35,8 @@ static void usage(FILE *out) {
           "  --request-timeout-ms N   a request head must arrive within N ms (default %" PRId64 ")\n"
           "  --worker-nice N          niceness added to worker threads, 0..19 (default %d)\n"
           "  --log-level LEVEL        error, warn, info or debug (default info)\n"
+          "  --inline                 DEMONSTRATION ONLY, never for production: run jobs on the\n"
+          "                           event-loop thread, blocking every other request meanwhile\n"
           "  -h, --help               this text\n",
           d.host, d.port, d.workers, d.max_queue, d.max_iterations, d.max_body, d.job_timeout_ms, d.retention_s,
           d.max_finished, d.keepalive_timeout_s, d.max_connections, d.drain_timeout_s, d.request_timeout_ms,
@@ -82,6 +84,7 @@ int main(int argc, char **argv) {
     O_REQ_TIMEOUT,
     O_NICE,
     O_LOG,
+    O_INLINE,
   };
   static const struct option opts[] = {
       {"host", required_argument, NULL, O_HOST},
@@ -99,6 +102,7 @@ int main(int argc, char **argv) {
       {"request-timeout-ms", required_argument, NULL, O_REQ_TIMEOUT},
       {"worker-nice", required_argument, NULL, O_NICE},
       {"log-level", required_argument, NULL, O_LOG},
+      {"inline", no_argument, NULL, O_INLINE},
       {"help", no_argument, NULL, 'h'},
       {NULL, 0, NULL, 0},
   };
@@ -134,6 +138,7 @@ int main(int argc, char **argv) {
         return 2;
       }
       break;
+    case O_INLINE: cfg.run_inline = true; break;
     case 'h': usage(stdout); return 0;
     default: usage(stderr); return 2;
     }

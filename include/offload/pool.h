@@ -19,6 +19,7 @@
 #define OFFLOAD_POOL_H
 
 #include <stdatomic.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
@@ -43,7 +44,11 @@ struct pool_work {
 };
 
 typedef struct pool_config {
-  unsigned workers; /* >= 1 */
+  unsigned workers; /* >= 1; ignored when run_inline */
+  /* Demonstration mode, never for production: no threads; items run one at a
+   * time on the loop thread itself (from the async callback), blocking the
+   * loop for the whole run exactly as computing on Node's main thread does. */
+  bool run_inline;
   size_t max_queue; /* >= 1: items waiting (not running) */
   int nice;         /* 0..19 added to each worker thread's niceness */
 } pool_config_t;
@@ -63,7 +68,7 @@ int pool_submit(pool_t *p, pool_work_t *w);
 
 /* Takes back an item that is still queued. Returns 0 (the item is the
  * caller's again, `done` will not be called for it) or OFF_EBUSY when a worker
- * already has it (its `done` call will come). */
+ * already has it or pool_free has begun (its `done` call will come). */
 int pool_remove(pool_t *p, pool_work_t *w);
 
 static inline int pool_work_state(const pool_work_t *w) { return atomic_load(&w->_state); }
@@ -71,9 +76,9 @@ static inline int64_t pool_work_started_ms(const pool_work_t *w) {
   return atomic_load_explicit(&w->_started_ms, memory_order_relaxed);
 }
 
-unsigned pool_workers(const pool_t *p);
-unsigned pool_busy(const pool_t *p);   /* workers running an item now */
-size_t pool_depth(const pool_t *p);    /* items waiting */
-size_t pool_capacity(const pool_t *p); /* max_queue */
+unsigned pool_workers(const pool_t *p); /* 1 (the loop) when inline */
+unsigned pool_busy(const pool_t *p);    /* workers running an item now */
+size_t pool_depth(const pool_t *p);     /* items waiting */
+size_t pool_capacity(const pool_t *p);  /* max_queue */
 
 #endif

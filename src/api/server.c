@@ -115,7 +115,11 @@ int server_run(const server_config_t *cfg) {
   s->reg = registry_new(&s->loop, &rc);
   if (!s->reg)
     goto out_catalog;
-  pool_config_t pc = {.workers = cfg->workers, .max_queue = cfg->max_queue, .nice = cfg->worker_nice};
+  pool_config_t pc = {
+      .workers = cfg->workers, .run_inline = cfg->run_inline, .max_queue = cfg->max_queue, .nice = cfg->worker_nice};
+  if (cfg->run_inline)
+    log_warn("--inline: jobs run on the event-loop thread and block every request while they run "
+             "(a demonstration of what offload avoids; never use it in production)");
   s->pool = pool_new(&s->loop, &pc, registry_on_done, s->reg);
   if (!s->pool)
     goto out_registry;
@@ -156,8 +160,9 @@ int server_run(const server_config_t *cfg) {
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   uv_signal_start(&s->sigint, on_signal, SIGINT);
 
-  printf("offload listening on http://%s%s%s:%d (%u workers)\n", cfg->host[0] && strchr(cfg->host, ':') ? "[" : "",
-         cfg->host, strchr(cfg->host, ':') ? "]" : "", http_server_port(s->http), pool_workers(s->pool));
+  printf("offload listening on http://%s%s%s:%d (%u %s)\n", cfg->host[0] && strchr(cfg->host, ':') ? "[" : "",
+         cfg->host, strchr(cfg->host, ':') ? "]" : "", http_server_port(s->http), pool_workers(s->pool),
+         cfg->run_inline ? "inline, blocking" : "workers");
   fflush(stdout);
 
   uv_run(&s->loop, UV_RUN_DEFAULT);

@@ -4,6 +4,7 @@
 #ifndef OFFLOAD_API_SERVER_H
 #define OFFLOAD_API_SERVER_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -22,6 +23,7 @@ typedef struct server_config {
   int64_t drain_timeout_s;
   int64_t request_timeout_ms;
   int worker_nice;
+  bool run_inline; /* --inline: demonstration only, jobs block the loop */
 } server_config_t;
 
 /* Fills in every default (workers = online CPUs). */

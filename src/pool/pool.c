@@ -120,10 +120,45 @@ static void drain_done(pool_t *p) {
   }
 }
 
-static void on_async(uv_async_t *h) { drain_done(h->data); }
+/* Inline mode: run the oldest queued item here, on the loop thread. One per
+ * wake-up, so the loop handles I/O between jobs (and only then). */
+static void run_one_inline(pool_t *p) {
+  pthread_mutex_lock(&p->mu);
+  pool_work_t *w = p->stopping ? NULL : p->head;
+  if (w) {
+    p->head = w->_next;
+    if (p->head)
+      p->head->_prev = NULL;
+    else
+      p->tail = NULL;
+    p->depth--;
+    atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
+    w->_next = w->_prev = NULL;
+    atomic_store_explicit(&w->_started_ms, clock_wall_ms(), memory_order_relaxed);
+    atomic_store(&w->_state, POOL_WORK_RUNNING);
+  }
+  bool more = p->head != NULL;
+  pthread_mutex_unlock(&p->mu);
+  if (!w)
+    return;
+  atomic_fetch_add(&p->busy, 1);
+  w->run(w);
+  atomic_fetch_sub(&p->busy, 1);
+  atomic_store(&w->_state, POOL_WORK_DONE);
+  p->done(w, p->data);
+  if (more)
+    uv_async_send(&p->async);
+}
+
+static void on_async(uv_async_t *h) {
+  pool_t *p = h->data;
+  drain_done(p);
+  if (p->cfg.run_inline)
+    run_one_inline(p);
+}
 
 pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, void *data) {
-  assert(cfg->workers >= 1 && cfg->max_queue >= 1 && done);
+  assert((cfg->workers >= 1 || cfg->run_inline) && cfg->max_queue >= 1 && done);
   pool_t *p = calloc(1, sizeof *p);
   if (!p)
     return NULL;
@@ -131,7 +166,9 @@ pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, v
   p->done = done;
   p->data = data;
   p->cfg = *cfg;
-  p->threads = calloc(cfg->workers, sizeof *p->threads);
+  if (cfg->run_inline)
+    p->cfg.workers = 0;
+  p->threads = calloc(p->cfg.workers ? p->cfg.workers : 1, sizeof *p->threads);
   if (!p->threads)
     goto fail_threads;
   if (pthread_mutex_init(&p->mu, NULL) != 0)
@@ -143,7 +180,7 @@ pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, v
   if (uv_async_init(loop, &p->async, on_async) != 0)
     goto fail_async;
   p->async.data = p;
-  for (; p->nthreads < cfg->workers; p->nthreads++) {
+  for (; p->nthreads < p->cfg.workers; p->nthreads++) {
     int rc = pthread_create(&p->threads[p->nthreads], NULL, worker_main, p);
     if (rc != 0) {
       log_error("pool: cannot start worker %u: %s", p->nthreads, strerror(rc));
@@ -222,6 +259,8 @@ int pool_submit(pool_t *p, pool_work_t *w) {
   atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
   pthread_cond_signal(&p->cond);
   pthread_mutex_unlock(&p->mu);
+  if (p->cfg.run_inline)
+    uv_async_send(&p->async);
   return 0;
 }
 
@@ -249,7 +288,7 @@ int pool_remove(pool_t *p, pool_work_t *w) {
   return 0;
 }
 
-unsigned pool_workers(const pool_t *p) { return p->nthreads; }
+unsigned pool_workers(const pool_t *p) { return p->cfg.run_inline ? 1 : p->nthreads; }
 unsigned pool_busy(const pool_t *p) { return atomic_load_explicit(&p->busy, memory_order_relaxed); }
 size_t pool_depth(const pool_t *p) { return atomic_load_explicit(&p->depth_pub, memory_order_relaxed); }
 size_t pool_capacity(const pool_t *p) { return p->cfg.max_queue; }
