@@ -1,0 +1,365 @@
+/* loadgen: the benchmark client. libuv + llhttp (response mode) + jansson,
+ * so the client is C-fast and parses HTTP with the same parser as the server.
+ * It only ever connects to 127.0.0.1, and every run is bounded in count and
+ * time.
+ *
+ *   loadgen latency --port P [--path /health] [--n N] [--max-s S] [--series FILE]
+ *       One keep-alive connection, N sequential GETs; prints p50/p99/p99.9/max.
+ *       --series writes "t_since_start_s latency_ms" per request.
+ *   loadgen jobs --port P [--jobs N] [--inflight K] [--wait] [--iterations I] [--max-s S]
+ *       K connections, each: GET /tasks/reports/start?heavyIterations=I, then
+ *       (with --wait) GET /jobs/<id>?wait=60 until final, else poll
+ *       GET /tasks/reports/<id> until complete. Prints jobs/s and the
+ *       end-to-end latency of each job (submit sent -> final status read).
+ *
+ * Output: one JSON object on stdout. */
+#include <getopt.h>
+#include <jansson.h>
+#include <llhttp.h>
+#include <stdbool.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <uv.h>
+
+typedef enum { MODE_LATENCY, MODE_JOBS } mode_t_;
+
+typedef struct opts {
+  mode_t_ mode;
+  int port;
+  const char *path;
+  long n;
+  long jobs;
+  int inflight;
+  bool wait;
+  long iterations;
+  double max_s;
+  const char *series;
+} opts_t;
+
+typedef struct client client_t;
+
+typedef struct conn {
+  uv_tcp_t tcp;
+  uv_connect_t connect;
+  uv_write_t write;
+  llhttp_t parser;
+  client_t *cl;
+  char req[512];
+  char *body;
+  size_t body_len, body_cap;
+  int status;
+  /* per job */
+  char job_id[64];
+  uint64_t job_start_ns;
+  uint64_t req_start_ns;
+  bool in_job;
+} conn_t;
+
+struct client {
+  uv_loop_t *loop;
+  opts_t o;
+  llhttp_settings_t settings;
+  conn_t *conns;
+  uint64_t start_ns;
+  uint64_t *lat; /* ns, per request (latency) or per job (jobs) */
+  long nlat, cap;
+  long started, done, requests, errors;
+  FILE *series;
+  bool stopping;
+  uv_timer_t deadline;
+};
+
+static char readbuf[65536];
+
+static void fail(const char *what) {
+  fprintf(stderr, "loadgen: %s\n", what);
+  exit(1);
+}
+
+static void record(client_t *cl, uint64_t ns) {
+  if (cl->nlat == cl->cap) {
+    cl->cap = cl->cap ? cl->cap * 2 : 4096;
+    cl->lat = realloc(cl->lat, sizeof *cl->lat * (size_t)cl->cap);
+    if (!cl->lat)
+      fail("out of memory");
+  }
+  cl->lat[cl->nlat++] = ns;
+}
+
+static void send_next(conn_t *c);
+
+static void on_written(uv_write_t *w, int status) {
+  if (status < 0) {
+    conn_t *c = w->data;
+    c->cl->errors++;
+    fprintf(stderr, "loadgen: write: %s\n", uv_strerror(status));
+    uv_stop(c->cl->loop);
+  }
+}
+
+static void send_get(conn_t *c, const char *path) {
+  int n = snprintf(c->req, sizeof c->req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
+  uv_buf_t b = uv_buf_init(c->req, (unsigned)n);
+  c->body_len = 0;
+  c->req_start_ns = uv_hrtime();
+  c->cl->requests++;
+  c->write.data = c;
+  if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
+    fail("uv_write");
+}
+
+static void finish_if_done(client_t *cl) {
+  if (cl->stopping)
+    return;
+  long target = cl->o.mode == MODE_LATENCY ? cl->o.n : cl->o.jobs;
+  if (cl->done >= target) {
+    cl->stopping = true;
+    uv_stop(cl->loop);
+  }
+}
+
+static void send_next(conn_t *c) {
+  client_t *cl = c->cl;
+  if (cl->stopping)
+    return;
+  if (cl->o.mode == MODE_LATENCY) {
+    if (cl->started >= cl->o.n)
+      return;
+    cl->started++;
+    send_get(c, cl->o.path);
+    return;
+  }
+  if (c->in_job) {
+    char path[160];
+    if (cl->o.wait)
+      snprintf(path, sizeof path, "/jobs/%s?wait=60", c->job_id);
+    else
+      snprintf(path, sizeof path, "/tasks/reports/%s", c->job_id);
+    send_get(c, path);
+    return;
+  }
+  if (cl->started >= cl->o.jobs)
+    return;
+  cl->started++;
+  c->in_job = true;
+  c->job_id[0] = '\0';
+  c->job_start_ns = uv_hrtime();
+  char path[128];
+  snprintf(path, sizeof path, "/tasks/reports/start?heavyIterations=%ld", cl->o.iterations);
+  send_get(c, path);
+}
+
+static int on_body(llhttp_t *p, const char *at, size_t n) {
+  conn_t *c = p->data;
+  if (c->body_len + n + 1 > c->body_cap) {
+    c->body_cap = (c->body_len + n + 1) * 2;
+    c->body = realloc(c->body, c->body_cap);
+    if (!c->body)
+      fail("out of memory");
+  }
+  memcpy(c->body + c->body_len, at, n);
+  c->body_len += n;
+  c->body[c->body_len] = '\0';
+  return 0;
+}
+
+static void handle_response(conn_t *c) {
+  client_t *cl = c->cl;
+  uint64_t now = uv_hrtime();
+  if (cl->o.mode == MODE_LATENCY) {
+    if (c->status != 200)
+      cl->errors++;
+    record(cl, now - c->req_start_ns);
+    if (cl->series)
+      fprintf(cl->series, "%.6f %.4f\n", (double)(c->req_start_ns - cl->start_ns) / 1e9,
+              (double)(now - c->req_start_ns) / 1e6);
+    cl->done++;
+    finish_if_done(cl);
+    send_next(c);
+    return;
+  }
+  json_t *j = json_loadb(c->body ? c->body : "", c->body_len, 0, NULL);
+  if (!c->job_id[0]) {
+    /* Submit reply. */
+    const char *id = json_string_value(json_object_get(j, "jobId"));
+    if (c->status != 202 || !id) {
+      cl->errors++;
+      fprintf(stderr, "loadgen: submit got %d: %.200s\n", c->status, c->body ? c->body : "");
+      json_decref(j);
+      cl->stopping = true;
+      uv_stop(cl->loop);
+      return;
+    }
+    snprintf(c->job_id, sizeof c->job_id, "%s", id);
+  } else {
+    const char *st = json_string_value(json_object_get(j, "status"));
+    if (st && (!strcmp(st, "complete") || !strcmp(st, "failed") || !strcmp(st, "canceled"))) {
+      if (strcmp(st, "complete") != 0)
+        cl->errors++;
+      record(cl, now - c->job_start_ns);
+      c->in_job = false;
+      cl->done++;
+      finish_if_done(cl);
+    } else if (c->status != 200) {
+      cl->errors++;
+      c->in_job = false;
+      cl->done++;
+      finish_if_done(cl);
+    }
+  }
+  json_decref(j);
+  send_next(c);
+}
+
+static int on_status_done(llhttp_t *p) {
+  conn_t *c = p->data;
+  c->status = p->status_code;
+  return 0;
+}
+
+static int on_message_complete(llhttp_t *p) {
+  conn_t *c = p->data;
+  c->status = p->status_code;
+  handle_response(c);
+  return 0;
+}
+
+static void on_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) { *b = uv_buf_init(readbuf, sizeof readbuf); }
+
+static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
+  conn_t *c = s->data;
+  if (n < 0) {
+    if (!c->cl->stopping) {
+      fprintf(stderr, "loadgen: connection lost: %s\n", uv_strerror((int)n));
+      c->cl->errors++;
+      c->cl->stopping = true;
+      uv_stop(c->cl->loop);
+    }
+    return;
+  }
+  if (llhttp_execute(&c->parser, b->base, (size_t)n) != HPE_OK) {
+    fprintf(stderr, "loadgen: bad response: %s\n", llhttp_get_error_reason(&c->parser));
+    c->cl->errors++;
+    c->cl->stopping = true;
+    uv_stop(c->cl->loop);
+  }
+}
+
+static void on_connect(uv_connect_t *req, int status) {
+  conn_t *c = req->data;
+  if (status < 0) {
+    fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(status));
+    exit(1);
+  }
+  uv_tcp_nodelay(&c->tcp, 1);
+  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
+  send_next(c);
+}
+
+static void on_deadline(uv_timer_t *t) {
+  client_t *cl = t->data;
+  fprintf(stderr, "loadgen: --max-s reached after %ld of %ld\n", cl->done,
+          cl->o.mode == MODE_LATENCY ? cl->o.n : cl->o.jobs);
+  cl->stopping = true;
+  uv_stop(cl->loop);
+}
+
+static int cmp_u64(const void *a, const void *b) {
+  uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
+  return x < y ? -1 : x > y;
+}
+
+static double pct(const uint64_t *v, long n, double p) {
+  if (n == 0)
+    return 0;
+  long i = (long)(p * (double)(n - 1) + 0.5);
+  return (double)v[i] / 1e3; /* microseconds */
+}
+
+int main(int argc, char **argv) {
+  if (argc < 2)
+    fail("usage: loadgen latency|jobs --port P [...]");
+  client_t cl = {0};
+  cl.o = (opts_t){.path = "/health", .n = 2000, .jobs = 1000, .inflight = 32, .iterations = 1, .max_s = 120};
+  if (!strcmp(argv[1], "latency"))
+    cl.o.mode = MODE_LATENCY;
+  else if (!strcmp(argv[1], "jobs"))
+    cl.o.mode = MODE_JOBS;
+  else
+    fail("mode must be latency or jobs");
+  static const struct option lo[] = {
+      {"port", required_argument, 0, 'p'},       {"path", required_argument, 0, 'P'},
+      {"n", required_argument, 0, 'n'},          {"jobs", required_argument, 0, 'j'},
+      {"inflight", required_argument, 0, 'k'},   {"wait", no_argument, 0, 'w'},
+      {"iterations", required_argument, 0, 'i'}, {"max-s", required_argument, 0, 'm'},
+      {"series", required_argument, 0, 's'},     {0, 0, 0, 0},
+  };
+  optind = 2;
+  int ch;
+  while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
+    switch (ch) {
+    case 'p': cl.o.port = atoi(optarg); break;
+    case 'P': cl.o.path = optarg; break;
+    case 'n': cl.o.n = atol(optarg); break;
+    case 'j': cl.o.jobs = atol(optarg); break;
+    case 'k': cl.o.inflight = atoi(optarg); break;
+    case 'w': cl.o.wait = true; break;
+    case 'i': cl.o.iterations = atol(optarg); break;
+    case 'm': cl.o.max_s = atof(optarg); break;
+    case 's': cl.o.series = optarg; break;
+    default: fail("bad flag");
+    }
+  }
+  if (cl.o.port <= 0 || cl.o.port > 65535)
+    fail("--port is required");
+  if (cl.o.mode == MODE_LATENCY)
+    cl.o.inflight = 1;
+  if (cl.o.inflight < 1 || cl.o.inflight > 1024)
+    fail("--inflight must be 1..1024");
+  if (cl.o.series && !(cl.series = fopen(cl.o.series, "w")))
+    fail("cannot open --series file");
+
+  cl.loop = uv_default_loop();
+  llhttp_settings_init(&cl.settings);
+  cl.settings.on_body = on_body;
+  cl.settings.on_status_complete = on_status_done;
+  cl.settings.on_message_complete = on_message_complete;
+  cl.conns = calloc((size_t)cl.o.inflight, sizeof *cl.conns);
+  struct sockaddr_in addr;
+  uv_ip4_addr("127.0.0.1", cl.o.port, &addr);
+  uv_timer_init(cl.loop, &cl.deadline);
+  cl.deadline.data = &cl;
+  uv_timer_start(&cl.deadline, on_deadline, (uint64_t)(cl.o.max_s * 1000), 0);
+  cl.start_ns = uv_hrtime();
+  for (int i = 0; i < cl.o.inflight; i++) {
+    conn_t *c = &cl.conns[i];
+    c->cl = &cl;
+    llhttp_init(&c->parser, HTTP_RESPONSE, &cl.settings);
+    c->parser.data = c;
+    uv_tcp_init(cl.loop, &c->tcp);
+    c->tcp.data = c;
+    c->connect.data = c;
+    uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&addr, on_connect);
+  }
+  uv_run(cl.loop, UV_RUN_DEFAULT);
+  double secs = (double)(uv_hrtime() - cl.start_ns) / 1e9;
+  if (cl.series)
+    fclose(cl.series);
+
+  qsort(cl.lat, (size_t)cl.nlat, sizeof *cl.lat, cmp_u64);
+  if (cl.o.mode == MODE_LATENCY)
+    printf("{\"mode\":\"latency\",\"path\":\"%s\",\"n\":%ld,\"errors\":%ld,\"seconds\":%.3f,"
+           "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f}\n",
+           cl.o.path, cl.nlat, cl.errors, secs, pct(cl.lat, cl.nlat, 0.5), pct(cl.lat, cl.nlat, 0.99),
+           pct(cl.lat, cl.nlat, 0.999), cl.nlat ? (double)cl.lat[cl.nlat - 1] / 1e3 : 0);
+  else
+    printf("{\"mode\":\"jobs\",\"jobs\":%ld,\"inflight\":%d,\"wait\":%s,\"errors\":%ld,\"requests\":%ld,"
+           "\"seconds\":%.3f,\"jobs_per_s\":%.1f,\"requests_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
+           "\"max_us\":%.1f}\n",
+           cl.nlat, cl.o.inflight, cl.o.wait ? "true" : "false", cl.errors, cl.requests, secs, (double)cl.nlat / secs,
+           (double)cl.requests / secs, pct(cl.lat, cl.nlat, 0.5), pct(cl.lat, cl.nlat, 0.99),
+           cl.nlat ? (double)cl.lat[cl.nlat - 1] / 1e3 : 0);
+  /* The process exits: the OS reclaims the connections and buffers. */
+  return cl.errors ? 3 : 0;
+}
