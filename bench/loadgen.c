@@ -4,8 +4,12 @@
  * time.
  *
  *   loadgen latency --port P [--path /health] [--n N] [--max-s S] [--series FILE]
+ *                   [--interval-us U]
  *       One keep-alive connection, N sequential GETs; prints p50/p99/p99.9/max.
- *       --series writes "t_since_start_s latency_ms" per request.
+ *       --interval-us paces requests: each starts U us after the previous one
+ *       started (or at once if that one took longer). --series writes
+ *       "t_since_start_s latency_ms" per request. SIGINT/SIGTERM stop the run
+ *       early and still print the figures gathered so far.
  *   loadgen jobs --port P [--jobs N] [--inflight K] [--wait] [--iterations I] [--max-s S]
  *       K connections, each: GET /tasks/reports/start?heavyIterations=I, then
  *       (with --wait) GET /jobs/<id>?wait=60 until final, else poll
@@ -14,6 +18,7 @@
  *
  * Output: one JSON object on stdout. */
 #include <getopt.h>
+#include <signal.h>
 #include <jansson.h>
 #include <llhttp.h>
 #include <stdbool.h>
@@ -35,6 +40,7 @@ typedef struct opts {
   long iterations;
   double max_s;
   const char *series;
+  long interval_us;
 } opts_t;
 
 typedef struct client client_t;
@@ -68,6 +74,8 @@ struct client {
   FILE *series;
   bool stopping;
   uv_timer_t deadline;
+  uv_timer_t pace;
+  uv_signal_t sigint, sigterm;
 };
 
 static char readbuf[65536];
@@ -88,6 +96,15 @@ static void record(client_t *cl, uint64_t ns) {
 }
 
 static void send_next(conn_t *c);
+static void send_get(conn_t *c, const char *path);
+
+static void on_pace(uv_timer_t *t) {
+  client_t *cl = t->data;
+  if (cl->stopping)
+    return;
+  cl->started++;
+  send_get(&cl->conns[0], cl->o.path);
+}
 
 static void on_written(uv_write_t *w, int status) {
   if (status < 0) {
@@ -126,6 +143,13 @@ static void send_next(conn_t *c) {
   if (cl->o.mode == MODE_LATENCY) {
     if (cl->started >= cl->o.n)
       return;
+    if (cl->o.interval_us > 0 && cl->started > 0) {
+      uint64_t due = c->req_start_ns + (uint64_t)cl->o.interval_us * 1000u, now = uv_hrtime();
+      if (due > now) {
+        uv_timer_start(&cl->pace, on_pace, (due - now + 999999) / 1000000, 0);
+        return;
+      }
+    }
     cl->started++;
     send_get(c, cl->o.path);
     return;
@@ -265,6 +289,13 @@ static void on_deadline(uv_timer_t *t) {
   uv_stop(cl->loop);
 }
 
+static void on_signal(uv_signal_t *h, int signum) {
+  client_t *cl = h->data;
+  (void)signum;
+  cl->stopping = true;
+  uv_stop(cl->loop);
+}
+
 static int cmp_u64(const void *a, const void *b) {
   uint64_t x = *(const uint64_t *)a, y = *(const uint64_t *)b;
   return x < y ? -1 : x > y;
@@ -289,11 +320,17 @@ int main(int argc, char **argv) {
   else
     fail("mode must be latency or jobs");
   static const struct option lo[] = {
-      {"port", required_argument, 0, 'p'},       {"path", required_argument, 0, 'P'},
-      {"n", required_argument, 0, 'n'},          {"jobs", required_argument, 0, 'j'},
-      {"inflight", required_argument, 0, 'k'},   {"wait", no_argument, 0, 'w'},
-      {"iterations", required_argument, 0, 'i'}, {"max-s", required_argument, 0, 'm'},
-      {"series", required_argument, 0, 's'},     {0, 0, 0, 0},
+      {"port", required_argument, 0, 'p'},
+      {"path", required_argument, 0, 'P'},
+      {"n", required_argument, 0, 'n'},
+      {"jobs", required_argument, 0, 'j'},
+      {"inflight", required_argument, 0, 'k'},
+      {"wait", no_argument, 0, 'w'},
+      {"iterations", required_argument, 0, 'i'},
+      {"max-s", required_argument, 0, 'm'},
+      {"series", required_argument, 0, 's'},
+      {"interval-us", required_argument, 0, 'I'},
+      {0, 0, 0, 0},
   };
   optind = 2;
   int ch;
@@ -308,6 +345,7 @@ int main(int argc, char **argv) {
     case 'i': cl.o.iterations = atol(optarg); break;
     case 'm': cl.o.max_s = atof(optarg); break;
     case 's': cl.o.series = optarg; break;
+    case 'I': cl.o.interval_us = atol(optarg); break;
     default: fail("bad flag");
     }
   }
@@ -331,6 +369,13 @@ int main(int argc, char **argv) {
   uv_timer_init(cl.loop, &cl.deadline);
   cl.deadline.data = &cl;
   uv_timer_start(&cl.deadline, on_deadline, (uint64_t)(cl.o.max_s * 1000), 0);
+  uv_timer_init(cl.loop, &cl.pace);
+  cl.pace.data = &cl;
+  uv_signal_init(cl.loop, &cl.sigint);
+  uv_signal_init(cl.loop, &cl.sigterm);
+  cl.sigint.data = cl.sigterm.data = &cl;
+  uv_signal_start(&cl.sigint, on_signal, SIGINT);
+  uv_signal_start(&cl.sigterm, on_signal, SIGTERM);
   cl.start_ns = uv_hrtime();
   for (int i = 0; i < cl.o.inflight; i++) {
     conn_t *c = &cl.conns[i];
