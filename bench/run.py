@@ -1,0 +1,868 @@
+#!/usr/bin/env python3
+"""make bench: every speed and cost claim of offload, measured side by side
+with the Node.js peers (and nginx as the raw-C front-door reference) in one
+run on this machine.
+
+Usage: bench/run.py [--quick] [--only S1,S2,...] [--out DIR]
+  --quick   the same scenarios, smaller and shorter (make bench QUICK=1)
+  --smoke   scenarios 2 and 4 for a few seconds against offload alone; fails
+            unless they ran and produced numbers (run by make test)
+
+Servers are started and killed by PID, listen on 127.0.0.1 only, and every
+load is bounded in count and time. The machine is shared and noisy: servers
+run in alternating rounds (A B C ... A B C ...), figures are medians over the
+rounds, and conclusions are ratios from this run only.
+"""
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BUILD = os.environ.get("OFFLOAD_BUILD", os.path.join(ROOT, "build"))
+PEERS = os.path.join(ROOT, "bench", "peers")
+CORES = os.cpu_count() or 1
+
+STARTED = []  # every Popen we own, killed at exit
+
+
+# ---------------------------------------------------------------- helpers
+
+def log(msg):
+    print(f"[bench {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def http(port, method, path, body=None, timeout=120):
+    """One request on a fresh connection; returns (status, parsed JSON or text)."""
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(f"http://127.0.0.1:{port}{path}", data=data, method=method)
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            status = r.status
+    except urllib.error.HTTPError as e:
+        raw, status = e.read(), e.code
+    try:
+        return status, json.loads(raw)
+    except ValueError:
+        return status, raw.decode(errors="replace")
+
+
+def rss_kib(pid):
+    """Resident set of a process and all its threads (Node workers are threads)."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def run_json(cmd, timeout):
+    """Runs a command that prints one JSON line; returns the object."""
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
+    if out.returncode not in (0, 3):  # loadgen exits 3 when some requests failed
+        raise RuntimeError(f"{' '.join(cmd)} exited {out.returncode}: {out.stderr[-500:]}")
+    lines = [l for l in out.stdout.splitlines() if l.startswith("{")]
+    if not lines:
+        raise RuntimeError(f"{' '.join(cmd)} printed no JSON: {out.stdout[-300:]} {out.stderr[-300:]}")
+    return json.loads(lines[-1])
+
+
+def med(xs):
+    xs = [x for x in xs if x is not None]
+    return statistics.median(xs) if xs else None
+
+
+def loadgen():
+    return os.path.join(BUILD, "loadgen")
+
+
+# ---------------------------------------------------------------- servers
+
+class Server:
+    """One server under test. kind: offload | node | nginx."""
+
+    def __init__(self, name, kind, workers=CORES, extra=None, env=None):
+        self.name, self.kind, self.workers = name, kind, workers
+        self.extra, self.env = extra or [], env or {}
+        self.proc = None
+        self.port = None
+        self.tmp = None
+
+    @property
+    def pooled(self):
+        return self.name not in ("offload-inline", "node-blocking", "nginx")
+
+    @property
+    def has_wait(self):
+        return self.kind == "offload"
+
+    def cmd(self):
+        if self.kind == "offload":
+            return [os.path.join(BUILD, "offload"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
+                    "--workers", str(self.workers), "--drain-timeout-s", "0", "--log-level", "warn"] + self.extra
+        if self.kind == "node":
+            script = {"node-seed": "node-seed", "node-piscina": "node-piscina", "node-piscina-nice": "node-piscina",
+                      "node-blocking": "node-blocking"}[self.name.split("@")[0]]
+            return ["node", os.path.join(PEERS, script, "server.js")]
+        if self.kind == "nginx":
+            return ["nginx", "-c", os.path.join(self.tmp, "nginx.conf"), "-e", os.path.join(self.tmp, "error.log")]
+        raise ValueError(self.kind)
+
+    def start(self):
+        self.port = free_port()
+        env = dict(os.environ)
+        env.update({"PORT": str(self.port), "HOST": "127.0.0.1", "POOL_SIZE": str(self.workers)})
+        if self.name.startswith("node-piscina-nice"):
+            env["NICE"] = "19"
+        env.update(self.env)
+        if self.kind == "nginx":
+            self.tmp = tempfile.mkdtemp(prefix="offload-nginx-")
+            with open(os.path.join(ROOT, "bench", "nginx", "nginx.conf.in")) as f:
+                conf = f.read()
+            conf = conf.replace("@PORT@", str(self.port)).replace("@WORKERS@", str(CORES)).replace("@DIR@", self.tmp)
+            with open(os.path.join(self.tmp, "nginx.conf"), "w") as f:
+                f.write(conf)
+        self.proc = subprocess.Popen(self.cmd(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                                     start_new_session=True)
+        STARTED.append(self.proc)
+        deadline = time.time() + 20
+        while time.time() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"{self.name} exited at start ({self.proc.returncode})")
+            try:
+                st, body = http(self.port, "GET", "/health", timeout=2)
+                if st == 200:
+                    return self
+            except OSError:
+                pass
+            time.sleep(0.05)
+        raise RuntimeError(f"{self.name} did not answer /health within 20 s")
+
+    def stop(self):
+        if self.proc and self.proc.poll() is None:
+            try:
+                os.killpg(self.proc.pid, signal.SIGKILL)  # its whole group: nginx workers too
+            except ProcessLookupError:
+                pass
+            self.proc.wait(timeout=10)
+        if self.tmp:
+            shutil.rmtree(self.tmp, ignore_errors=True)
+            self.tmp = None
+
+    @property
+    def pid(self):
+        return self.proc.pid
+
+    def rss_total_kib(self):
+        """RSS of the server process, plus its children (nginx workers)."""
+        total = rss_kib(self.pid)
+        try:
+            kids = subprocess.run(["pgrep", "-P", str(self.pid)], capture_output=True, text=True).stdout.split()
+            total += sum(rss_kib(int(k)) for k in kids)
+        except OSError:
+            pass
+        return total
+
+    # --- the job cycle, the same four endpoints everywhere ---
+
+    def start_report(self, n):
+        st, body = http(self.port, "GET", f"/tasks/reports/start?heavyIterations={n}")
+        if st != 202:
+            raise RuntimeError(f"{self.name}: start returned {st}: {body}")
+        return body["jobId"]
+
+    def wait_report(self, job_id, timeout=600, poll=0.02):
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            if self.has_wait:
+                st, body = http(self.port, "GET", f"/jobs/{job_id}?wait=60", timeout=70)
+            else:
+                st, body = http(self.port, "GET", f"/tasks/reports/{job_id}", timeout=timeout)
+            if st == 200 and body.get("status") in ("complete", "failed", "canceled"):
+                return body
+            if not self.has_wait:
+                time.sleep(poll)
+        raise RuntimeError(f"{self.name}: job {job_id} not final after {timeout} s")
+
+
+def make(name, workers=CORES, extra=None):
+    if name == "offload":
+        return Server(name, "offload", workers, extra)
+    if name == "offload-inline":
+        return Server(name, "offload", workers, ["--inline"] + (extra or []))
+    if name == "nginx":
+        return Server(name, "nginx", workers)
+    return Server(name, "node", workers)
+
+
+def rounds(names, n_rounds, fn):
+    """Runs fn(server) for each name, alternating order A B C A B C; returns {name: [results]}."""
+    out = {n: [] for n in names}
+    for r in range(n_rounds):
+        for name in names:
+            s = make(name)
+            try:
+                s.start()
+                out[name].append(fn(s, r))
+            finally:
+                s.stop()
+    return out
+
+
+class Background:
+    """A loadgen latency run in the background, stopped by SIGINT."""
+
+    def __init__(self, port, series=None, interval_us=1000, max_s=300):
+        cmd = [loadgen(), "latency", "--port", str(port), "--n", "100000000", "--max-s", str(max_s),
+               "--interval-us", str(interval_us)]
+        if series:
+            cmd += ["--series", series]
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        STARTED.append(self.proc)
+        self.t0 = time.time()
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        out, err = self.proc.communicate(timeout=30)
+        lines = [l for l in out.splitlines() if l.startswith("{")]
+        return json.loads(lines[-1]) if lines else None
+
+
+def series_stats(path, t_from, t_to):
+    """p50/p99/p99.9/max (ms) of the latencies whose request started in [t_from, t_to)."""
+    xs = []
+    with open(path) as f:
+        for line in f:
+            t, lat = line.split()
+            if t_from <= float(t) < t_to:
+                xs.append(float(lat))
+    xs.sort()
+    if not xs:
+        return {"n": 0}
+    pick = lambda p: xs[min(len(xs) - 1, int(p * (len(xs) - 1) + 0.5))]
+    return {"n": len(xs), "p50_ms": pick(0.5), "p99_ms": pick(0.99), "p999_ms": pick(0.999), "max_ms": xs[-1]}
+
+
+# ---------------------------------------------------------------- calibration
+
+def calibrate(target_s):
+    """heavyIterations that take about target_s seconds for the C kernel."""
+    probe = 200_000_000
+    r = run_json([os.path.join(BUILD, "kernels"), "report", str(probe)], 120)
+    per = r["seconds"] / probe
+    return max(1_000_000, int(target_s / per))
+
+
+# ---------------------------------------------------------------- scenarios
+
+POOLED_PEERS = ["node-seed", "node-piscina", "node-piscina-nice"]
+ALL_JOB_SERVERS = ["offload", "offload-inline"] + POOLED_PEERS + ["node-blocking"]
+
+
+def s1_worker_benchmark(cfg):
+    """The seeds' worker-benchmark.js: one ~3 s report job, blocking vs pooled."""
+    n = cfg["n_3s"]
+
+    def one(s, r):
+        bg = Background(s.port, interval_us=1000, max_s=120)
+        time.sleep(0.3)
+        t0 = time.time()
+        jid = s.start_report(n)
+        body = s.wait_report(jid, poll=0.05)
+        total = time.time() - t0
+        lat = bg.stop()
+        return {"total_s": total, "result": body.get("result"), "health": lat}
+
+    res = rounds(ALL_JOB_SERVERS, cfg["rounds"], one)
+    out = {}
+    for name, runs in res.items():
+        out[name] = {
+            "total_s": med([x["total_s"] for x in runs]),
+            "health_p50_us": med([x["health"]["p50_us"] for x in runs if x["health"]]),
+            "health_p99_us": med([x["health"]["p99_us"] for x in runs if x["health"]]),
+            "health_max_us": med([x["health"]["max_us"] for x in runs if x["health"]]),
+            "health_n": med([x["health"]["n"] for x in runs if x["health"]]),
+            "runs": runs,
+        }
+    return {"heavyIterations": n, "servers": out}
+
+
+def s2_saturation(cfg, names=None, series_dir=None):
+    """Every worker busy and jobs queued: /health latency loaded vs idle."""
+    names = names or ALL_JOB_SERVERS
+    n_job = cfg["n_job"]
+    k = 2 * CORES + 2
+
+    def one(s, r):
+        idle = run_json([loadgen(), "latency", "--port", str(s.port), "--n", str(cfg["health_n"]),
+                         "--interval-us", "1000", "--max-s", "60"], 90)
+        series = os.path.join(series_dir, f"{s.name}.r{r}.txt")
+        bg = Background(s.port, series=series, interval_us=1000, max_s=cfg["sat_max_s"])
+        time.sleep(1.0)
+        t_start = time.time() - bg.t0
+        ids = [s.start_report(n_job) for _ in range(k)]
+        # Hold the jobs in flight long enough for >= health_n loaded samples.
+        for jid in ids:
+            s.wait_report(jid, timeout=cfg["sat_max_s"], poll=0.05)
+        t_end = time.time() - bg.t0
+        time.sleep(1.0)
+        bg.stop()
+        loaded = series_stats(series, t_start, t_end)
+        return {"idle": idle, "loaded": loaded, "t_start": t_start, "t_end": t_end, "series": series}
+
+    res = rounds(names, cfg["rounds"], one)
+    out = {}
+    for name, runs in res.items():
+        ip50 = med([x["idle"]["p50_us"] / 1000 for x in runs])
+        ip99 = med([x["idle"]["p99_us"] / 1000 for x in runs])
+        lp50 = med([x["loaded"].get("p50_ms") for x in runs])
+        lp99 = med([x["loaded"].get("p99_ms") for x in runs])
+        out[name] = {
+            "idle_p50_ms": ip50, "idle_p99_ms": ip99,
+            "idle_p999_ms": med([x["idle"]["p999_us"] / 1000 for x in runs]),
+            "idle_max_ms": med([x["idle"]["max_us"] / 1000 for x in runs]),
+            "loaded_p50_ms": lp50, "loaded_p99_ms": lp99,
+            "loaded_p999_ms": med([x["loaded"].get("p999_ms") for x in runs]),
+            "loaded_max_ms": med([x["loaded"].get("max_ms") for x in runs]),
+            "loaded_n": med([x["loaded"]["n"] for x in runs]),
+            "ratio_p50": lp50 / ip50 if lp50 and ip50 else None,
+            "ratio_p99": lp99 / ip99 if lp99 and ip99 else None,
+            "runs": runs,
+        }
+    return {"jobs": k, "heavyIterations": n_job, "servers": out}
+
+
+def wrk(port, seconds, conns=16):
+    out = subprocess.run(["wrk", "-t1", f"-c{conns}", f"-d{seconds}s", "--latency", "--timeout", "5s",
+                          f"http://127.0.0.1:{port}/health"], capture_output=True, text=True,
+                         timeout=seconds + 30).stdout
+    rps = re.search(r"Requests/sec:\s+([\d.]+)", out)
+    p99 = re.search(r"^\s+99%\s+([\d.]+)(us|ms|s)\s*$", out, re.M)
+    to_ms = {"us": 0.001, "ms": 1.0, "s": 1000.0}
+    return {"rps": float(rps.group(1)) if rps else 0.0,
+            "p99_ms": float(p99.group(1)) * to_ms[p99.group(2)] if p99 else None}
+
+
+def s3_front_door(cfg):
+    """wrk on /health, idle and while every worker is busy."""
+    names = ALL_JOB_SERVERS + ["nginx"]
+    secs = cfg["wrk_s"]
+
+    def one(s, r):
+        idle = wrk(s.port, secs)
+        loaded = None
+        if s.kind != "nginx":
+            # Enough work to outlast the wrk run on every worker, plus a queue.
+            n_long = int(cfg["n_3s"] * (secs + 3) / 3)
+            for _ in range(CORES + 2):
+                s.start_report(n_long)
+            time.sleep(0.3)
+            loaded = wrk(s.port, secs)
+        return {"idle": idle, "loaded": loaded}
+
+    res = rounds(names, cfg["rounds"], one)
+    out = {}
+    for name, runs in res.items():
+        out[name] = {
+            "idle_rps": med([x["idle"]["rps"] for x in runs]),
+            "idle_p99_ms": med([x["idle"]["p99_ms"] for x in runs]),
+            "loaded_rps": med([x["loaded"]["rps"] for x in runs if x["loaded"]]),
+            "loaded_p99_ms": med([x["loaded"]["p99_ms"] for x in runs if x["loaded"]]),
+            "runs": runs,
+        }
+    return {"wrk": f"-t1 -c16 -d{secs}s", "servers": out}
+
+
+def s4_tiny_jobs(cfg, names=None):
+    """20000 report jobs of heavyIterations=1 at 32 in flight; plus the pool API alone."""
+    names = names or (ALL_JOB_SERVERS + ["nginx"])
+    jobs = cfg["tiny_jobs"]
+
+    def one(s, r):
+        res = {}
+        modes = [True, False] if s.kind == "offload" else [False]
+        for wait in modes:
+            cmd = [loadgen(), "jobs", "--port", str(s.port), "--jobs", str(jobs), "--inflight", "32",
+                   "--max-s", str(cfg["tiny_max_s"])]
+            if wait:
+                cmd.append("--wait")
+            res["wait" if wait else "poll"] = run_json(cmd, cfg["tiny_max_s"] + 30)
+        return res
+
+    res = rounds(names, cfg["rounds"], one)
+    out = {}
+    for name, runs in res.items():
+        for mode in ("wait", "poll"):
+            rs = [x[mode] for x in runs if mode in x]
+            if not rs:
+                continue
+            out[f"{name} ({mode})" if name.startswith("offload") else name] = {
+                "jobs_per_s": med([x["jobs_per_s"] for x in rs]),
+                "requests_per_s": med([x["requests_per_s"] for x in rs]),
+                "p99_ms": med([x["p99_us"] / 1000 for x in rs]),
+                "errors": sum(x["errors"] for x in rs),
+                "completed": med([x["jobs"] for x in rs]),
+                "runs": rs,
+            }
+    micro = {}
+    if not cfg.get("smoke"):
+        pool_runs, pisc_runs = [], []
+        for _ in range(cfg["rounds"]):
+            pool_runs.append(run_json([os.path.join(BUILD, "pool_bench"), "throughput", "--tasks",
+                                       str(cfg["micro_tasks"]), "--inflight", "64"], 300))
+            pisc_runs.append(run_json(["node", os.path.join(PEERS, "micro", "piscina-empty.js"),
+                                       str(cfg["micro_tasks"]), "64"], 600))
+        micro = {"offload-pool": {"tasks_per_s": med([x["tasks_per_s"] for x in pool_runs]), "runs": pool_runs},
+                 "piscina": {"tasks_per_s": med([x["tasks_per_s"] for x in pisc_runs]), "runs": pisc_runs}}
+    return {"jobs": jobs, "inflight": 32, "servers": out, "micro": micro}
+
+
+def s5_worker_cost(cfg):
+    """Worker start-up time and resident memory per idle worker."""
+    startup = {"offload-thread": run_json([os.path.join(BUILD, "pool_bench"), "startup", "--samples", "50"], 120),
+               "node-worker_threads": run_json(["node", os.path.join(PEERS, "micro", "worker-cost.js"), "50"], 300)}
+    rss = {}
+    for name in ["offload", "node-seed", "node-piscina"]:
+        per = []
+        for _ in range(cfg["rounds"]):
+            vals = {}
+            for w in (1, 16):
+                s = make(name, workers=w)
+                try:
+                    s.start()
+                    time.sleep(1.5)  # let lazily started workers come up
+                    vals[w] = s.rss_total_kib()
+                finally:
+                    s.stop()
+            per.append({"rss1_kib": vals[1], "rss16_kib": vals[16], "per_worker_kib": (vals[16] - vals[1]) / 15})
+        rss[name] = {"per_worker_kib": med([p["per_worker_kib"] for p in per]),
+                     "rss1_kib": med([p["rss1_kib"] for p in per]), "rss16_kib": med([p["rss16_kib"] for p in per]),
+                     "runs": per}
+    return {"startup": startup, "rss": rss}
+
+
+def s6_kernel(cfg):
+    """The job framework's overhead against the bare loop, same compiler flags."""
+    out = {}
+    for kernel, task, n in (("report", "report", cfg["kernel_report_n"]), ("fib", "fibonacci", cfg["kernel_fib_n"])):
+        jobs, bare = [], []
+        s = make("offload", workers=1)
+        s.start()
+        try:
+            for _ in range(cfg["rounds"]):  # A B A B
+                param = {"heavyIterations": n} if task == "report" else {"n": n}
+                st, job = http(s.port, "POST", "/jobs", {"task": task, "params": param})
+                jid = job["id"]
+                while True:
+                    st, job = http(s.port, "GET", f"/jobs/{jid}?wait=60", timeout=70)
+                    if job["status"] in ("complete", "failed", "canceled"):
+                        break
+                jobs.append((job["finishedAt"] - job["startedAt"]) / 1000.0)
+                bare.append(run_json([os.path.join(BUILD, "kernels"), kernel, str(n)], 600)["seconds"])
+        finally:
+            s.stop()
+        j, b = med(jobs), med(bare)
+        out[kernel] = {"n": n, "job_s": j, "bare_s": b, "overhead_pct": (j / b - 1) * 100 if b else None,
+                       "jobs": jobs, "bare": bare}
+    return out
+
+
+def s7_scaling(cfg):
+    """k report jobs at once on k workers, k = 1..cores: wall time relative to k=1."""
+    n = cfg["n_scale"]
+
+    def one(s, r):
+        walls = {}
+        for k in range(1, CORES + 1):
+            t0 = time.time()
+            ids = [s.start_report(n) for _ in range(k)]
+            for jid in ids:
+                s.wait_report(jid, poll=0.02)
+            walls[k] = time.time() - t0
+        return walls
+
+    res = rounds(["offload"] + POOLED_PEERS[:2], cfg["rounds"], one)
+    out = {}
+    for name, runs in res.items():
+        w = {k: med([r[k] for r in runs]) for k in range(1, CORES + 1)}
+        out[name] = {"wall_s": w, "relative": {k: w[k] / w[1] for k in w}}
+    return {"heavyIterations": n, "servers": out}
+
+
+def s8_memory(cfg):
+    """200000 tiny jobs pushed through: RSS before, peak, after eviction."""
+    jobs = cfg["mem_jobs"]
+    out = {}
+    for name in ["offload", "node-seed", "node-piscina"]:
+        extra = ["--retention-s", str(cfg["mem_retention_s"])] if name == "offload" else None
+        s = make(name, extra=extra)
+        s.start()
+        try:
+            time.sleep(0.5)
+            before = s.rss_total_kib()
+            cmd = [loadgen(), "jobs", "--port", str(s.port), "--jobs", str(jobs), "--inflight", "32",
+                   "--max-s", str(cfg["mem_max_s"])] + (["--wait"] if s.has_wait else [])
+            p = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            STARTED.append(p)
+            peak = before
+            while p.poll() is None:
+                peak = max(peak, s.rss_total_kib())
+                time.sleep(0.1)
+            lg = json.loads([l for l in p.stdout.read().splitlines() if l.startswith("{")][-1])
+            peak = max(peak, s.rss_total_kib())
+            after_run = s.rss_total_kib()
+            evicted = None
+            if name == "offload":
+                deadline = time.time() + cfg["mem_retention_s"] + 15
+                while time.time() < deadline:
+                    st, text = http(s.port, "GET", "/metrics")
+                    m = re.search(r"^offload_jobs_retained (\d+)", text, re.M)
+                    if m and int(m.group(1)) == 0:
+                        evicted = True
+                        break
+                    time.sleep(0.5)
+                time.sleep(0.5)
+            after = s.rss_total_kib()
+            out[name] = {"before_kib": before, "peak_kib": peak, "after_run_kib": after_run, "after_kib": after,
+                         "evicted_all": evicted, "completed": lg["jobs"], "errors": lg["errors"]}
+        finally:
+            s.stop()
+    return {"jobs": jobs, "servers": out}
+
+
+# ---------------------------------------------------------------- report
+
+def fmt(x, nd=2):
+    if x is None:
+        return "—"
+    if isinstance(x, float):
+        if abs(x) >= 1000:
+            return f"{x:,.0f}"
+        return f"{x:.{nd}f}"
+    return str(x)
+
+
+def ratio(a, b, higher_better=False):
+    """How many times better offload (a) is than the peer (b)."""
+    if not a or not b:
+        return "—"
+    r = (a / b) if higher_better else (b / a)
+    return f"{r:.1f}×"
+
+
+def machine_info():
+    cpu = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    cpu = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    cc = subprocess.run(["cc", "--version"], capture_output=True, text=True).stdout.splitlines()
+    node = subprocess.run(["node", "--version"], capture_output=True, text=True).stdout.strip()
+    commit = subprocess.run(["git", "-C", ROOT, "rev-parse", "--short", "HEAD"], capture_output=True,
+                            text=True).stdout.strip()
+    dirty = subprocess.run(["git", "-C", ROOT, "status", "--porcelain", "--untracked-files=no"],
+                           capture_output=True, text=True).stdout.strip()
+    return {"cpu": cpu, "cores": CORES, "kernel": platform.release(), "compiler": cc[0] if cc else "?",
+            "node": node, "commit": commit + ("-dirty" if dirty else ""),
+            "date": datetime.datetime.utcnow().strftime("%Y-%m-%d %H:%M UTC")}
+
+
+def render(results, cfg, cmdline):
+    m = results["machine"]
+    L = []
+    L.append("# offload benchmarks\n")
+    L.append(f"Machine: {m['cpu']}, {m['cores']} cores, Linux {m['kernel']}, {m['compiler']}, Node {m['node']}. "
+             f"Commit {m['commit']}, {m['date']}. Mode: {'QUICK' if cfg['quick'] else 'full'}, "
+             f"{cfg['rounds']} alternating rounds per server, medians shown.\n")
+    L.append(f"Command: `{cmdline}`. Raw figures: `bench/results/latest.json`. "
+             "Ratios are offload's advantage (×>1: offload better) from this run only.\n")
+    L.append("![/health latency during the saturation run](health-latency.png)\n")
+
+    if "S1" in results:
+        r = results["S1"]
+        L.append(f"## 1. worker-benchmark: one report job ({r['heavyIterations']:,} iterations), /health meanwhile\n")
+        L.append("| server | job total (s) | /health p50 (ms) | p99 (ms) | max (ms) | requests | max vs offload |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|")
+        base = r["servers"].get("offload", {})
+        for name, v in r["servers"].items():
+            L.append(f"| {name} | {fmt(v['total_s'])} | {fmt(v['health_p50_us'] and v['health_p50_us'] / 1000, 3)} | "
+                     f"{fmt(v['health_p99_us'] and v['health_p99_us'] / 1000, 3)} | "
+                     f"{fmt(v['health_max_us'] and v['health_max_us'] / 1000, 1)} | {fmt(v['health_n'])} | "
+                     f"{ratio(base.get('health_max_us'), v['health_max_us'])} |")
+        L.append("")
+    if "S2" in results:
+        r = results["S2"]
+        L.append(f"## 2. Responsiveness under saturation ({r['jobs']} report jobs on {CORES} workers; "
+                 "paced sequential /health, 1 per ms)\n")
+        L.append("| server | idle p50 | idle p99 | loaded p50 | loaded p99 | loaded p99.9 | loaded max | "
+                 "loaded/idle p50 | loaded/idle p99 | samples | p99 vs offload |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        base = r["servers"].get("offload", {})
+        for name, v in r["servers"].items():
+            L.append(f"| {name} | {fmt(v['idle_p50_ms'], 3)} | {fmt(v['idle_p99_ms'], 3)} | "
+                     f"{fmt(v['loaded_p50_ms'], 3)} | {fmt(v['loaded_p99_ms'], 3)} | {fmt(v['loaded_p999_ms'], 3)} | "
+                     f"{fmt(v['loaded_max_ms'], 1)} | {fmt(v['ratio_p50'])} | {fmt(v['ratio_p99'])} | "
+                     f"{fmt(v['loaded_n'])} | {ratio(base.get('loaded_p99_ms'), v['loaded_p99_ms'])} |")
+        L.append("\nTimes in ms.\n")
+    if "S3" in results:
+        r = results["S3"]
+        L.append(f"## 3. Front door: wrk {r['wrk']} on /health\n")
+        L.append("| server | idle req/s | idle p99 (ms) | saturated req/s | saturated p99 (ms) | "
+                 "saturated req/s vs offload |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        base = r["servers"].get("offload", {})
+        for name, v in r["servers"].items():
+            L.append(f"| {name} | {fmt(v['idle_rps'])} | {fmt(v['idle_p99_ms'], 3)} | {fmt(v['loaded_rps'])} | "
+                     f"{fmt(v['loaded_p99_ms'], 3)} | "
+                     f"{ratio(base.get('loaded_rps'), v['loaded_rps'], True) if v['loaded_rps'] else '—'} |")
+        L.append("")
+    if "S4" in results:
+        r = results["S4"]
+        L.append(f"## 4. Tiny jobs: {r['jobs']:,} report jobs (heavyIterations=1), {r['inflight']} in flight\n")
+        L.append("Submit, then long-poll `GET /jobs/<id>?wait=60` (wait) or poll `GET /tasks/reports/<id>` "
+                 "(poll) until complete. nginx answers the same cycle with fixed replies: the load "
+                 "client's own ceiling.\n")
+        L.append("| server | jobs/s | HTTP req/s | p99 end-to-end (ms) | errors | jobs/s vs offload (wait) |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        base = r["servers"].get("offload (wait)", {})
+        for name, v in r["servers"].items():
+            L.append(f"| {name} | {fmt(v['jobs_per_s'])} | {fmt(v['requests_per_s'])} | {fmt(v['p99_ms'])} | "
+                     f"{v['errors']} | {ratio(base.get('jobs_per_s'), v['jobs_per_s'], True)} |")
+        if r["micro"]:
+            mo, mp = r["micro"]["offload-pool"], r["micro"]["piscina"]
+            L.append(f"\nIn-process, empty task, 64 in flight: offload pool API {fmt(mo['tasks_per_s'])} tasks/s, "
+                     f"piscina `run()` {fmt(mp['tasks_per_s'])} tasks/s "
+                     f"({ratio(mo['tasks_per_s'], mp['tasks_per_s'], True)}).\n")
+        L.append("")
+    if "S5" in results:
+        r = results["S5"]
+        so, sn = r["startup"]["offload-thread"], r["startup"]["node-worker_threads"]
+        L.append("## 5. Worker cost\n")
+        L.append("| | offload thread | Node worker_threads | offload advantage |")
+        L.append("|---|---:|---:|---:|")
+        L.append(f"| ask → first task done, median (ms) | {fmt(so['median_ms'], 3)} | {fmt(sn['median_ms'], 3)} | "
+                 f"{ratio(so['median_ms'], sn['median_ms'])} |")
+        L.append(f"| ask → first task done, p90 (ms) | {fmt(so['p90_ms'], 3)} | {fmt(sn['p90_ms'], 3)} | "
+                 f"{ratio(so['p90_ms'], sn['p90_ms'])} |")
+        rs = r["rss"]
+        for peer in ("node-seed", "node-piscina"):
+            L.append(f"| RSS per idle worker, vs {peer} (KiB) | {fmt(rs['offload']['per_worker_kib'], 0)} | "
+                     f"{fmt(rs[peer]['per_worker_kib'], 0)} | "
+                     f"{ratio(rs['offload']['per_worker_kib'], rs[peer]['per_worker_kib'])} |")
+        L.append(f"\nRSS with 1 / 16 workers (KiB): " + ", ".join(
+            f"{k} {fmt(v['rss1_kib'], 0)} / {fmt(v['rss16_kib'], 0)}" for k, v in rs.items()) + "\n")
+    if "S6" in results:
+        r = results["S6"]
+        L.append("## 6. Kernel efficiency: a job vs the bare loop (same flags)\n")
+        L.append("| kernel | n | job run time (s) | bare C (s) | framework overhead |")
+        L.append("|---|---:|---:|---:|---:|")
+        for k, v in r.items():
+            L.append(f"| {k} | {v['n']:,} | {fmt(v['job_s'], 3)} | {fmt(v['bare_s'], 3)} | "
+                     f"{fmt(v['overhead_pct'])} % |")
+        L.append("")
+    if "S7" in results:
+        r = results["S7"]
+        L.append(f"## 7. Parallel scaling: k report jobs ({r['heavyIterations']:,} iterations) on k workers\n")
+        ks = list(range(1, CORES + 1))
+        L.append("| server | " + " | ".join(f"k={k} wall (s)" for k in ks) + " | " +
+                 " | ".join(f"k={k} / k=1" for k in ks[1:]) + " |")
+        L.append("|---|" + "---:|" * (2 * len(ks) - 1))
+        for name, v in r["servers"].items():
+            L.append(f"| {name} | " + " | ".join(fmt(v["wall_s"][k]) for k in ks) + " | " +
+                     " | ".join(fmt(v["relative"][k]) for k in ks[1:]) + " |")
+        L.append("\n1.00 is perfect scaling (k jobs take as long as one).\n")
+    if "S8" in results:
+        r = results["S8"]
+        L.append(f"## 8. Memory stability: {r['jobs']:,} tiny jobs\n")
+        L.append("| server | RSS before (MiB) | peak (MiB) | right after (MiB) | after eviction (MiB) | completed |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        for name, v in r["servers"].items():
+            L.append(f"| {name} | {v['before_kib'] / 1024:.1f} | {v['peak_kib'] / 1024:.1f} | "
+                     f"{v['after_run_kib'] / 1024:.1f} | "
+                     f"{(v['after_kib'] / 1024):.1f}{'' if v.get('evicted_all') else ' (kept)'} | {v['completed']} |")
+        L.append(f"\noffload runs with `--retention-s {cfg['mem_retention_s']}` here so eviction happens within "
+                 "the run; the Node peers keep up to 100000 finished jobs (count cap) and never evict by age.\n")
+    return "\n".join(L) + "\n"
+
+
+def plot(results, out_png, tmpdir):
+    """health-latency.png: /health latency over time in the saturation run, one line per server."""
+    if "S2" not in results or not shutil.which("gnuplot"):
+        return False
+    lines, marks = [], []
+    for i, (name, v) in enumerate(results["S2"]["servers"].items()):
+        run = v["runs"][0]
+        shifted = os.path.join(tmpdir, f"plot-{name}.dat")
+        with open(run["series"]) as f, open(shifted, "w") as g:
+            for line in f:
+                t, lat = line.split()
+                g.write(f"{float(t) - run['t_start']:.4f} {lat}\n")
+        lines.append(f"'{shifted}' using 1:2 with lines lw 1.2 lc {i + 1} title '{name}'")
+        marks.append((run["t_end"] - run["t_start"], i + 1, name))
+    script = [
+        "set terminal pngcairo size 1400,700 font 'DejaVu Sans,10'",
+        f"set output '{out_png}'",
+        "set title '/health latency during the saturation run (paced sequential client, 1 request per ms)'",
+        "set xlabel 'seconds since the heavy jobs were submitted'",
+        "set ylabel 'latency (ms, log scale)'",
+        "set logscale y",
+        "set grid",
+        "set key outside right top",
+        "set arrow from 0, graph 0 to 0, graph 1 nohead lw 2 lc rgb 'black'",
+        "set label 'jobs start' at 0, graph 0.97 offset 0.5,0",
+    ]
+    for x, color, name in marks:
+        script.append(f"set arrow from {x:.3f}, graph 0 to {x:.3f}, graph 1 nohead dt 2 lc {color}")
+        script.append(f"set label 'end: {name}' at {x:.3f}, graph {0.90 - 0.04 * color:.2f} offset 0.5,0 "
+                      f"tc lc {color} font ',8'")
+    script.append("plot " + ", ".join(lines))
+    gp = os.path.join(tmpdir, "plot.gp")
+    with open(gp, "w") as f:
+        f.write("\n".join(script) + "\n")
+    subprocess.run(["gnuplot", gp], check=True, timeout=120)
+    return True
+
+
+# ---------------------------------------------------------------- main
+
+def config(quick, smoke):
+    n_3s = calibrate(3.0 if not (quick or smoke) else 1.0)
+    per_s = n_3s / (3.0 if not (quick or smoke) else 1.0)
+    cfg = {
+        "quick": quick, "smoke": smoke,
+        "rounds": 1 if (quick or smoke) else 2,
+        "n_3s": n_3s,
+        "n_job": int(per_s * (0.5 if (quick or smoke) else 1.5)),
+        "health_n": 300 if smoke else (1000 if quick else 2000),
+        "sat_max_s": 120,
+        "wrk_s": 2 if quick else 4,
+        "tiny_jobs": 2000 if smoke else (5000 if quick else 20000),
+        "tiny_max_s": 60 if smoke else 120,
+        "micro_tasks": 100000 if quick else 1000000,
+        "kernel_report_n": 300_000_000 if quick else 3_000_000_000,
+        "kernel_fib_n": 38 if quick else 42,
+        "n_scale": int(per_s * (0.5 if quick else 1.0)),
+        "mem_jobs": 30000 if quick else 200000,
+        "mem_retention_s": 5,
+        "mem_max_s": 120 if quick else 300,
+    }
+    return cfg
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true")
+    ap.add_argument("--only", default="")
+    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    args = ap.parse_args()
+    cmdline = "bench/run.py " + " ".join(sys.argv[1:])
+    os.makedirs(args.out, exist_ok=True)
+    tmpdir = tempfile.mkdtemp(prefix="offload-bench-")
+    t_all = time.time()
+    try:
+        cfg = config(args.quick, args.smoke)
+        results = {"machine": machine_info(), "config": cfg}
+        log(f"config: {json.dumps({k: v for k, v in cfg.items()})}")
+        if args.smoke:
+            only = ["S2", "S4"]
+        else:
+            only = [s.strip().upper() for s in args.only.split(",") if s.strip()] or \
+                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"]
+        scen = {
+            "S1": lambda: s1_worker_benchmark(cfg),
+            "S2": lambda: s2_saturation(cfg, names=["offload"] if args.smoke else None, series_dir=tmpdir),
+            "S3": lambda: s3_front_door(cfg),
+            "S4": lambda: s4_tiny_jobs(cfg, names=["offload"] if args.smoke else None),
+            "S5": lambda: s5_worker_cost(cfg),
+            "S6": lambda: s6_kernel(cfg),
+            "S7": lambda: s7_scaling(cfg),
+            "S8": lambda: s8_memory(cfg),
+        }
+        for key in only:
+            t = time.time()
+            log(f"{key} ...")
+            results[key] = scen[key]()
+            log(f"{key} done in {time.time() - t:.0f} s")
+        results["seconds"] = time.time() - t_all
+        if args.smoke:
+            return smoke_check(results)
+        md = render(results, cfg, cmdline)
+        png = os.path.join(args.out, "health-latency.png")
+        plot(results, png, tmpdir)
+        with open(os.path.join(args.out, "latest.md"), "w") as f:
+            f.write(md)
+        with open(os.path.join(args.out, "latest.json"), "w") as f:
+            json.dump(results, f, indent=1, default=str)
+        print(md)
+        log(f"all done in {time.time() - t_all:.0f} s; wrote {args.out}/latest.md, latest.json, health-latency.png")
+        return 0
+    finally:
+        for p in STARTED:
+            if p.poll() is None:
+                try:
+                    os.killpg(p.pid, signal.SIGKILL) if p.pid == os.getpgid(p.pid) else p.kill()
+                except (ProcessLookupError, PermissionError):
+                    pass
+        shutil.rmtree(tmpdir, ignore_errors=True)
+
+
+def smoke_check(results):
+    """make test's check that the benchmark still runs: numbers, not speed."""
+    problems = []
+    s2 = results["S2"]["servers"]["offload"]
+    for k in ("idle_p50_ms", "idle_p99_ms", "loaded_p50_ms", "loaded_p99_ms"):
+        if not isinstance(s2.get(k), (int, float)) or s2[k] <= 0:
+            problems.append(f"S2 {k} = {s2.get(k)!r}")
+    if not s2.get("loaded_n"):
+        problems.append("S2 took no loaded samples")
+    for mode in ("offload (wait)", "offload (poll)"):
+        v = results["S4"]["servers"].get(mode)
+        if not v or not v["jobs_per_s"] or v["jobs_per_s"] <= 0:
+            problems.append(f"S4 {mode}: no throughput figure")
+        elif v["errors"] or v["completed"] != results["config"]["tiny_jobs"]:
+            problems.append(f"S4 {mode}: {v['completed']} of {results['config']['tiny_jobs']} jobs, "
+                            f"{v['errors']} errors")
+    summary = (f"S2 idle p99 {s2.get('idle_p99_ms')} ms, loaded p99 {s2.get('loaded_p99_ms')} ms "
+               f"({s2.get('loaded_n')} samples); S4 " + ", ".join(
+                   f"{k}: {v['jobs_per_s']:.0f} jobs/s" for k, v in results["S4"]["servers"].items()))
+    print(f"bench smoke: {summary}")
+    if problems:
+        print("bench smoke FAILED: " + "; ".join(problems))
+        return 1
+    print("bench smoke: ok")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
