@@ -2,6 +2,7 @@
 #include "api/api.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -144,7 +145,11 @@ static void reply_fib(http_req_t *req, job_t *j) {
   case JOB_COMPLETE:
     reply_json(req, 200, NULL, json_pack("{s:O, s:O}", "n", json_object_get(j->params, "n"), "result", j->result));
     return;
-  case JOB_CANCELED: reply_error(req, 503, NULL, j->err_code, NULL, "%s", j->err_message); return;
+  case JOB_CANCELED:
+    /* Shutdown: the service went away (503). A DELETE from someone holding the
+     * job id: this request's job is gone, a conflict with that (409). */
+    reply_error(req, j->canceled_by_shutdown ? 503 : 409, NULL, j->err_code, NULL, "%s", j->err_message);
+    return;
   default:
     reply_error(req, 500, NULL, j->err_code ? j->err_code : "internal", NULL, "%s",
                 j->err_message ? j->err_message : "The job failed.");
@@ -202,7 +207,8 @@ static int wait_for(api_t *a, http_req_t *req, job_t *j, wait_kind_t kind, uint6
 static bool parse_query(http_req_t *req, query_t *q, const char *const *allowed) {
   if (!query_parse(q, req->query)) {
     reply_error(req, 400, NULL, "invalid_param", q->bad[0] ? q->bad : NULL,
-                "The query string is malformed (bad %%-escape, or too long).");
+                "The query string is malformed (a bad %%-escape, over %d bytes, or over %d names).", QUERY_MAX_TEXT,
+                QUERY_MAX_PARAMS);
     return false;
   }
   const query_param_t *u = query_unknown(q, allowed);
@@ -273,8 +279,12 @@ static job_t *submit_int_job(api_t *a, http_req_t *req, const char *task, const 
 
 /* ---- handlers ---- */
 
+static bool no_query(http_req_t *req);
+
 static void h_health(api_t *a, http_req_t *req, const char *arg) {
   (void)arg;
+  if (!no_query(req))
+    return;
   reply_json(req, 200, NULL,
              json_pack("{s:s, s:{s:i, s:i}, s:{s:I, s:I}, s:I}", "status", "ok", "workers", "total",
                        (int)pool_workers(a->pool), "busy", (int)pool_busy(a->pool), "queue", "depth",
@@ -337,6 +347,37 @@ static bool media_type_is_json(const char *ct) {
   return n == 16 && strncasecmp(ct, "application/json", 16) == 0;
 }
 
+/* Valid JSON whose number does not fit an int64: jansson refuses it. Parse
+ * again with integers as doubles to name the field at fault, so the client
+ * gets invalid_param with a param rather than a misleading invalid_json. */
+static bool find_huge_number(http_req_t *req, char *field, size_t size) {
+  json_t *body = json_loadb(req->body, req->body_len, JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, NULL);
+  bool found = false;
+  const char *key;
+  json_t *v;
+  if (json_is_object(body)) {
+    json_object_foreach(body, key, v) {
+      if (json_is_real(v) && fabs(json_real_value(v)) >= 9.2233720368547758e18) {
+        snprintf(field, size, "%.64s", key);
+        found = true;
+        break;
+      }
+    }
+    json_t *params = json_object_get(body, "params");
+    if (!found && json_is_object(params)) {
+      json_object_foreach(params, key, v) {
+        if (json_is_real(v) && fabs(json_real_value(v)) >= 9.2233720368547758e18) {
+          snprintf(field, size, "params.%.64s", key);
+          found = true;
+          break;
+        }
+      }
+    }
+  }
+  json_decref(body);
+  return found;
+}
+
 static void h_jobs_post(api_t *a, http_req_t *req, const char *arg) {
   (void)arg;
   if (!no_query(req))
@@ -347,8 +388,13 @@ static void h_jobs_post(api_t *a, http_req_t *req, const char *arg) {
     return;
   }
   json_error_t jerr;
-  json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES, &jerr);
+  json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
   if (!body) {
+    char field[80];
+    if (json_error_code(&jerr) == json_error_numeric_overflow && find_huge_number(req, field, sizeof field)) {
+      reply_error(req, 400, NULL, "invalid_param", field, "%s is out of range (beyond 64-bit integers).", field);
+      return;
+    }
     reply_error(req, 400, NULL, "invalid_json", NULL, "Malformed JSON at line %d, column %d: %s.", jerr.line,
                 jerr.column, jerr.text);
     return;

@@ -355,8 +355,8 @@ void http_reply(http_req_t *req, int status, const char *content_type, const cha
   http_server_t *s = c->srv;
   if (status >= 100 && status < 600)
     s->stats.by_status[status]++;
-  if (s->freeing)
-    c->close_after = true;
+  if (s->freeing || !s->listening)
+    c->close_after = true; /* shutting down: tell the client not to reuse this */
   bool head = req->method == HTTP_M_HEAD;
   bool http10 = c->parser.http_major == 1 && c->parser.http_minor == 0;
 

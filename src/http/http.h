@@ -67,7 +67,8 @@ struct http_req {
 typedef struct http_config {
   size_t max_header_bytes;       /* request line + headers */
   size_t max_body;               /* bytes */
-  uint64_t request_timeout_ms;   /* head complete within this of its first byte */
+  uint64_t request_timeout_ms;   /* head within this of its first byte (or of the
+                                    connection opening); the body within as long again */
   uint64_t keepalive_timeout_ms; /* idle connection closed after this */
   size_t max_connections;
 } http_config_t;
