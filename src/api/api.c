@@ -708,6 +708,9 @@ void api_on_request(http_req_t *req, void *data) {
     reply_http_error(req);
     return;
   }
+  /* Collect finished work first: a job whose worker is done is answered as
+   * final, and a worker that already moved on is not counted twice. */
+  pool_reap(a->pool);
   const char *arg = NULL;
   const route_t *r = match(req->path, &arg);
   if (!r) {

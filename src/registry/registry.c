@@ -165,7 +165,7 @@ static void evict(registry_t *r, job_t *j) {
 
 static void evict_expired(registry_t *r) {
   uint64_t now = (uint64_t)clock_mono_ms();
-  while (r->f_head && r->f_head->_finished_mono_ms + (uint64_t)r->cfg.retention_ms <= now)
+  while (r->f_head && !r->f_head->_task && r->f_head->_finished_mono_ms + (uint64_t)r->cfg.retention_ms <= now)
     evict(r, r->f_head);
 }
 
@@ -180,8 +180,10 @@ static void set_error(job_t *j, const char *code, const char *message) {
   j->err_message = strdup(message);
 }
 
-/* Makes `j` final: records it, wakes watchers, may evict old jobs. */
-static void finalize(registry_t *r, job_t *j, job_status_t status) {
+/* Makes `j` final in the record: status, times, the finished list, stats.
+ * Fires nothing and frees nothing, so it is safe anywhere, even while a
+ * caller walks the job lists (registry_refresh uses it). */
+static void mark_final(registry_t *r, job_t *j, job_status_t status) {
   assert(!job_is_final(j) && status >= JOB_COMPLETE);
   queue_unlink(r, j);
   j->status = status;
@@ -202,21 +204,76 @@ static void finalize(registry_t *r, job_t *j, job_status_t status) {
   r->stats.finals[idx][status]++;
   if (j->started_at)
     hist_observe(&r->stats.run_seconds, (double)(j->finished_at - j->started_at) / 1000.0);
+}
 
+/* Drops the oldest finished jobs beyond --max-finished. A job whose task the
+ * pool still holds (recorded early by registry_refresh) is never freed; the
+ * eviction resumes at its done callback. */
+static void evict_over_limit(registry_t *r) {
+  while (r->nfinished > r->cfg.max_finished && !r->f_head->_task)
+    evict(r, r->f_head);
+}
+
+/* The side effects of a final job: wake its watchers, evict old jobs. */
+static void notify_final(registry_t *r, job_t *j) {
   while (j->_watches) {
     job_watch_t *w = j->_watches;
     registry_unwatch(j, w);
     w->cb(j, w);
   }
-  while (r->nfinished > r->cfg.max_finished)
-    evict(r, r->f_head);
+  evict_over_limit(r);
+}
+
+static void finalize(registry_t *r, job_t *j, job_status_t status) {
+  mark_final(r, j, status);
+  notify_final(r, j);
+}
+
+/* Records what the worker left in `t` (its run is over: state DONE). */
+static void record_outcome(registry_t *r, job_t *j, task_t *t) {
+  if (!j->started_at)
+    j->started_at = pool_work_started_ms(&t->work);
+  double p = task_progress(t);
+  if (p > j->progress)
+    j->progress = p;
+  switch (task_outcome(t)) {
+  case TASK_OUT_COMPLETE:
+    j->result = task_result_json(t);
+    mark_final(r, j, JOB_COMPLETE);
+    break;
+  case TASK_OUT_FAILED:
+    set_error(j, t->err_code, t->err_message ? t->err_message : "The task failed.");
+    mark_final(r, j, JOB_FAILED);
+    break;
+  case TASK_OUT_TIMEOUT: {
+    char msg[128];
+    snprintf(msg, sizeof msg, "The job ran longer than its timeout of %lld ms.", (long long)t->timeout_ms);
+    set_error(j, "timeout", msg);
+    mark_final(r, j, JOB_FAILED);
+    break;
+  }
+  case TASK_OUT_CANCELED:
+    set_error(j, "canceled",
+              j->canceled_by_shutdown ? "The server shut down before the job finished."
+                                      : "The job was canceled by a client request.");
+    mark_final(r, j, JOB_CANCELED);
+    break;
+  }
 }
 
 void registry_refresh(registry_t *r, job_t *j) {
-  (void)r;
-  if (!j->_task)
+  if (!j->_task || job_is_final(j))
     return;
-  if (j->status == JOB_QUEUED && pool_work_state(&j->_task->work) >= POOL_WORK_RUNNING) {
+  int state = pool_work_state(&j->_task->work);
+  if (state == POOL_WORK_DONE) {
+    /* The worker is finished (and may have moved on to the next job): show
+     * the outcome now rather than when the loop gets to the done list, so no
+     * reader sees more jobs processing than there are workers. The state's
+     * atomic store orders the worker's result writes before this read. */
+    record_outcome(r, j, j->_task);
+    return;
+  }
+  if (j->status == JOB_QUEUED && state == POOL_WORK_RUNNING) {
     j->status = JOB_PROCESSING;
     j->started_at = pool_work_started_ms(&j->_task->work);
   }
@@ -238,51 +295,18 @@ void registry_on_done(pool_work_t *w, void *data) {
   task_t *t = task_of(w);
   job_t *j = t->owner;
   assert(j->_task == t);
-  j->_task = NULL;
   r->in_flight--;
-
   if (pool_work_state(w) == POOL_WORK_QUEUED) {
     /* The pool shut down before it ran. */
     j->canceled_by_shutdown = true;
     set_error(j, "canceled", "The server shut down before the job could run.");
-    task_free(t);
-    finalize(r, j, JOB_CANCELED);
-    maybe_idle(r);
-    return;
+    mark_final(r, j, JOB_CANCELED);
+  } else if (!job_is_final(j)) {
+    record_outcome(r, j, t);
   }
-  if (!j->started_at)
-    j->started_at = pool_work_started_ms(w);
-  double p = task_progress(t);
-  if (p > j->progress)
-    j->progress = p;
-
-  switch (task_outcome(t)) {
-  case TASK_OUT_COMPLETE:
-    j->result = task_result_json(t);
-    task_free(t);
-    finalize(r, j, JOB_COMPLETE);
-    break;
-  case TASK_OUT_FAILED:
-    set_error(j, t->err_code, t->err_message ? t->err_message : "The task failed.");
-    task_free(t);
-    finalize(r, j, JOB_FAILED);
-    break;
-  case TASK_OUT_TIMEOUT: {
-    char msg[128];
-    snprintf(msg, sizeof msg, "The job ran longer than its timeout of %lld ms.", (long long)t->timeout_ms);
-    set_error(j, "timeout", msg);
-    task_free(t);
-    finalize(r, j, JOB_FAILED);
-    break;
-  }
-  case TASK_OUT_CANCELED:
-    set_error(j, "canceled",
-              j->canceled_by_shutdown ? "The server shut down before the job finished."
-                                      : "The job was canceled by a client request.");
-    task_free(t);
-    finalize(r, j, JOB_CANCELED);
-    break;
-  }
+  j->_task = NULL;
+  task_free(t);
+  notify_final(r, j);
   maybe_idle(r);
 }
 

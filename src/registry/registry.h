@@ -3,9 +3,10 @@
  * hand-off to the pool.
  *
  * Threads: loop thread only; no locks. What a worker changes (progress, that a
- * job started) is read from the task's atomics when someone asks
- * (registry_get, registry_position); finished work arrives through the pool's
- * done callback, which the registry installs.
+ * job started, that it finished) is read from the task's atomics when someone
+ * asks (registry_get, registry_refresh, registry_position): a job whose worker
+ * is done reads final at once. Its watches fire, and its task is freed, when
+ * the pool's done callback (which the registry installs) reaches it.
  *
  * Ownership: the registry owns every job_t and frees it on eviction (after
  * --retention-s or beyond --max-finished, oldest finished first) or at
