@@ -405,6 +405,18 @@ int main(int argc, char **argv) {
            cl.nlat, cl.o.inflight, cl.o.wait ? "true" : "false", cl.errors, cl.requests, secs, (double)cl.nlat / secs,
            (double)cl.requests / secs, pct(cl.lat, cl.nlat, 0.5), pct(cl.lat, cl.nlat, 0.99),
            cl.nlat ? (double)cl.lat[cl.nlat - 1] / 1e3 : 0);
-  /* The process exits: the OS reclaims the connections and buffers. */
+  for (int i = 0; i < cl.o.inflight; i++) {
+    free(cl.conns[i].body);
+    if (!uv_is_closing((uv_handle_t *)&cl.conns[i].tcp))
+      uv_close((uv_handle_t *)&cl.conns[i].tcp, NULL);
+  }
+  uv_close((uv_handle_t *)&cl.deadline, NULL);
+  uv_close((uv_handle_t *)&cl.pace, NULL);
+  uv_close((uv_handle_t *)&cl.sigint, NULL);
+  uv_close((uv_handle_t *)&cl.sigterm, NULL);
+  uv_run(cl.loop, UV_RUN_DEFAULT); /* pending writes cancel, handles close */
+  free(cl.conns);
+  free(cl.lat);
+  uv_loop_close(cl.loop);
   return cl.errors ? 3 : 0;
 }
