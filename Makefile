@@ -1,5 +1,6 @@
 # The user's door: make run | build | test | bench. CMake builds, ctest runs tests.
 BUILD      ?= build
+TEST_BUILD ?= build-test
 ASAN_BUILD ?= build-asan
 JOBS       ?= $(shell nproc)
 HOST       ?= 127.0.0.1
@@ -31,9 +32,9 @@ run: build
 # Plain -Werror build + every test, then the whole suite again under
 # ASan+UBSan, then the unit tests (pool, registry) under TSan.
 test: deps-test
-	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-	@cmake --build $(BUILD) -j$(JOBS)
-	@cd $(BUILD) && ctest $(CTEST_ARGS)
+	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+	@cmake --build $(TEST_BUILD) -j$(JOBS)
+	@cd $(TEST_BUILD) && ctest $(CTEST_ARGS)
 	@$(MAKE) --no-print-directory test-asan
 	@$(MAKE) --no-print-directory test-tsan
 
@@ -47,8 +48,16 @@ test-tsan: deps-test
 	@cmake --build $(TSAN_BUILD) -j$(JOBS)
 	@cd $(TSAN_BUILD) && ctest $(CTEST_ARGS) -L unit
 
+# Every claim, side by side with the Node peers and nginx; QUICK=1 for a short run.
+bench:
+	@scripts/install-deps.sh bench
+	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
+	@cmake --build $(BUILD) -j$(JOBS)
+	@npm ci --prefix bench/peers --no-audit --no-fund --loglevel=error
+	@OFFLOAD_BUILD=$(abspath $(BUILD)) python3 bench/run.py $(if $(filter 1,$(QUICK)),--quick,)
+
 clean:
-	rm -rf $(BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
+	rm -rf $(BUILD) $(TEST_BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.c' '*.h')

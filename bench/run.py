@@ -331,7 +331,7 @@ def s2_saturation(cfg, names=None, series_dir=None):
         for jid in ids:
             s.wait_report(jid, timeout=cfg["sat_max_s"], poll=0.05)
         t_end = time.time() - bg.t0
-        time.sleep(1.0)
+        time.sleep(0.5)
         bg.stop()
         loaded = series_stats(series, t_start, t_end)
         return {"idle": idle, "loaded": loaded, "t_start": t_start, "t_end": t_end, "series": series}
@@ -744,7 +744,7 @@ def plot(results, out_png, tmpdir):
     for x, color, name in marks:
         script.append(f"set arrow from {x:.3f}, graph 0 to {x:.3f}, graph 1 nohead dt 2 lc {color}")
         script.append(f"set label 'end: {name}' at {x:.3f}, graph {0.90 - 0.04 * color:.2f} offset 0.5,0 "
-                      f"tc lc {color} font ',8'")
+                      f"tc lt {color} font ',8'")
     script.append("plot " + ", ".join(lines))
     gp = os.path.join(tmpdir, "plot.gp")
     with open(gp, "w") as f:
@@ -763,17 +763,17 @@ def config(quick, smoke):
         "rounds": 1 if (quick or smoke) else 2,
         "n_3s": n_3s,
         "n_job": int(per_s * (0.5 if (quick or smoke) else 1.5)),
-        "health_n": 300 if smoke else (1000 if quick else 2000),
+        "health_n": 300 if smoke else (500 if quick else 2000),
         "sat_max_s": 120,
-        "wrk_s": 2 if quick else 4,
+        "wrk_s": 1 if quick else 3,
         "tiny_jobs": 2000 if smoke else (5000 if quick else 20000),
         "tiny_max_s": 60 if smoke else 120,
         "micro_tasks": 100000 if quick else 1000000,
         "kernel_report_n": 300_000_000 if quick else 3_000_000_000,
-        "kernel_fib_n": 38 if quick else 42,
+        "kernel_fib_n": 40 if quick else 42,
         "n_scale": int(per_s * (0.5 if quick else 1.0)),
-        "mem_jobs": 30000 if quick else 200000,
-        "mem_retention_s": 5,
+        "mem_jobs": 20000 if quick else 200000,
+        "mem_retention_s": 3 if quick else 5,
         "mem_max_s": 120 if quick else 300,
     }
     return cfg
@@ -818,13 +818,12 @@ def main():
         if args.smoke:
             return smoke_check(results)
         md = render(results, cfg, cmdline)
-        png = os.path.join(args.out, "health-latency.png")
-        plot(results, png, tmpdir)
         with open(os.path.join(args.out, "latest.md"), "w") as f:
             f.write(md)
         with open(os.path.join(args.out, "latest.json"), "w") as f:
             json.dump(results, f, indent=1, default=str)
         print(md)
+        plot(results, os.path.join(args.out, "health-latency.png"), tmpdir)
         log(f"all done in {time.time() - t_all:.0f} s; wrote {args.out}/latest.md, latest.json, health-latency.png")
         return 0
     finally:
