@@ -509,8 +509,8 @@ static void h_job_delete(api_t *a, http_req_t *req, const char *id) {
     return;
   }
   /* rc 0: it was queued and is canceled now; 1: running, cancel requested.
-   * The registry may have evicted nothing here: the job is final only if 0,
-   * and a just-finalized job is the newest finished one, never the evictee. */
+   * `j` is still valid: a job canceled just now is the newest finished one,
+   * and eviction takes the oldest. */
   reply_json(req, rc == 0 ? 200 : 202, NULL, job_json_now(a, j));
 }
 
