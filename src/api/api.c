@@ -58,10 +58,6 @@ static void reply_error(http_req_t *req, int status, const char *headers, const 
   reply_json(req, status, headers, json_pack("{s:o}", "error", err));
 }
 
-static void reply_not_found_job(http_req_t *req) {
-  reply_error(req, 404, NULL, "not_found", NULL, "No job with that id (it may never have existed or has expired).");
-}
-
 static void reply_submit_error(http_req_t *req, int rc) {
   if (rc == OFF_EFULL)
     reply_error(req, 429, "Retry-After: 1\r\n", "queue_full", NULL, "The job queue is full; retry after a short wait.");
@@ -315,14 +311,20 @@ static bool no_query(http_req_t *req) {
   return parse_query(req, &q, none);
 }
 
+/* The job with this id, or NULL after answering 404. */
+static job_t *find_job(api_t *a, http_req_t *req, const char *id) {
+  job_t *j = registry_get(a->reg, id);
+  if (!j)
+    reply_error(req, 404, NULL, "not_found", NULL, "No job with that id (it may never have existed or has expired).");
+  return j;
+}
+
 static void h_report_status(api_t *a, http_req_t *req, const char *id) {
   if (!no_query(req))
     return;
-  job_t *j = registry_get(a->reg, id);
-  if (!j) {
-    reply_not_found_job(req);
+  job_t *j = find_job(a, req, id);
+  if (!j)
     return;
-  }
   reply_json(req, 200, NULL, seed_job_json(j, registry_position(a->reg, j)));
 }
 
@@ -485,11 +487,9 @@ static void h_job_get(api_t *a, http_req_t *req, const char *id) {
   int64_t wait_s = 0;
   if (wp && !int_param(req, "wait", wp->value, wp->value_len, 1, WAIT_MAX_S, &wait_s))
     return;
-  job_t *j = registry_get(a->reg, id);
-  if (!j) {
-    reply_not_found_job(req);
+  job_t *j = find_job(a, req, id);
+  if (!j)
     return;
-  }
   if (wait_s && !job_is_final(j) && wait_for(a, req, j, WAIT_JOB, (uint64_t)wait_s * 1000) == 0)
     return;
   reply_json(req, 200, NULL, job_json_now(a, j));
@@ -498,11 +498,9 @@ static void h_job_get(api_t *a, http_req_t *req, const char *id) {
 static void h_job_delete(api_t *a, http_req_t *req, const char *id) {
   if (!no_query(req))
     return;
-  job_t *j = registry_get(a->reg, id);
-  if (!j) {
-    reply_not_found_job(req);
+  job_t *j = find_job(a, req, id);
+  if (!j)
     return;
-  }
   int rc = registry_cancel(a->reg, j);
   if (rc == OFF_EBUSY) {
     reply_error(req, 409, NULL, "already_finished", NULL, "The job is already %s.", job_status_name(j->status));

@@ -18,6 +18,7 @@
 #include <unistd.h>
 
 #include "util/clock.h"
+#include "util/dlist.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -66,6 +67,23 @@ static void push_done(pool_t *p, pool_work_t *w) {
   uv_async_send(&p->async);
 }
 
+/* Takes the oldest queued item and marks it running. Caller holds `mu`; the
+ * queue is not empty. */
+static pool_work_t *pop_head_locked(pool_t *p) {
+  pool_work_t *w = p->head;
+  p->head = w->_next;
+  if (p->head)
+    p->head->_prev = NULL;
+  else
+    p->tail = NULL;
+  p->depth--;
+  atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
+  w->_next = w->_prev = NULL;
+  atomic_store_explicit(&w->_started_ms, clock_wall_ms(), memory_order_relaxed);
+  atomic_store(&w->_state, POOL_WORK_RUNNING);
+  return w;
+}
+
 static void *worker_main(void *arg) {
   pool_t *p = arg;
   set_worker_priority(p->cfg.nice);
@@ -77,17 +95,7 @@ static void *worker_main(void *arg) {
       pthread_mutex_unlock(&p->mu);
       break;
     }
-    pool_work_t *w = p->head;
-    p->head = w->_next;
-    if (p->head)
-      p->head->_prev = NULL;
-    else
-      p->tail = NULL;
-    p->depth--;
-    atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
-    w->_next = w->_prev = NULL;
-    atomic_store_explicit(&w->_started_ms, clock_wall_ms(), memory_order_relaxed);
-    atomic_store(&w->_state, POOL_WORK_RUNNING);
+    pool_work_t *w = pop_head_locked(p);
     pthread_mutex_unlock(&p->mu);
 
     atomic_fetch_add(&p->busy, 1);
@@ -124,19 +132,7 @@ static void drain_done(pool_t *p) {
  * wake-up, so the loop handles I/O between jobs (and only then). */
 static void run_one_inline(pool_t *p) {
   pthread_mutex_lock(&p->mu);
-  pool_work_t *w = p->stopping ? NULL : p->head;
-  if (w) {
-    p->head = w->_next;
-    if (p->head)
-      p->head->_prev = NULL;
-    else
-      p->tail = NULL;
-    p->depth--;
-    atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
-    w->_next = w->_prev = NULL;
-    atomic_store_explicit(&w->_started_ms, clock_wall_ms(), memory_order_relaxed);
-    atomic_store(&w->_state, POOL_WORK_RUNNING);
-  }
+  pool_work_t *w = p->stopping || !p->head ? NULL : pop_head_locked(p);
   bool more = p->head != NULL;
   pthread_mutex_unlock(&p->mu);
   if (!w)
@@ -248,15 +244,9 @@ int pool_submit(pool_t *p, pool_work_t *w) {
     pthread_mutex_unlock(&p->mu);
     return OFF_EFULL;
   }
-  w->_next = NULL;
-  w->_prev = p->tail;
   atomic_store_explicit(&w->_started_ms, 0, memory_order_relaxed);
   atomic_store(&w->_state, POOL_WORK_QUEUED);
-  if (p->tail)
-    p->tail->_next = w;
-  else
-    p->head = w;
-  p->tail = w;
+  DLIST_APPEND(p->head, p->tail, w, _prev, _next);
   p->depth++;
   atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
   pthread_cond_signal(&p->cond);
@@ -274,15 +264,7 @@ int pool_remove(pool_t *p, pool_work_t *w) {
     pthread_mutex_unlock(&p->mu);
     return OFF_EBUSY;
   }
-  if (w->_prev)
-    w->_prev->_next = w->_next;
-  else
-    p->head = w->_next;
-  if (w->_next)
-    w->_next->_prev = w->_prev;
-  else
-    p->tail = w->_prev;
-  w->_next = w->_prev = NULL;
+  DLIST_UNLINK(p->head, p->tail, w, _prev, _next);
   p->depth--;
   atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
   atomic_store(&w->_state, POOL_WORK_IDLE);

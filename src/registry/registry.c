@@ -14,6 +14,7 @@
 #include <sys/random.h>
 
 #include "util/clock.h"
+#include "util/dlist.h"
 #include "util/err.h"
 #include "util/log.h"
 
@@ -118,15 +119,7 @@ static void hash_remove(registry_t *r, job_t *job) {
 static void queue_unlink(registry_t *r, job_t *j) {
   if (!j->_in_queue_list)
     return;
-  if (j->_q_prev)
-    j->_q_prev->_q_next = j->_q_next;
-  else
-    r->q_head = j->_q_next;
-  if (j->_q_next)
-    j->_q_next->_q_prev = j->_q_prev;
-  else
-    r->q_tail = j->_q_prev;
-  j->_q_prev = j->_q_next = NULL;
+  DLIST_UNLINK(r->q_head, r->q_tail, j, _q_prev, _q_next);
   j->_in_queue_list = false;
 }
 
@@ -142,22 +135,8 @@ static void job_free(job_t *j) {
 static void evict(registry_t *r, job_t *j) {
   assert(job_is_final(j));
   hash_remove(r, j);
-  if (j->_all_prev)
-    j->_all_prev->_all_next = j->_all_next;
-  else
-    r->newest = j->_all_next;
-  if (j->_all_next)
-    j->_all_next->_all_prev = j->_all_prev;
-  else
-    r->oldest = j->_all_prev;
-  if (j->_f_prev)
-    j->_f_prev->_f_next = j->_f_next;
-  else
-    r->f_head = j->_f_next;
-  if (j->_f_next)
-    j->_f_next->_f_prev = j->_f_prev;
-  else
-    r->f_tail = j->_f_prev;
+  DLIST_UNLINK(r->newest, r->oldest, j, _all_prev, _all_next);
+  DLIST_UNLINK(r->f_head, r->f_tail, j, _f_prev, _f_next);
   r->njobs--;
   r->nfinished--;
   job_free(j);
@@ -191,13 +170,7 @@ static void mark_final(registry_t *r, job_t *j, job_status_t status) {
   if (status == JOB_COMPLETE)
     j->progress = 1.0;
   j->_finished_mono_ms = (uint64_t)clock_mono_ms();
-  j->_f_prev = r->f_tail;
-  j->_f_next = NULL;
-  if (r->f_tail)
-    r->f_tail->_f_next = j;
-  else
-    r->f_head = j;
-  r->f_tail = j;
+  DLIST_APPEND(r->f_head, r->f_tail, j, _f_prev, _f_next);
   r->nfinished++;
 
   size_t idx = (size_t)(j->def - r->cfg.catalog->defs);
@@ -397,12 +370,7 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
   else
     r->oldest = j;
   r->newest = j;
-  j->_q_prev = r->q_tail;
-  if (r->q_tail)
-    r->q_tail->_q_next = j;
-  else
-    r->q_head = j;
-  r->q_tail = j;
+  DLIST_APPEND(r->q_head, r->q_tail, j, _q_prev, _q_next);
   j->_in_queue_list = true;
   r->njobs++;
   r->in_flight++;
