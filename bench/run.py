@@ -733,6 +733,9 @@ def render(results, cfg, cmdline):
     return "\n".join(L) + "\n"
 
 
+PEER_COLORS = ["#1f77b4", "#2ca02c", "#9467bd", "#ff7f0e", "#8c564b", "#17becf", "#7f7f7f"]
+
+
 def plot(results, out_png, tmpdir):
     """health-latency.png: /health latency over time in the saturation run, one line per server."""
     if "S2" not in results or not shutil.which("gnuplot"):
@@ -747,8 +750,9 @@ def plot(results, out_png, tmpdir):
             for line in f:
                 t, lat = line.split()
                 g.write(f"{float(t) - run['t_start']:.4f} {lat}\n")
-        lines.append(f"'{shifted}' using 1:2 with points pt 7 ps 0.35 lc {i + 1} title '{name}'")
-        marks.append((run["t_end"] - run["t_start"], i + 1, name))
+        color = "#d62728" if name == "offload" else PEER_COLORS[i % len(PEER_COLORS)]
+        lines.append(f"'{shifted}' using 1:2 with points pt 7 ps 0.35 lc rgb '{color}' title '{name}'")
+        marks.append((run["t_end"] - run["t_start"], color, name))
     script = [
         "set terminal pngcairo size 1400,700 font 'DejaVu Sans,10'",
         f"set output '{out_png}'",
@@ -761,10 +765,10 @@ def plot(results, out_png, tmpdir):
         "set arrow from 0, graph 0 to 0, graph 1 nohead lw 2 lc rgb 'black'",
         "set label 'jobs start' at 0, graph 0.97 offset 0.5,0",
     ]
-    for x, color, name in marks:
-        script.append(f"set arrow from {x:.3f}, graph 0 to {x:.3f}, graph 1 nohead dt 2 lc {color}")
-        script.append(f"set label 'end: {name}' at {x:.3f}, graph {0.90 - 0.04 * color:.2f} offset 0.5,0 "
-                      f"tc lt {color} font ',8'")
+    for k, (x, color, name) in enumerate(marks):
+        script.append(f"set arrow from {x:.3f}, graph 0 to {x:.3f}, graph 1 nohead dt 2 lc rgb '{color}'")
+        script.append(f"set label 'end: {name}' at {x:.3f}, graph {0.90 - 0.04 * k:.2f} offset 0.5,0 "
+                      f"tc rgb '{color}' font ',8'")
     script.append("plot " + ", ".join(lines))
     gp = os.path.join(tmpdir, "plot.gp")
     with open(gp, "w") as f:
