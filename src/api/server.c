@@ -71,7 +71,16 @@ static void stop_everything(server_t *s) {
   s->pool = NULL;
 }
 
-static void on_idle(void *data) { stop_everything(data); }
+static void on_stop_timer(uv_timer_t *t) { stop_everything(t->data); }
+
+/* The registry reports idle from inside its callbacks, which can run in the
+ * middle of a request (the API reaps finished work first): tear down from a
+ * fresh loop turn, never from under a handler. */
+static void on_idle(void *data) {
+  server_t *s = data;
+  uv_timer_stop(&s->drain_timer);
+  uv_timer_start(&s->drain_timer, on_stop_timer, 0, 0);
+}
 
 static void on_drain_timeout(uv_timer_t *t) {
   server_t *s = t->data;

@@ -28,12 +28,14 @@
 #include <string.h>
 #include <strings.h>
 
+#include "util/dlist.h"
 #include "util/log.h"
 
 #define READ_BUF_SIZE (64 * 1024)
 #define IN_BUF_PAUSED_MAX (64 * 1024) /* stop reading past this while paused */
 #define WRITE_QUEUE_MAX (1024 * 1024) /* stop parsing while more is unsent */
 #define LINGER_MS 2000                /* read-and-discard before a close */
+#define BURST_MAX 32                  /* requests per pass before yielding to other connections */
 #define FIELD_MAX 32                  /* longest header name we look at */
 #define CTYPE_MAX 256
 
@@ -60,11 +62,15 @@ typedef struct conn {
   char *in; /* unparsed input */
   size_t in_len, in_cap;
   bool reading;
-  bool paused_parser; /* llhttp is paused at a message end */
-  bool resume_pending;
-  bool parsing;     /* inside process_input: it continues by itself */
-  bool close_after; /* close once the current reply is written */
-  bool idle_once;   /* has served at least one request */
+  bool paused_parser;         /* llhttp is paused at a message end */
+  bool resume_pending;        /* on the server's resume list */
+  struct conn *rprev, *rnext; /* resume list links */
+  bool parsing;               /* inside process_input: it continues by itself */
+  bool peer_eof;              /* the client half-closed: answer what it sent, then close */
+  bool shut_down;             /* uv_shutdown issued (once only) */
+  bool shut_done;             /* ... and completed: every reply is in the kernel */
+  bool close_after;           /* close once the current reply is written */
+  bool idle_once;             /* has served at least one request */
 
   /* The request being read. */
   http_req_t req;
@@ -95,7 +101,9 @@ struct http_server {
   void *data;
   llhttp_settings_t settings;
   conn_t *conns;
-  int open_handles; /* listener */
+  conn_t *resume_head, *resume_tail; /* connections to parse again next loop turn */
+  uv_idle_t resume_idle;
+  int open_handles; /* listener, resume_idle */
   int port;
   http_stats_t stats;
   char readbuf[READ_BUF_SIZE]; /* reads are delivered one at a time */
@@ -103,6 +111,7 @@ struct http_server {
 
 static void conn_close(conn_t *c);
 static void process_input(conn_t *c);
+static void on_resume_idle(uv_idle_t *h);
 
 /* ---- small helpers ---- */
 
@@ -153,13 +162,50 @@ static void on_timeout_close(uv_timer_t *t) {
   conn_close(c);
 }
 
-static void on_resume(uv_timer_t *t) {
-  conn_t *c = t->data;
-  c->resume_pending = false;
-  process_input(c);
+/* Parses `c` again on the next loop turn (from an idle handle, after the
+ * poll phase has let every other connection in): used after a held reply,
+ * when the client drains its replies, and to break up pipelined bursts. A
+ * zero timer would not do: libuv 1.44 runs a timer re-armed from its own
+ * callback again in the same turn. */
+static void schedule_resume(conn_t *c) {
+  if (c->resume_pending || c->state == ST_CLOSED)
+    return;
+  http_server_t *s = c->srv;
+  c->resume_pending = true;
+  DLIST_APPEND(s->resume_head, s->resume_tail, c, rprev, rnext);
+  uv_idle_start(&s->resume_idle, on_resume_idle);
 }
 
+static void unschedule_resume(conn_t *c) {
+  if (!c->resume_pending)
+    return;
+  DLIST_UNLINK(c->srv->resume_head, c->srv->resume_tail, c, rprev, rnext);
+  c->resume_pending = false;
+}
+
+static void on_resume_idle(uv_idle_t *h) {
+  http_server_t *s = h->data;
+  /* Only those scheduled before this turn: a burst re-schedules itself. */
+  conn_t *last = s->resume_tail;
+  while (s->resume_head) {
+    conn_t *c = s->resume_head;
+    unschedule_resume(c);
+    process_input(c);
+    if (c == last)
+      break;
+  }
+  if (!s->resume_head)
+    uv_idle_stop(h);
+}
+
+#define BODY_KEEP_MAX (64 * 1024) /* larger body buffers are freed after each request */
+
 static void request_reset(conn_t *c) {
+  if (c->body_cap > BODY_KEEP_MAX) {
+    free(c->body);
+    c->body = NULL;
+    c->body_cap = 0;
+  }
   c->url_len = 0;
   if (c->url)
     c->url[0] = '\0';
@@ -268,8 +314,11 @@ static int on_headers_complete(llhttp_t *p) {
     c->err = HTTP_ERR_BODY_TOO_BIG;
     return HPE_USER;
   }
-  if (c->expect_len && strcasecmp(c->expect, "100-continue") == 0 && p->http_minor >= 1)
+  if (c->expect_len && strcasecmp(c->expect, "100-continue") == 0 && p->http_minor >= 1) {
     write_raw(c, "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    if (c->state == ST_CLOSED)
+      return HPE_USER;
+  }
   c->state = ST_BODY;
   timer_set(c, on_timeout_close, c->srv->cfg.request_timeout_ms);
   return 0;
@@ -300,7 +349,34 @@ typedef struct write_req {
   char data[];
 } write_req_t;
 
-static void on_shutdown(uv_shutdown_t *req, int status) { free(req); }
+static void on_linger_done(uv_timer_t *t);
+
+static void on_shutdown(uv_shutdown_t *req, int status) {
+  conn_t *c = req->data;
+  free(req);
+  if (status != 0 || c->state != ST_LINGER)
+    return; /* closed meanwhile (the handle close cancels us) */
+  c->shut_done = true;
+  /* The client already finished sending: nothing left to linger for. */
+  if (c->peer_eof)
+    conn_close(c);
+  else
+    timer_set(c, on_linger_done, LINGER_MS); /* read and discard its last bytes, then close */
+}
+
+/* Half-closes our side once every reply is written (LINGER state). */
+static void shutdown_when_written(conn_t *c) {
+  if (c->shut_down || uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) != 0)
+    return;
+  c->shut_down = true;
+  uv_shutdown_t *sd = malloc(sizeof *sd);
+  if (sd)
+    sd->data = c;
+  if (!sd || uv_shutdown(sd, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
+    free(sd);
+    conn_close(c);
+  }
+}
 
 static void on_write(uv_write_t *req, int status) {
   write_req_t *w = (write_req_t *)req;
@@ -313,21 +389,13 @@ static void on_write(uv_write_t *req, int status) {
     return;
   }
   if (c->state == ST_LINGER) {
-    if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) == 0) {
-      uv_shutdown_t *sd = malloc(sizeof *sd);
-      if (!sd || uv_shutdown(sd, (uv_stream_t *)&c->tcp, on_shutdown) != 0) {
-        free(sd);
-        conn_close(c);
-      }
-    }
+    shutdown_when_written(c);
     return;
   }
   /* Parsing may have stopped because the client was not reading replies. */
-  if (c->state == ST_IDLE && c->in_len && !c->resume_pending &&
-      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= WRITE_QUEUE_MAX) {
-    c->resume_pending = true;
-    timer_set(c, on_resume, 0);
-  }
+  if (c->state == ST_IDLE && (c->in_len || c->peer_eof) &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= WRITE_QUEUE_MAX)
+    schedule_resume(c);
 }
 
 static void write_raw(conn_t *c, const char *text, size_t len) {
@@ -353,6 +421,9 @@ void http_reply(http_req_t *req, int status, const char *content_type, const cha
   conn_t *c = req->_conn;
   assert(c->state == ST_DISPATCHED);
   http_server_t *s = c->srv;
+  /* The request is answered: the handler lets go of it now, before any
+   * failure below can close the connection (and call the abort callback). */
+  req->_abort_cb = NULL;
   if (status >= 100 && status < 600)
     s->stats.by_status[status]++;
   if (s->freeing || !s->listening)
@@ -384,12 +455,17 @@ void http_reply(http_req_t *req, int status, const char *content_type, const cha
   if (body_len)
     memcpy(w->data + n, body, body_len);
 
-  /* The request is answered: the handler lets go of it now. */
-  req->_abort_cb = NULL;
   c->idle_once = true;
+  /* The handler is done with the request: give back a large body buffer now
+   * rather than holding it for as long as the connection stays open. */
+  if (c->body_cap > BODY_KEEP_MAX) {
+    free(c->body);
+    c->body = NULL;
+    c->body_cap = c->body_len = 0;
+  }
   if (c->close_after) {
     c->state = ST_LINGER;
-    timer_set(c, on_linger_done, LINGER_MS);
+    timer_set(c, on_linger_done, c->srv->cfg.keepalive_timeout_ms); /* for the replies to leave */
   } else {
     c->state = ST_IDLE;
     timer_set(c, on_timeout_close, s->cfg.keepalive_timeout_ms);
@@ -401,10 +477,8 @@ void http_reply(http_req_t *req, int status, const char *content_type, const cha
     return;
   }
   /* A held reply: resume the parser from the loop, not from this call stack. */
-  if (c->state == ST_IDLE && !c->parsing && (c->paused_parser || c->in_len) && !c->resume_pending) {
-    c->resume_pending = true;
-    timer_set(c, on_resume, 0);
-  }
+  if (c->state == ST_IDLE && !c->parsing && (c->paused_parser || c->in_len || c->peer_eof))
+    schedule_resume(c);
 }
 
 void http_req_on_abort(http_req_t *req, http_abort_cb cb, void *data) {
@@ -418,7 +492,6 @@ static void dispatch(conn_t *c) {
   http_req_t *r = &c->req;
   c->state = ST_DISPATCHED;
   uv_timer_stop(&c->timer);
-  c->resume_pending = false;
   if (!c->url)
     buf_append(&c->url, &c->url_len, &c->url_cap, "", 0);
   if (!c->body)
@@ -472,12 +545,20 @@ static void dispatch_error(conn_t *c, http_req_error_t err, const char *detail) 
 
 static void start_reading(conn_t *c);
 
+static void on_linger_done(uv_timer_t *t);
+
 static void process_input(conn_t *c) {
   size_t off = 0;
+  int served = 0;
   c->parsing = true;
   while (c->state == ST_IDLE || c->state == ST_HEAD || c->state == ST_BODY) {
     if (uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) > WRITE_QUEUE_MAX)
       break; /* on_write resumes us */
+    if (served == BURST_MAX && c->state == ST_IDLE) {
+      /* A pipelined burst: let other connections in, continue next turn. */
+      schedule_resume(c);
+      break;
+    }
     if (c->paused_parser) {
       llhttp_resume(&c->parser);
       c->paused_parser = false;
@@ -497,6 +578,7 @@ static void process_input(conn_t *c) {
     if (e == HPE_PAUSED) {
       off += (size_t)(llhttp_get_error_pos(&c->parser) - start);
       c->paused_parser = true;
+      served++;
       dispatch(c);
       continue;
     }
@@ -521,7 +603,20 @@ static void process_input(conn_t *c) {
     memmove(c->in, c->in + off, c->in_len - off);
     c->in_len -= off;
   }
-  if (!c->reading && c->in_len < IN_BUF_PAUSED_MAX && c->state != ST_LINGER)
+  if (c->peer_eof && (c->state == ST_HEAD || c->state == ST_BODY)) {
+    conn_close(c); /* half-closed in the middle of a request: it can never complete */
+    return;
+  }
+  if (c->peer_eof && c->state == ST_IDLE && !c->resume_pending && c->in_len == 0 &&
+      uv_stream_get_write_queue_size((uv_stream_t *)&c->tcp) <= WRITE_QUEUE_MAX) {
+    /* Everything the half-closed client sent is answered (a partial request
+     * can never complete): finish the replies, then close. */
+    c->state = ST_LINGER;
+    timer_set(c, on_linger_done, c->srv->cfg.keepalive_timeout_ms); /* for the replies to leave */
+    shutdown_when_written(c);
+    return;
+  }
+  if (!c->reading && !c->peer_eof && c->in_len < IN_BUF_PAUSED_MAX && c->state != ST_LINGER)
     start_reading(c);
 }
 
@@ -534,8 +629,24 @@ static void on_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
   conn_t *c = stream->data;
   if (nread == 0)
     return;
+  if (nread == UV_EOF && c->state != ST_DISPATCHED) {
+    /* A half-close: the client may still read. Answer the complete requests
+     * it sent, let every queued reply reach the kernel, then close. (With a
+     * held reply pending, EOF means the client left: that request is aborted
+     * below.) */
+    c->peer_eof = true;
+    c->reading = false;
+    uv_read_stop(stream);
+    if (c->state == ST_LINGER) {
+      if (c->shut_done)
+        conn_close(c); /* else on_shutdown closes it once the replies are out */
+      return;
+    }
+    process_input(c);
+    return;
+  }
   if (nread < 0) {
-    conn_close(c); /* EOF or error; a pending request is aborted */
+    conn_close(c); /* error, or EOF while a held reply waits: aborted */
     return;
   }
   if (c->state == ST_LINGER)
@@ -575,6 +686,7 @@ static void conn_close(conn_t *c) {
   if (c->state == ST_CLOSED)
     return;
   bool pending = c->state == ST_DISPATCHED;
+  unschedule_resume(c);
   c->state = ST_CLOSED;
   http_server_t *s = c->srv;
   if (c->prev)
@@ -663,7 +775,9 @@ http_server_t *http_server_new(uv_loop_t *loop, const http_config_t *cfg, http_r
   s->settings.on_message_complete = on_message_complete;
   uv_tcp_init(loop, &s->listener);
   s->listener.data = s;
-  s->open_handles = 1;
+  uv_idle_init(loop, &s->resume_idle);
+  s->resume_idle.data = s;
+  s->open_handles = 2;
   return s;
 }
 
@@ -691,16 +805,15 @@ int http_server_listen(http_server_t *s, const char *host, int port) {
 
 int http_server_port(const http_server_t *s) { return s->port; }
 
-static void on_listener_closed(uv_handle_t *h) {
+static void on_server_handle_closed(uv_handle_t *h) {
   http_server_t *s = h->data;
-  s->open_handles--;
-  if (s->freeing && s->open_handles == 0)
-    free(s);
+  if (--s->open_handles == 0)
+    free(s); /* only after http_server_free closed the last one */
 }
 
 void http_server_stop_accepting(http_server_t *s) {
-  if (s->open_handles && !uv_is_closing((uv_handle_t *)&s->listener))
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
+  if (!uv_is_closing((uv_handle_t *)&s->listener))
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
   s->listening = false;
 }
 
@@ -708,10 +821,8 @@ void http_server_free(http_server_t *s) {
   s->freeing = true;
   while (s->conns)
     conn_close(s->conns);
-  if (s->open_handles && !uv_is_closing((uv_handle_t *)&s->listener))
-    uv_close((uv_handle_t *)&s->listener, on_listener_closed);
-  else if (s->open_handles == 0)
-    free(s);
+  http_server_stop_accepting(s);
+  uv_close((uv_handle_t *)&s->resume_idle, on_server_handle_closed);
 }
 
 const http_stats_t *http_server_stats(const http_server_t *s) { return &s->stats; }
