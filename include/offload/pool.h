@@ -10,10 +10,9 @@
  * pool_remove) the pool uses it: do not free or move it in between.
  *
  * DESIGN: the queue is a doubly linked list under one mutex + condvar; a worker
- * pops the head, runs it with no lock held, then pushes it onto the done list
- * under a second mutex and calls uv_async_send. The loop swaps out the whole
- * done list (wake-ups coalesce) and calls the done callback for each item. No
- * thread ever holds both locks. Workers lower their own CPU priority (nice +
+ * pops the head, runs it with no lock held, then pushes it onto the lock-free
+ * done list and calls uv_async_send. The loop takes the whole done list at
+ * once (wake-ups coalesce) and calls the done callback for each item. Workers lower their own CPU priority (nice +
  * SCHED_BATCH) so the loop thread wins the CPU when every core is busy. */
 #ifndef OFFLOAD_POOL_H
 #define OFFLOAD_POOL_H

@@ -2,8 +2,15 @@
  *
  * Lock rules: `mu` guards the queue (head/tail/depth, item links while queued,
  * item state changes QUEUED->RUNNING and QUEUED->IDLE) and `stopping`.
- * `done_mu` guards the done list. No thread holds both. Workers hold `mu` only
- * to pop; the loop holds it only to push or unlink one item: both O(1). */
+ * Workers hold `mu` only to pop; the loop holds it only to push or unlink one
+ * item: both O(1).
+ *
+ * The done list takes no lock: workers push with a compare-and-swap on its
+ * head (a Treiber stack) and the loop takes the whole list with one atomic
+ * exchange. So the loop, which reaps it before every request, never waits
+ * for a worker that the scheduler preempted mid-push (workers run at the
+ * lowest priority: a mutex there would be a priority inversion). Push-only
+ * plus take-all has no ABA problem. */
 #include "offload/pool.h"
 
 #include <assert.h>
@@ -35,8 +42,7 @@ struct pool {
   size_t depth;
   bool stopping;
 
-  pthread_mutex_t done_mu;
-  pool_work_t *done_head; /* LIFO under done_mu; reversed when drained */
+  _Atomic(pool_work_t *) done_head; /* LIFO, lock-free; reversed when drained */
 
   _Atomic unsigned busy;
   _Atomic size_t depth_pub; /* copy of depth for lock-free readers */
@@ -60,10 +66,10 @@ static void set_worker_priority(int nice_incr) {
 }
 
 static void push_done(pool_t *p, pool_work_t *w) {
-  pthread_mutex_lock(&p->done_mu);
-  w->_next = p->done_head;
-  p->done_head = w;
-  pthread_mutex_unlock(&p->done_mu);
+  pool_work_t *head = atomic_load_explicit(&p->done_head, memory_order_relaxed);
+  do
+    w->_next = head; /* published by the release below */
+  while (!atomic_compare_exchange_weak_explicit(&p->done_head, &head, w, memory_order_release, memory_order_relaxed));
   uv_async_send(&p->async);
 }
 
@@ -109,10 +115,9 @@ static void *worker_main(void *arg) {
 
 /* Loop thread: hand every finished item to the owner, oldest first. */
 static void drain_done(pool_t *p) {
-  pthread_mutex_lock(&p->done_mu);
-  pool_work_t *list = p->done_head;
-  p->done_head = NULL;
-  pthread_mutex_unlock(&p->done_mu);
+  if (!atomic_load_explicit(&p->done_head, memory_order_relaxed))
+    return; /* the common case when reaping before a request */
+  pool_work_t *list = atomic_exchange_explicit(&p->done_head, NULL, memory_order_acquire);
   pool_work_t *rev = NULL;
   while (list) {
     pool_work_t *next = list->_next;
@@ -171,8 +176,6 @@ pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, v
     goto fail_threads;
   if (pthread_mutex_init(&p->mu, NULL) != 0)
     goto fail_mu;
-  if (pthread_mutex_init(&p->done_mu, NULL) != 0)
-    goto fail_done_mu;
   if (pthread_cond_init(&p->cond, NULL) != 0)
     goto fail_cond;
   if (uv_async_init(loop, &p->async, on_async) != 0)
@@ -191,8 +194,6 @@ pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, v
 fail_async:
   pthread_cond_destroy(&p->cond);
 fail_cond:
-  pthread_mutex_destroy(&p->done_mu);
-fail_done_mu:
   pthread_mutex_destroy(&p->mu);
 fail_mu:
   free(p->threads);
@@ -204,7 +205,6 @@ fail_threads:
 static void on_async_closed(uv_handle_t *h) {
   pool_t *p = h->data;
   pthread_cond_destroy(&p->cond);
-  pthread_mutex_destroy(&p->done_mu);
   pthread_mutex_destroy(&p->mu);
   free(p->threads);
   free(p);
