@@ -534,16 +534,24 @@ static void h_jobs_list(api_t *a, http_req_t *req, const char *arg) {
       return;
     }
   }
-  /* Queue places for every queued job in one pass over the queue. */
-  registry_number_queue(a->reg);
+  /* O(workers) to catch up with the workers, then O(limit): a status list
+   * (or the creation list) is walked newest first. Queued jobs meet in reverse
+   * queue order, so their places count down from the number queued. */
+  size_t queued = registry_sync(a->reg), seen_queued = 0;
   json_t *arr = json_array();
   int64_t n = 0;
-  for (job_t *j = registry_newest(a->reg); j && n < limit; j = registry_older(j)) {
+  job_t *j = want >= 0 ? registry_first_with(a->reg, (job_status_t)want) : registry_newest(a->reg);
+  while (j && n < limit) {
+    job_t *next = want >= 0 ? registry_next_with(j, (job_status_t)want) : registry_older(j);
     registry_refresh(a->reg, j);
-    if (want >= 0 && (int)j->status != want)
-      continue;
-    json_array_append_new(arr, job_json(j, j->status == JOB_QUEUED ? j->queue_place : 0));
-    n++;
+    if (want < 0 || (int)j->status == want) {
+      size_t place = 0;
+      if (j->status == JOB_QUEUED && seen_queued < queued)
+        place = queued - seen_queued++;
+      json_array_append_new(arr, job_json(j, place));
+      n++;
+    }
+    j = next;
   }
   reply_json(req, 200, NULL, json_pack("{s:o}", "jobs", arr));
 }

@@ -33,6 +33,11 @@ struct registry {
   job_t *newest, *oldest; /* creation order */
   job_t *q_head, *q_tail; /* queue view */
   job_t *f_head, *f_tail; /* finished, oldest first */
+  size_t nqview;          /* jobs in the queue view */
+  uint64_t next_seq;      /* creation order */
+  /* Per status (processing and the final ones), newest created first, so a
+   * filtered /jobs is O(limit). Queued jobs are found through the queue view. */
+  job_t *s_newest[JOB_NSTATUS], *s_oldest[JOB_NSTATUS];
   size_t nfinished;
   size_t in_flight;
 
@@ -121,6 +126,34 @@ static void queue_unlink(registry_t *r, job_t *j) {
     return;
   DLIST_UNLINK(r->q_head, r->q_tail, j, _q_prev, _q_next);
   j->_in_queue_list = false;
+  r->nqview--;
+}
+
+/* Files `j` in its status list by creation order. Jobs mostly change status
+ * in creation order, so the walk from the newest end is short. */
+static void status_link(registry_t *r, job_t *j) {
+  job_status_t st = j->status;
+  job_t *newer = NULL, *older = r->s_newest[st];
+  while (older && older->_seq > j->_seq) {
+    newer = older;
+    older = older->_s_next;
+  }
+  j->_s_prev = newer;
+  j->_s_next = older;
+  if (newer)
+    newer->_s_next = j;
+  else
+    r->s_newest[st] = j;
+  if (older)
+    older->_s_prev = j;
+  else
+    r->s_oldest[st] = j;
+}
+
+static void status_unlink(registry_t *r, job_t *j) {
+  if (j->status == JOB_QUEUED)
+    return; /* queued jobs live in the queue view instead */
+  DLIST_UNLINK(r->s_newest[j->status], r->s_oldest[j->status], j, _s_prev, _s_next);
 }
 
 static void job_free(job_t *j) {
@@ -137,6 +170,7 @@ static void evict(registry_t *r, job_t *j) {
   hash_remove(r, j);
   DLIST_UNLINK(r->newest, r->oldest, j, _all_prev, _all_next);
   DLIST_UNLINK(r->f_head, r->f_tail, j, _f_prev, _f_next);
+  status_unlink(r, j);
   r->njobs--;
   r->nfinished--;
   job_free(j);
@@ -165,7 +199,9 @@ static void set_error(job_t *j, const char *code, const char *message) {
 static void mark_final(registry_t *r, job_t *j, job_status_t status) {
   assert(!job_is_final(j) && status >= JOB_COMPLETE);
   queue_unlink(r, j);
+  status_unlink(r, j);
   j->status = status;
+  status_link(r, j);
   j->finished_at = clock_wall_ms();
   if (status == JOB_COMPLETE)
     j->progress = 1.0;
@@ -249,6 +285,7 @@ void registry_refresh(registry_t *r, job_t *j) {
   if (j->status == JOB_QUEUED && state == POOL_WORK_RUNNING) {
     j->status = JOB_PROCESSING;
     j->started_at = pool_work_started_ms(&j->_task->work);
+    status_link(r, j);
   }
   double p = task_progress(j->_task);
   if (p > j->progress)
@@ -372,6 +409,8 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
   r->newest = j;
   DLIST_APPEND(r->q_head, r->q_tail, j, _q_prev, _q_next);
   j->_in_queue_list = true;
+  r->nqview++;
+  j->_seq = ++r->next_seq;
   r->njobs++;
   r->in_flight++;
   r->stats.submitted++;
@@ -386,39 +425,56 @@ job_t *registry_get(registry_t *r, const char *id) {
   return j;
 }
 
+/* Drops from the front of the queue view the jobs a worker has taken. Workers
+ * pop in FIFO order, so they are all at the front: O(jobs started since the
+ * last look), at most about the number of workers. */
+static void prune_queue(registry_t *r) {
+  while (r->q_head && pool_work_state(&r->q_head->_task->work) != POOL_WORK_QUEUED) {
+    job_t *j = r->q_head;
+    registry_refresh(r, j); /* processing, or final if already done */
+    queue_unlink(r, j);
+  }
+}
+
+size_t registry_sync(registry_t *r) {
+  prune_queue(r);
+  job_t *j = r->s_newest[JOB_PROCESSING];
+  while (j) {
+    job_t *older = j->_s_next;
+    registry_refresh(r, j); /* a finished one moves to its final list */
+    j = older;
+  }
+  return r->nqview;
+}
+
 size_t registry_position(registry_t *r, job_t *job) {
   registry_refresh(r, job);
   if (job->status != JOB_QUEUED)
     return 0;
-  size_t pos = 0;
-  job_t *j = r->q_head;
-  while (j) {
-    job_t *next = j->_q_next;
-    registry_refresh(r, j);
-    if (j->status != JOB_QUEUED)
-      queue_unlink(r, j);
-    else
-      pos++;
-    if (j == job)
-      return pos;
-    j = next;
+  prune_queue(r);
+  if (job->status != JOB_QUEUED)
+    return 0;
+  /* Walk from both ends at once: O(min(place, jobs behind it)), so a job
+   * just submitted (the tail) costs O(1). */
+  job_t *front = r->q_head, *back = r->q_tail;
+  for (size_t k = 0; front && back; k++) {
+    if (front == job)
+      return k + 1;
+    if (back == job)
+      return r->nqview - k;
+    front = front->_q_next;
+    back = back->_q_prev;
   }
   assert(!"a queued job is always in the queue view");
   return 0;
 }
 
-void registry_number_queue(registry_t *r) {
-  size_t pos = 0;
-  job_t *j = r->q_head;
-  while (j) {
-    job_t *next = j->_q_next;
-    registry_refresh(r, j);
-    if (j->status != JOB_QUEUED)
-      queue_unlink(r, j);
-    else
-      j->queue_place = ++pos;
-    j = next;
-  }
+job_t *registry_first_with(registry_t *r, job_status_t status) {
+  return status == JOB_QUEUED ? r->q_tail : r->s_newest[status];
+}
+
+job_t *registry_next_with(const job_t *job, job_status_t status) {
+  return status == JOB_QUEUED ? job->_q_prev : job->_s_next;
 }
 
 int registry_cancel(registry_t *r, job_t *j) {
@@ -479,6 +535,7 @@ void registry_drain(registry_t *r) {
       set_error(j, "canceled", "The server shut down before the job could run.");
       finalize(r, j, JOB_CANCELED);
     } else {
+      registry_refresh(r, j); /* a worker has it: file it as processing */
       queue_unlink(r, j);
     }
     j = next;

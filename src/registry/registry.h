@@ -56,7 +56,6 @@ struct job {
   int64_t finished_at;   /* wall ms, 0 = not yet */
   bool cancel_requested; /* DELETE while processing, or shutdown */
   bool canceled_by_shutdown;
-  size_t queue_place; /* 1-based; valid just after registry_number_queue */
 
   /* Private to the registry. */
   task_t *_task; /* while in the pool */
@@ -65,6 +64,8 @@ struct job {
   job_t *_all_prev, *_all_next; /* creation order, newest first */
   job_t *_q_prev, *_q_next;     /* loop's view of the queue, oldest first */
   job_t *_f_prev, *_f_next;     /* finished, oldest first */
+  job_t *_s_prev, *_s_next;     /* its status list, newest created first */
+  uint64_t _seq;                /* creation order */
   bool _in_queue_list;
   job_watch_t *_watches;
 };
@@ -107,11 +108,20 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
 job_t *registry_get(registry_t *r, const char *id);
 /* Brings status/progress/startedAt up to date from the worker's atomics. */
 void registry_refresh(registry_t *r, job_t *job);
-/* 1-based place in the queue of a queued job; 0 when not queued. O(place). */
+/* 1-based place in the queue of a queued job; 0 when not queued.
+ * O(min(place, jobs behind it)): O(1) for a job just submitted. */
 size_t registry_position(registry_t *r, job_t *job);
 
-/* Sets queue_place of every queued job in one pass over the queue: O(queue). */
-void registry_number_queue(registry_t *r);
+/* Brings every job's status up to date with its worker (O(workers)) and
+ * returns the number of queued jobs. After it, the k-th queued job met going
+ * from newest to oldest (k from 0) has place `returned - k`. */
+size_t registry_sync(registry_t *r);
+
+/* Jobs of one status, newest created first: O(1) per step. Call
+ * registry_sync first for an up-to-date view; take the next job before
+ * refreshing the current one (a refresh can move it to another status). */
+job_t *registry_first_with(registry_t *r, job_status_t status);
+job_t *registry_next_with(const job_t *job, job_status_t status);
 
 /* Cancels: returns 0 when the job was queued and is now canceled, 1 when it is
  * processing and cancellation was requested (it becomes canceled soon), or

@@ -317,10 +317,15 @@ static void test_position_and_cancel(void **state) {
   assert_int_equal(registry_position(e.r, b), 1);
   assert_int_equal(registry_position(e.r, c), 2);
   assert_int_equal(registry_position(e.r, d), 3);
-  registry_number_queue(e.r);
-  assert_int_equal(b->queue_place, 1);
-  assert_int_equal(c->queue_place, 2);
-  assert_int_equal(d->queue_place, 3);
+  assert_int_equal(registry_sync(e.r), 3);
+  assert_int_equal(registry_position(e.r, d), 3);
+  assert_int_equal(registry_position(e.r, b), 1);
+  assert_int_equal(registry_position(e.r, c), 2);
+  /* The queued list walks newest first. */
+  assert_ptr_equal(registry_first_with(e.r, JOB_QUEUED), d);
+  assert_ptr_equal(registry_next_with(d, JOB_QUEUED), c);
+  assert_ptr_equal(registry_next_with(c, JOB_QUEUED), b);
+  assert_null(registry_next_with(b, JOB_QUEUED));
 
   watch_t wb = {.w.cb = on_final}, wc = {.w.cb = on_final}, wd = {.w.cb = on_final}, wa = {.w.cb = on_final};
   registry_watch(a, &wa.w);
