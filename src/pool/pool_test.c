@@ -24,22 +24,10 @@
 #include "util/clock.h"
 #include "util/err.h"
 
-#define WAIT_NS (UINT64_C(10000) * 1000000u) /* 10 s: generous on purpose */
+#include "util/test_poll.h"
 
-/* Runs the loop without blocking until `cond` holds; fails the test after
- * WAIT_NS. The condition is re-checked after every loop turn. */
-#define RUN_UNTIL(loop, cond)                                                                                          \
-  do {                                                                                                                 \
-    uint64_t deadline_ = clock_mono_ns() + WAIT_NS;                                                                    \
-    for (;;) {                                                                                                         \
-      uv_run((loop), UV_RUN_NOWAIT);                                                                                   \
-      if (cond)                                                                                                        \
-        break;                                                                                                         \
-      if (clock_mono_ns() > deadline_)                                                                                 \
-        fail_msg("timed out waiting for: %s", #cond);                                                                  \
-      usleep(200);                                                                                                     \
-    }                                                                                                                  \
-  } while (0)
+/* Runs `loop` until `cond` holds (see util/test_poll.h). */
+#define RUN_UNTIL(loop, cond) POLL(loop, true, cond)
 
 /* ---- a plain work item ---- */
 

@@ -23,23 +23,9 @@
 #include "util/clock.h"
 #include "util/err.h"
 
-#define WAIT_NS (UINT64_C(10000) * 1000000u) /* 10 s */
-#define LONG_SPIN_MS 600000                  /* ten minutes unless canceled */
+#include "util/test_poll.h"
 
-/* Polls `cond`, running the loop between checks when `run` is true. */
-#define POLL(loop, run, cond)                                                                                          \
-  do {                                                                                                                 \
-    uint64_t deadline_ = clock_mono_ns() + WAIT_NS;                                                                    \
-    for (;;) {                                                                                                         \
-      if (run)                                                                                                         \
-        uv_run((loop), UV_RUN_NOWAIT);                                                                                 \
-      if (cond)                                                                                                        \
-        break;                                                                                                         \
-      if (clock_mono_ns() > deadline_)                                                                                 \
-        fail_msg("timed out waiting for: %s", #cond);                                                                  \
-      usleep(200);                                                                                                     \
-    }                                                                                                                  \
-  } while (0)
+#define LONG_SPIN_MS 600000 /* ten minutes unless canceled */
 #define RUN_UNTIL(e, cond) POLL(&(e)->loop, true, cond)
 /* Without running the loop: only the worker's atomics can change. */
 #define WAIT_PROCESSING(e, j) POLL(&(e)->loop, false, (registry_refresh((e)->r, (j)), (j)->status == JOB_PROCESSING))
