@@ -54,7 +54,7 @@ bench:
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 	@npm ci --prefix bench/peers --no-audit --no-fund --loglevel=error
-	@OFFLOAD_BUILD=$(abspath $(BUILD)) python3 bench/run.py $(if $(filter 1,$(QUICK)),--quick,)
+	@OFFLOAD_BUILD=$(abspath $(BUILD)) python3 bench/run.py $(if $(filter 1,$(QUICK)),--quick --out bench/results/quick,)
 
 clean:
 	rm -rf $(BUILD) $(TEST_BUILD) $(ASAN_BUILD) $(TSAN_BUILD)
