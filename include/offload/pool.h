@@ -70,12 +70,6 @@ int pool_submit(pool_t *p, pool_work_t *w);
  * already has it or pool_free has begun (its `done` call will come). */
 int pool_remove(pool_t *p, pool_work_t *w);
 
-/* Runs the done callback now for every item already finished, instead of
- * waiting for the async wake-up. Loop thread, at a point where callbacks are
- * safe (the server calls it before handling each request, so what a client
- * reads is never staler than the request itself). */
-void pool_reap(pool_t *p);
-
 static inline int pool_work_state(const pool_work_t *w) { return atomic_load(&w->_state); }
 static inline int64_t pool_work_started_ms(const pool_work_t *w) {
   return atomic_load_explicit(&w->_started_ms, memory_order_relaxed);

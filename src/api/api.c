@@ -30,7 +30,6 @@ static void reply_json(http_req_t *req, int status, const char *headers, json_t 
     return;
   }
   size_t len = strlen(text);
-  text[len] = '\0';
   /* A trailing newline keeps terminals tidy; JSON allows it. */
   char *withnl = realloc(text, len + 2);
   if (withnl) {
@@ -352,30 +351,25 @@ static bool media_type_is_json(const char *ct) {
 /* Valid JSON whose number does not fit an int64: jansson refuses it. Parse
  * again with integers as doubles to name the field at fault, so the client
  * gets invalid_param with a param rather than a misleading invalid_json. */
-static bool find_huge_number(http_req_t *req, char *field, size_t size) {
-  json_t *body = json_loadb(req->body, req->body_len, JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, NULL);
-  bool found = false;
+/* The first member of `obj` holding a number beyond int64 (parsed as a
+ * double), named "<prefix><key>" into `field`. */
+static bool huge_member(const json_t *obj, const char *prefix, char *field, size_t size) {
   const char *key;
   json_t *v;
-  if (json_is_object(body)) {
-    json_object_foreach(body, key, v) {
-      if (json_is_real(v) && fabs(json_real_value(v)) >= 9.2233720368547758e18) {
-        snprintf(field, size, "%.64s", key);
-        found = true;
-        break;
-      }
-    }
-    json_t *params = json_object_get(body, "params");
-    if (!found && json_is_object(params)) {
-      json_object_foreach(params, key, v) {
-        if (json_is_real(v) && fabs(json_real_value(v)) >= 9.2233720368547758e18) {
-          snprintf(field, size, "params.%.64s", key);
-          found = true;
-          break;
-        }
-      }
+  json_object_foreach((json_t *)obj, key, v) {
+    if (json_is_real(v) && fabs(json_real_value(v)) >= 9.2233720368547758e18) {
+      snprintf(field, size, "%s%.64s", prefix, key);
+      return true;
     }
   }
+  return false;
+}
+
+static bool find_huge_number(http_req_t *req, char *field, size_t size) {
+  json_t *body = json_loadb(req->body, req->body_len, JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, NULL);
+  json_t *params = json_object_get(body, "params");
+  bool found = json_is_object(body) && (huge_member(body, "", field, size) ||
+                                        (json_is_object(params) && huge_member(params, "params.", field, size)));
   json_decref(body);
   return found;
 }
@@ -624,10 +618,16 @@ static void h_metrics(api_t *a, http_req_t *req, const char *arg) {
           "offload_workers_busy %u\n"
           "# HELP offload_http_connections Open client connections.\n# TYPE offload_http_connections gauge\n"
           "offload_http_connections %zu\n"
+          "# HELP offload_http_connections_accepted_total Connections accepted.\n"
+          "# TYPE offload_http_connections_accepted_total counter\n"
+          "offload_http_connections_accepted_total %" PRIu64 "\n"
+          "# HELP offload_http_connections_rejected_total Connections closed at once (over --max-connections).\n"
+          "# TYPE offload_http_connections_rejected_total counter\n"
+          "offload_http_connections_rejected_total %" PRIu64 "\n"
           "# HELP offload_held_replies Requests waiting for a job to finish.\n# TYPE offload_held_replies gauge\n"
           "offload_held_replies %zu\n",
           rs->submitted, rs->jobs, pool_depth(a->pool), pool_capacity(a->pool), pool_workers(a->pool),
-          pool_busy(a->pool), hs->connections, a->waiters);
+          pool_busy(a->pool), hs->connections, hs->accepted, hs->rejected, a->waiters);
   put_hist(f, "offload_job_duration_seconds", "Run time of jobs that ran (start to final status).", &rs->run_seconds);
   fputs("# HELP offload_http_requests_total Replies sent, by status code.\n"
         "# TYPE offload_http_requests_total counter\n",
@@ -714,9 +714,6 @@ void api_on_request(http_req_t *req, void *data) {
     reply_http_error(req);
     return;
   }
-  /* Collect finished work first: a job whose worker is done is answered as
-   * final, and a worker that already moved on is not counted twice. */
-  pool_reap(a->pool);
   const char *arg = NULL;
   const route_t *r = match(req->path, &arg);
   if (!r) {

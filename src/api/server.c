@@ -74,8 +74,8 @@ static void stop_everything(server_t *s) {
 static void on_stop_timer(uv_timer_t *t) { stop_everything(t->data); }
 
 /* The registry reports idle from inside its callbacks, which can run in the
- * middle of a request (the API reaps finished work first): tear down from a
- * fresh loop turn, never from under a handler. */
+ * middle of a request (a DELETE during the drain cancels the last job): tear
+ * down from a fresh loop turn, never from under a handler. */
 static void on_idle(void *data) {
   server_t *s = data;
   uv_timer_stop(&s->drain_timer);

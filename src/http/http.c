@@ -70,7 +70,6 @@ typedef struct conn {
   bool shut_down;             /* uv_shutdown issued (once only) */
   bool shut_done;             /* ... and completed: every reply is in the kernel */
   bool close_after;           /* close once the current reply is written */
-  bool idle_once;             /* has served at least one request */
 
   /* The request being read. */
   http_req_t req;
@@ -455,7 +454,6 @@ void http_reply(http_req_t *req, int status, const char *content_type, const cha
   if (body_len)
     memcpy(w->data + n, body, body_len);
 
-  c->idle_once = true;
   /* The handler is done with the request: give back a large body buffer now
    * rather than holding it for as long as the connection stays open. */
   if (c->body_cap > BODY_KEEP_MAX) {

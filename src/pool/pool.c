@@ -7,7 +7,7 @@
  *
  * The done list takes no lock: workers push with a compare-and-swap on its
  * head (a Treiber stack) and the loop takes the whole list with one atomic
- * exchange. So the loop, which reaps it before every request, never waits
+ * exchange. So the loop never waits
  * for a worker that the scheduler preempted mid-push (workers run at the
  * lowest priority: a mutex there would be a priority inversion). Push-only
  * plus take-all has no ABA problem. */
@@ -116,7 +116,7 @@ static void *worker_main(void *arg) {
 /* Loop thread: hand every finished item to the owner, oldest first. */
 static void drain_done(pool_t *p) {
   if (!atomic_load_explicit(&p->done_head, memory_order_relaxed))
-    return; /* the common case when reaping before a request */
+    return; /* a wake-up whose items an earlier one already took */
   pool_work_t *list = atomic_exchange_explicit(&p->done_head, NULL, memory_order_acquire);
   pool_work_t *rev = NULL;
   while (list) {
@@ -150,8 +150,6 @@ static void run_one_inline(pool_t *p) {
   if (more)
     uv_async_send(&p->async);
 }
-
-void pool_reap(pool_t *p) { drain_done(p); }
 
 static void on_async(uv_async_t *h) {
   pool_t *p = h->data;

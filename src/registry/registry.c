@@ -21,7 +21,6 @@
 static const double run_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800};
 
 struct registry {
-  uv_loop_t *loop;
   registry_config_t cfg;
   pool_t *pool;
   uv_timer_t evict_timer;
@@ -325,7 +324,6 @@ registry_t *registry_new(uv_loop_t *loop, const registry_config_t *cfg) {
   registry_t *r = calloc(1, sizeof *r);
   if (!r)
     return NULL;
-  r->loop = loop;
   r->cfg = *cfg;
   r->stats.finals = calloc(cfg->catalog->n, sizeof *r->stats.finals);
   if (!r->stats.finals || hash_grow(r) != 0) {
@@ -544,9 +542,9 @@ void registry_drain(registry_t *r) {
 }
 
 void registry_cancel_running(registry_t *r) {
-  for (job_t *j = r->newest; j; j = j->_all_next) {
-    registry_refresh(r, j);
-    if (j->status == JOB_PROCESSING && !j->cancel_requested) {
+  registry_sync(r); /* every started job is in the processing list now */
+  for (job_t *j = r->s_newest[JOB_PROCESSING]; j; j = j->_s_next) {
+    if (!j->cancel_requested) {
       j->canceled_by_shutdown = true;
       j->cancel_requested = true;
       task_cancel(j->_task);
