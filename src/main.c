@@ -8,7 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/server.h"
+#include "server.h"
 #include "util/log.h"
 
 static void usage(FILE *out) {

@@ -4,6 +4,11 @@
  * Threads: loop thread only. Handlers read and change the registry, submit
  * through it, and never block: every reply is built from memory.
  *
+ * Files: routes.c (the table, head and request callbacks), errors.c (error
+ * table and replies), json.c (job objects, cached when final), params.c
+ * (query and path parameters), hold.c (held replies), and one file per
+ * resource: jobs.c, seed.c, system.c, metrics.c.
+ *
  * Held replies (GET /jobs/<id>?wait=S, GET /fibonacci/<n>) are waiters: a
  * registry watch on the job, the request, and (for wait) a timer. A waiter is
  * freed when its timer handle closes, after whichever comes first of: the job
@@ -21,19 +26,21 @@
 #include "tasks/tasks.h"
 #include "util/looplag.h"
 
+/* Built by the server (server.c) before the http server starts; every
+ * pointer is borrowed and outlives the api. */
 typedef struct api {
   uv_loop_t *loop;
-  registry_t *reg;            /* borrowed */
-  pool_t *pool;               /* borrowed */
-  http_server_t *http;        /* borrowed */
-  const tasks_catalog_t *cat; /* borrowed */
-  const looplag_t *lag;       /* borrowed */
-  uint64_t started_ms;        /* monotonic */
-  bool draining;              /* new submissions get 503 */
-  size_t waiters;             /* held replies now */
+  registry_t *reg;
+  pool_t *pool;
+  http_server_t *http;
+  const tasks_catalog_t *cat;
+  const looplag_t *lag;
+  uint64_t started_ms; /* monotonic */
+  size_t waiters;      /* held replies now */
 } api_t;
 
-/* The http_request_cb; `data` is the api_t. */
+/* The http_head_cb and http_request_cb; `data` is the api_t. */
+void api_on_head(http_req_t *req, void *data);
 void api_on_request(http_req_t *req, void *data);
 
 #endif

@@ -161,6 +161,7 @@ static void job_free(job_t *j) {
   json_decref(j->result);
   free(j->err_code);
   free(j->err_message);
+  free(j->json_cache);
   free(j);
 }
 

@@ -56,6 +56,11 @@ struct job {
   int64_t finished_at;   /* wall ms, 0 = not yet */
   bool cancel_requested; /* DELETE while processing, or shutdown */
   bool canceled_by_shutdown;
+  /* The API's serialized JSON of this job once final (a final job never
+   * changes, so big listings reuse it). Set by the API layer; owned by the
+   * job (freed with it). NULL until then. */
+  char *json_cache;
+  size_t json_cache_len;
 
   /* Private to the registry. */
   task_t *_task; /* while in the pool */

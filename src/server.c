@@ -4,7 +4,7 @@
  * with 503, cancel queued jobs, give running ones --drain-timeout-s, then
  * cancel them too; once no job is in flight, close every handle and let the
  * loop end. A second signal exits at once. */
-#include "api/server.h"
+#include "server.h"
 
 #include <signal.h>
 #include <stdio.h>
@@ -97,7 +97,6 @@ static void on_signal(uv_signal_t *h, int signum) {
   log_info("signal %d: draining (%zu job(s) in flight, up to %lld s)", signum, registry_in_flight(s->reg),
            (long long)s->cfg->drain_timeout_s);
   http_server_stop_accepting(s->http);
-  s->api.draining = true;
   registry_drain(s->reg);
   uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)s->cfg->drain_timeout_s * 1000, 0);
   registry_on_idle(s->reg, on_idle, s);
@@ -149,7 +148,7 @@ int server_run(const server_config_t *cfg) {
       .lag = &s->lag,
       .started_ms = (uint64_t)clock_mono_ms(),
   };
-  s->http = http_server_new(&s->loop, &hc, api_on_request, &s->api);
+  s->http = http_server_new(&s->loop, &hc, api_on_head, api_on_request, &s->api);
   if (!s->http)
     goto out_pool;
   s->api.http = s->http;
@@ -171,7 +170,7 @@ int server_run(const server_config_t *cfg) {
 
   printf("offload listening on http://%s%s%s:%d (%u %s)\n", cfg->host[0] && strchr(cfg->host, ':') ? "[" : "",
          cfg->host, strchr(cfg->host, ':') ? "]" : "", http_server_port(s->http), pool_workers(s->pool),
-         cfg->run_inline ? "inline, blocking" : "workers");
+         cfg->run_inline ? "inline, blocking" : pool_workers(s->pool) == 1 ? "worker" : "workers");
   fflush(stdout);
 
   uv_run(&s->loop, UV_RUN_DEFAULT);

@@ -1,4 +1,5 @@
-#include "api/query.h"
+/* http/query: see query.h. */
+#include "http/query.h"
 
 #include <string.h>
 
@@ -12,7 +13,8 @@ static int hexval(char c) {
   return -1;
 }
 
-/* Decodes raw[0..len) into out; returns the decoded length or -1. */
+/* Decodes raw[0..len) into out; returns the decoded length, -1 on a bad
+ * escape or -2 on a decoded NUL (out then holds the text before it). */
 static long decode(const char *raw, size_t len, char *out) {
   size_t o = 0;
   for (size_t i = 0; i < len; i++) {
@@ -27,6 +29,10 @@ static long decode(const char *raw, size_t len, char *out) {
         return -1;
       ch = (char)(hi * 16 + lo);
       i += 2;
+      if (ch == '\0') {
+        out[o] = '\0';
+        return -2;
+      }
     }
     out[o++] = ch;
   }
@@ -37,6 +43,7 @@ static long decode(const char *raw, size_t len, char *out) {
 bool query_parse(query_t *q, const char *raw) {
   q->n = 0;
   q->bad = "";
+  q->err = QUERY_OK;
   if (!raw)
     return true;
   size_t used = 0;
@@ -48,16 +55,23 @@ bool query_parse(query_t *q, const char *raw) {
       const char *eq = memchr(p, '=', seg);
       size_t nlen = eq ? (size_t)(eq - p) : seg;
       size_t vlen = eq ? seg - nlen - 1 : 0;
-      if (used + nlen + vlen + 2 > sizeof q->text)
+      if (used + nlen + vlen + 2 > sizeof q->text) {
+        q->err = QUERY_TOO_LONG;
         return false;
+      }
       char *name = q->text + used;
       long dn = decode(p, nlen, name);
-      if (dn < 0)
+      if (dn < 0) {
+        q->err = dn == -2 ? QUERY_NUL : QUERY_BAD_ESCAPE;
+        if (dn == -2)
+          q->bad = name;
         return false;
+      }
       used += (size_t)dn + 1;
       char *value = q->text + used;
       long dv = decode(eq ? eq + 1 : "", vlen, value);
       if (dv < 0) {
+        q->err = dv == -2 ? QUERY_NUL : QUERY_BAD_ESCAPE;
         q->bad = name;
         return false;
       }
@@ -71,6 +85,7 @@ bool query_parse(query_t *q, const char *raw) {
       } else {
         if (q->n == QUERY_MAX_PARAMS) {
           q->bad = name;
+          q->err = QUERY_TOO_MANY;
           return false;
         }
         q->params[q->n++] = (query_param_t){name, value, (size_t)dv, 1};

@@ -1,8 +1,8 @@
 /* server: builds the whole server from a configuration (loop, pool,
  * registry, http, api, loop-lag monitor, signals), runs it, drains it on
  * SIGTERM/SIGINT, and tears it down. Call from the main thread. */
-#ifndef OFFLOAD_API_SERVER_H
-#define OFFLOAD_API_SERVER_H
+#ifndef OFFLOAD_SERVER_H
+#define OFFLOAD_SERVER_H
 
 #include <stdbool.h>
 #include <stddef.h>

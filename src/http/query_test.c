@@ -1,5 +1,5 @@
 /* query_test: splitting and percent-decoding of URL query strings
- * (api/query.h). Pure functions: no loop, no threads. */
+ * (http/query.h). Pure functions: no loop, no threads. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -10,7 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/query.h"
+#include "http/query.h"
 
 static query_t q; /* big (2 KB of text); one per test process is enough */
 

@@ -1,0 +1,101 @@
+/* api/api_int: what the api's files share — private to src/api.
+ * Loop thread only, like the rest of the api. */
+#ifndef OFFLOAD_API_API_INT_H
+#define OFFLOAD_API_API_INT_H
+
+#include <jansson.h>
+
+#include "api/api.h"
+#include "http/query.h"
+#include "http/router.h"
+
+/* ---- routes (routes.c) ---- */
+
+typedef void (*api_handler_cb)(api_t *a, http_req_t *req, const router_match_t *m);
+
+typedef struct api_route {
+  api_handler_cb handler;
+  http_body_mode_t body; /* how the route takes a body */
+  size_t body_limit;     /* 0: the server's --max-body */
+} api_route_t;
+
+/* ---- errors (errors.c): one table of code → status ---- */
+
+typedef enum {
+  API_E_BAD_REQUEST,
+  API_E_INVALID_PARAM,
+  API_E_MISSING_PARAM,
+  API_E_UNKNOWN_PARAM,
+  API_E_INVALID_JSON,
+  API_E_INVALID_BODY,
+  API_E_UNKNOWN_TASK,
+  API_E_NOT_FOUND,
+  API_E_METHOD_NOT_ALLOWED,
+  API_E_ALREADY_FINISHED,
+  API_E_PAYLOAD_TOO_LARGE,
+  API_E_UNSUPPORTED_MEDIA_TYPE,
+  API_E_HEADER_TOO_LARGE,
+  API_E_QUEUE_FULL,
+  API_E_SHUTTING_DOWN,
+  API_E_INTERNAL,
+} api_err_t;
+
+/* Replies {"error":{"code","message"[,"param"]}} with the code's status.
+ * Every text is made valid UTF-8 first (client bytes are echoed), so a
+ * client error is always a 4xx with valid JSON. `headers` may be NULL. */
+void api_error(http_req_t *req, api_err_t e, const http_headers_t *headers, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* The same with an explicit status and code (a failed job's own code). */
+void api_error_as(http_req_t *req, int status, const char *code, const char *param, const char *fmt, ...)
+    __attribute__((format(printf, 5, 6)));
+/* Replies `body` (consumed) as JSON with a trailing newline. */
+void api_reply_json(http_req_t *req, int status, const http_headers_t *headers, json_t *body);
+/* OFF_EFULL → 429 queue_full, OFF_ESTOPPED → 503, else 500. */
+void api_reply_submit_error(http_req_t *req, int rc);
+/* A request the http layer rejected (req->error). */
+void api_reply_http_error(http_req_t *req);
+
+/* ---- job objects (json.c) ---- */
+
+json_t *api_job_json(const job_t *j, size_t pos);      /* GET /jobs/<id> shape */
+json_t *api_seed_job_json(const job_t *j, size_t pos); /* GET /tasks/reports/<id> shape */
+/* Replies 200 with the job (at its current queue place). */
+void api_reply_job(api_t *a, http_req_t *req, int status, const http_headers_t *headers, job_t *j);
+/* Appends the job's JSON text to `out` (cached once final). 0 or OFF_ENOMEM. */
+int api_job_text(const job_t *j, size_t pos, buf_t *out);
+
+/* ---- parameters (params.c): helpers that fail have already replied ---- */
+
+bool api_parse_query(http_req_t *req, query_t *q, const char *const *allowed);
+bool api_no_query(http_req_t *req);
+bool api_int_param(http_req_t *req, const char *name, const char *text, size_t len, int64_t min, int64_t max,
+                   int64_t *out);
+/* The job named by the route's :id, or NULL after answering 404. */
+job_t *api_find_job_or_404(api_t *a, http_req_t *req, const router_match_t *m);
+/* Submits a one-integer-parameter job from a query/path value. */
+job_t *api_submit_int_job(api_t *a, http_req_t *req, const char *task, const char *param, const char *text,
+                          size_t len);
+bool api_media_type_is_json(const char *ct);
+
+/* ---- held replies (hold.c) ---- */
+
+typedef enum { HOLD_JOB, HOLD_FIB } hold_kind_t;
+/* Replies when `j` is final (or after timeout_ms, when not 0). Returns 0 or
+ * OFF_ENOMEM (nothing was replied). */
+int api_hold(api_t *a, http_req_t *req, job_t *j, hold_kind_t kind, uint64_t timeout_ms);
+void api_reply_fib(http_req_t *req, job_t *j);
+
+/* ---- handlers ---- */
+
+void h_health(api_t *a, http_req_t *req, const router_match_t *m);
+void h_tasks(api_t *a, http_req_t *req, const router_match_t *m);
+void h_metrics(api_t *a, http_req_t *req, const router_match_t *m);
+void h_report_start(api_t *a, http_req_t *req, const router_match_t *m);
+void h_report_status(api_t *a, http_req_t *req, const router_match_t *m);
+void h_fibonacci(api_t *a, http_req_t *req, const router_match_t *m);
+void h_jobs_list(api_t *a, http_req_t *req, const router_match_t *m);
+void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m);
+void h_job_get(api_t *a, http_req_t *req, const router_match_t *m);
+void h_job_delete(api_t *a, http_req_t *req, const router_match_t *m);
+
+#endif

@@ -1,0 +1,91 @@
+/* api/hold: held replies — a request answered when its job is final
+ * (GET /jobs/<id>?wait=S, GET /fibonacci/<n>), with no thread held.
+ *
+ * A waiter is a registry watch on the job, the request, and a timer (armed
+ * only for ?wait). It is freed when its timer handle closes, after
+ * whichever comes first of: the job became final, the wait ran out, the
+ * client went away (the http abort callback). */
+#include <stdlib.h>
+
+#include "api/api_int.h"
+#include "util/err.h"
+
+typedef struct waiter {
+  job_watch_t watch; /* first: the registry hands this back */
+  api_t *api;
+  http_req_t *req;
+  job_t *job;
+  hold_kind_t kind;
+  uv_timer_t timer;
+} waiter_t;
+
+static void on_waiter_closed(uv_handle_t *h) { free(h->data); }
+
+static void waiter_finish(waiter_t *w) {
+  w->api->waiters--;
+  uv_timer_stop(&w->timer);
+  uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
+}
+
+void api_reply_fib(http_req_t *req, job_t *j) {
+  switch (j->status) {
+  case JOB_COMPLETE:
+    api_reply_json(req, 200, NULL,
+                   json_pack("{s:O, s:O}", "n", json_object_get(j->params, "n"), "result", j->result));
+    return;
+  case JOB_CANCELED:
+    /* Shutdown: the service went away (503). A DELETE from someone holding the
+     * job id: this request's job is gone, a conflict with that (409). */
+    api_error_as(req, j->canceled_by_shutdown ? 503 : 409, j->err_code, NULL, "%s", j->err_message);
+    return;
+  default:
+    api_error_as(req, 500, j->err_code ? j->err_code : "internal", NULL, "%s",
+                 j->err_message ? j->err_message : "The job failed.");
+  }
+}
+
+static void on_waited_final(job_t *j, job_watch_t *watch) {
+  waiter_t *w = (waiter_t *)watch;
+  if (w->kind == HOLD_FIB)
+    api_reply_fib(w->req, j);
+  else
+    api_reply_job(w->api, w->req, 200, NULL, j);
+  waiter_finish(w);
+}
+
+static void on_wait_timeout(uv_timer_t *t) {
+  waiter_t *w = t->data;
+  registry_unwatch(w->job, &w->watch);
+  registry_refresh(w->api->reg, w->job);
+  api_reply_job(w->api, w->req, 200, NULL, w->job);
+  waiter_finish(w);
+}
+
+static void on_wait_abort(http_req_t *req, void *data) {
+  waiter_t *w = data;
+  (void)req;
+  registry_unwatch(w->job, &w->watch);
+  /* Nobody is left to read a synchronous answer: stop the work. */
+  if (w->kind == HOLD_FIB)
+    registry_cancel(w->api->reg, w->job);
+  waiter_finish(w);
+}
+
+int api_hold(api_t *a, http_req_t *req, job_t *j, hold_kind_t kind, uint64_t timeout_ms) {
+  waiter_t *w = calloc(1, sizeof *w);
+  if (!w)
+    return OFF_ENOMEM;
+  w->watch.cb = on_waited_final;
+  w->api = a;
+  w->req = req;
+  w->job = j;
+  w->kind = kind;
+  uv_timer_init(a->loop, &w->timer);
+  w->timer.data = w;
+  if (timeout_ms)
+    uv_timer_start(&w->timer, on_wait_timeout, timeout_ms, 0);
+  registry_watch(j, &w->watch);
+  http_req_on_abort(req, on_wait_abort, w);
+  a->waiters++;
+  return 0;
+}

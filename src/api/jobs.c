@@ -1,0 +1,245 @@
+/* api/jobs: POST /jobs, GET /jobs, GET and DELETE /jobs/<id>. */
+#include <inttypes.h>
+#include <math.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "api/api_int.h"
+#include "util/err.h"
+
+#define WAIT_MAX_S 60
+#define LIST_DEFAULT 100
+#define LIST_MAX 1000
+#define TIMEOUT_MAX_MS INT64_C(2147483647)
+
+/* The first member of `obj` holding a number beyond int64 (parsed as a
+ * double), named "<prefix><key>" into `field`. */
+static bool huge_member(const json_t *obj, const char *prefix, char *field, size_t size) {
+  const char *key;
+  json_t *v;
+  json_object_foreach((json_t *)obj, key, v) {
+    if (json_is_real(v) && fabs(json_real_value(v)) >= 9.2233720368547758e18) {
+      snprintf(field, size, "%s%.64s", prefix, key);
+      return true;
+    }
+  }
+  return false;
+}
+
+/* Valid JSON whose number does not fit an int64: jansson refuses it. Parse
+ * again with integers as doubles to name the field at fault, so the client
+ * gets invalid_param with a param rather than a misleading invalid_json. */
+static bool find_huge_number(http_req_t *req, char *field, size_t size) {
+  json_t *body = json_loadb(req->body, req->body_len, JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, NULL);
+  json_t *params = json_object_get(body, "params");
+  bool found = json_is_object(body) && (huge_member(body, "", field, size) ||
+                                        (json_is_object(params) && huge_member(params, "params.", field, size)));
+  json_decref(body);
+  return found;
+}
+
+/* The body as a JSON object, or NULL after answering 400. */
+static json_t *load_body_or_reply(http_req_t *req) {
+  json_error_t jerr;
+  json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+  if (!body) {
+    char field[80];
+    if (json_error_code(&jerr) == json_error_numeric_overflow && find_huge_number(req, field, sizeof field))
+      api_error(req, API_E_INVALID_PARAM, NULL, field, "%s is out of range (beyond 64-bit integers).", field);
+    else
+      api_error(req, API_E_INVALID_JSON, NULL, NULL, "Malformed JSON at line %d, column %d: %s.", jerr.line,
+                jerr.column, jerr.text);
+    return NULL;
+  }
+  if (!json_is_object(body)) {
+    json_decref(body);
+    api_error(req, API_E_INVALID_BODY, NULL, NULL,
+              "The body must be a JSON object: {\"task\": ..., \"params\": {...}, \"timeoutMs\": ...}.");
+    return NULL;
+  }
+  return body;
+}
+
+/* Checks the job description; on success sets *def, *params (borrowed from
+ * body or a new empty object in *owned) and *timeout_ms. */
+static bool job_spec_or_reply(api_t *a, http_req_t *req, json_t *body, const offload_task_def_t **def,
+                              json_t **params, json_t **owned, int64_t *timeout_ms) {
+  const char *key;
+  json_t *val;
+  json_object_foreach(body, key, val) {
+    if (strcmp(key, "task") && strcmp(key, "params") && strcmp(key, "timeoutMs")) {
+      api_error(req, API_E_UNKNOWN_PARAM, NULL, key, "Unknown field \"%.64s\"; a job has task, params and timeoutMs.",
+                key);
+      return false;
+    }
+  }
+  json_t *task = json_object_get(body, "task");
+  if (!task || !json_is_string(task) || !(*def = tasks_catalog_find(a->cat, json_string_value(task)))) {
+    char names[256];
+    tasks_catalog_names(a->cat, names, sizeof names);
+    if (!task)
+      api_error(req, API_E_MISSING_PARAM, NULL, "task", "The body needs \"task\", one of: %s.", names);
+    else if (!json_is_string(task))
+      api_error(req, API_E_INVALID_PARAM, NULL, "task", "\"task\" must be a string, one of: %s.", names);
+    else
+      api_error(req, API_E_UNKNOWN_TASK, NULL, "task", "Unknown task \"%.64s\"; known tasks: %s.",
+                json_string_value(task), names);
+    return false;
+  }
+  *params = json_object_get(body, "params");
+  if (!*params) {
+    *params = *owned = json_object();
+    if (!*owned) {
+      api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");
+      return false;
+    }
+  } else if (!json_is_object(*params)) {
+    api_error(req, API_E_INVALID_PARAM, NULL, "params", "\"params\" must be a JSON object.");
+    return false;
+  }
+  *timeout_ms = -1;
+  json_t *t = json_object_get(body, "timeoutMs");
+  if (t) {
+    if (!json_is_integer(t) || json_integer_value(t) < 1 || json_integer_value(t) > TIMEOUT_MAX_MS) {
+      api_error(req, API_E_INVALID_PARAM, NULL, "timeoutMs",
+                "\"timeoutMs\" must be an integer number of milliseconds from 1 to %" PRId64 ".", TIMEOUT_MAX_MS);
+      return false;
+    }
+    *timeout_ms = json_integer_value(t);
+  }
+  param_error_t perr;
+  if (!tasks_validate(*def, *params, &perr)) {
+    api_err_t e = perr.problem == PARAM_MISSING   ? API_E_MISSING_PARAM
+                  : perr.problem == PARAM_UNKNOWN ? API_E_UNKNOWN_PARAM
+                                                  : API_E_INVALID_PARAM;
+    api_error(req, e, NULL, perr.param, "%s", perr.message);
+    return false;
+  }
+  return true;
+}
+
+void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m) {
+  if (!api_no_query(req))
+    return;
+  if (!api_media_type_is_json(req->content_type)) {
+    api_error(req, API_E_UNSUPPORTED_MEDIA_TYPE, NULL, NULL,
+              "POST /jobs takes a JSON body: send Content-Type: application/json.");
+    return;
+  }
+  json_t *body = load_body_or_reply(req);
+  if (!body)
+    return;
+  const offload_task_def_t *def = NULL;
+  json_t *params = NULL, *owned = NULL;
+  int64_t timeout_ms;
+  if (!job_spec_or_reply(a, req, body, &def, &params, &owned, &timeout_ms))
+    goto out_params;
+  job_t *j = NULL;
+  int rc = registry_submit(a->reg, def, params, timeout_ms, &j);
+  if (rc != 0) {
+    api_reply_submit_error(req, rc);
+    goto out_params;
+  }
+  http_headers_t h = HTTP_HEADERS_INIT;
+  http_headers_addf(&h, "Location", "/jobs/%s", j->id);
+  api_reply_job(a, req, 202, &h, j);
+  http_headers_fini(&h);
+out_params:
+  json_decref(owned);
+  json_decref(body);
+}
+
+void h_job_get(api_t *a, http_req_t *req, const router_match_t *m) {
+  static const char *const allowed[] = {"wait", NULL};
+  query_t q;
+  if (!api_parse_query(req, &q, allowed))
+    return;
+  const query_param_t *wp = query_get(&q, "wait");
+  int64_t wait_s = 0;
+  if (wp && !api_int_param(req, "wait", wp->value, wp->value_len, 1, WAIT_MAX_S, &wait_s))
+    return;
+  job_t *j = api_find_job_or_404(a, req, m);
+  if (!j)
+    return;
+  if (wait_s && !job_is_final(j) && api_hold(a, req, j, HOLD_JOB, (uint64_t)wait_s * 1000) == 0)
+    return;
+  api_reply_job(a, req, 200, NULL, j);
+}
+
+void h_job_delete(api_t *a, http_req_t *req, const router_match_t *m) {
+  if (!api_no_query(req))
+    return;
+  job_t *j = api_find_job_or_404(a, req, m);
+  if (!j)
+    return;
+  int rc = registry_cancel(a->reg, j);
+  if (rc == OFF_EBUSY) {
+    api_error(req, API_E_ALREADY_FINISHED, NULL, NULL, "The job is already %s.", job_status_name(j->status));
+    return;
+  }
+  /* rc 0: it was queued and is canceled now; 1: running, cancel requested.
+   * `j` is still valid: a job canceled just now is the newest finished one,
+   * and eviction takes the oldest. */
+  api_reply_job(a, req, rc == 0 ? 200 : 202, NULL, j);
+}
+
+static int status_of(const char *name) {
+  for (int s = 0; s < JOB_NSTATUS; s++)
+    if (strcmp(name, job_status_name((job_status_t)s)) == 0)
+      return s;
+  return -1;
+}
+
+void h_jobs_list(api_t *a, http_req_t *req, const router_match_t *m) {
+  static const char *const allowed[] = {"status", "limit", NULL};
+  query_t q;
+  if (!api_parse_query(req, &q, allowed))
+    return;
+  int64_t limit = LIST_DEFAULT;
+  const query_param_t *lp = query_get(&q, "limit");
+  if (lp && !api_int_param(req, "limit", lp->value, lp->value_len, 1, LIST_MAX, &limit))
+    return;
+  int want = -1;
+  const query_param_t *sp = query_get(&q, "status");
+  if (sp && (want = status_of(sp->value)) < 0) {
+    char names[80] = "";
+    for (int s = 0; s < JOB_NSTATUS; s++)
+      snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", s ? ", " : "",
+               job_status_name((job_status_t)s));
+    api_error(req, API_E_INVALID_PARAM, NULL, "status", "status must be one of %s.", names);
+    return;
+  }
+  /* O(workers) to catch up with the workers, then O(limit): a status list
+   * (or the creation list) is walked newest first. Queued jobs meet in reverse
+   * queue order, so their places count down from the number queued. The
+   * body is the jobs' texts joined; final jobs' texts are cached. */
+  size_t queued = registry_sync(a->reg), seen_queued = 0;
+  buf_t b = BUF_INIT;
+  int rc = buf_puts(&b, "{\"jobs\":[");
+  int64_t n = 0;
+  job_t *j = want >= 0 ? registry_first_with(a->reg, (job_status_t)want) : registry_newest(a->reg);
+  while (j && n < limit && rc == 0) {
+    job_t *next = want >= 0 ? registry_next_with(j, (job_status_t)want) : registry_older(j);
+    registry_refresh(a->reg, j);
+    if (want < 0 || (int)j->status == want) {
+      size_t place = 0;
+      if (j->status == JOB_QUEUED && seen_queued < queued)
+        place = queued - seen_queued++;
+      if (n > 0)
+        rc = buf_append(&b, ",", 1);
+      if (rc == 0)
+        rc = api_job_text(j, place, &b);
+      n++;
+    }
+    j = next;
+  }
+  if (rc == 0)
+    rc = buf_puts(&b, "]}\n");
+  if (rc != 0) {
+    buf_free(&b);
+    api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");
+    return;
+  }
+  size_t len = b.len;
+  http_reply_take(req, 200, "application/json", NULL, buf_release(&b), len);
+}

@@ -1,0 +1,102 @@
+/* api/metrics: GET /metrics in the Prometheus text format (0.0.4). Each
+ * subsystem's figures are written by one function here, in the order a
+ * reader scans them: jobs, queue and workers, http, the loop. */
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "api/api_int.h"
+#include "util/clock.h"
+
+static void put_metric(FILE *f, const char *type, const char *name, const char *help) {
+  fprintf(f, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+static void put_hist(FILE *f, const char *name, const char *help, const hist_t *h) {
+  put_metric(f, "histogram", name, help);
+  uint64_t cum = 0;
+  for (size_t i = 0; i < h->nbounds; i++) {
+    cum += h->counts[i];
+    fprintf(f, "%s_bucket{le=\"%g\"} %" PRIu64 "\n", name, h->bounds[i], cum);
+  }
+  cum += h->counts[h->nbounds];
+  fprintf(f, "%s_bucket{le=\"+Inf\"} %" PRIu64 "\n%s_sum %.9g\n%s_count %" PRIu64 "\n", name, cum, name, h->sum, name,
+          h->count);
+}
+
+static void put_u64(FILE *f, const char *type, const char *name, const char *help, uint64_t v) {
+  put_metric(f, type, name, help);
+  fprintf(f, "%s %" PRIu64 "\n", name, v);
+}
+
+static void write_jobs(FILE *f, api_t *a) {
+  const registry_stats_t *rs = registry_stats(a->reg);
+  put_metric(f, "counter", "offload_jobs_total", "Jobs that reached a final status, by task and status.");
+  for (size_t i = 0; i < a->cat->n; i++)
+    for (int s = JOB_COMPLETE; s < JOB_NSTATUS; s++)
+      fprintf(f, "offload_jobs_total{task=\"%s\",status=\"%s\"} %" PRIu64 "\n", a->cat->defs[i].name,
+              job_status_name((job_status_t)s), rs->finals[i][s]);
+  put_u64(f, "counter", "offload_jobs_submitted_total", "Jobs accepted.", rs->submitted);
+  put_u64(f, "gauge", "offload_jobs_retained", "Jobs held in memory (live and finished).", rs->jobs);
+  put_hist(f, "offload_job_duration_seconds", "Run time of jobs that ran (start to final status).", &rs->run_seconds);
+}
+
+static void write_pool(FILE *f, api_t *a) {
+  put_u64(f, "gauge", "offload_queue_depth", "Jobs waiting for a worker.", pool_depth(a->pool));
+  put_u64(f, "gauge", "offload_queue_capacity", "Most jobs that may wait.", pool_capacity(a->pool));
+  put_u64(f, "gauge", "offload_workers", "Worker threads.", pool_workers(a->pool));
+  put_u64(f, "gauge", "offload_workers_busy", "Workers running a job now.", pool_busy(a->pool));
+}
+
+static void write_http(FILE *f, api_t *a) {
+  const http_stats_t *hs = http_server_stats(a->http);
+  put_u64(f, "gauge", "offload_http_connections", "Open client connections.", hs->connections);
+  put_u64(f, "counter", "offload_http_connections_accepted_total", "Connections accepted.", hs->accepted);
+  put_u64(f, "counter", "offload_http_connections_rejected_total",
+          "Connections closed at once (over --max-connections).", hs->rejected);
+  put_u64(f, "counter", "offload_http_accept_failures_total",
+          "Connections accepted and closed at once because serving them failed (no memory, no file descriptor, a "
+          "socket option).",
+          hs->accept_failures);
+  put_u64(f, "counter", "offload_http_slow_clients_dropped_total",
+          "Connections dropped because the client stopped reading a streamed reply.", hs->dropped_slow);
+  put_u64(f, "counter", "offload_http_output_paused_total",
+          "Times a connection stopped parsing because its unsent replies were over the high-water mark.",
+          hs->paused_output);
+  put_u64(f, "gauge", "offload_held_replies", "Requests waiting for a job to finish.", a->waiters);
+  put_metric(f, "counter", "offload_http_requests_total", "Replies sent, by status code.");
+  for (int code = 100; code < 600; code++)
+    if (hs->by_status[code])
+      fprintf(f, "offload_http_requests_total{code=\"%d\"} %" PRIu64 "\n", code, hs->by_status[code]);
+}
+
+static void write_loop(FILE *f, api_t *a) {
+  put_hist(f, "offload_event_loop_lag_seconds", "How late the event loop ran a timer (sampled every 100 ms).",
+           &a->lag->hist);
+  put_metric(f, "gauge", "offload_event_loop_lag_max_seconds", "Largest loop lag seen.");
+  fprintf(f, "offload_event_loop_lag_max_seconds %.9g\n", a->lag->max_s);
+  put_metric(f, "gauge", "offload_uptime_seconds", "Seconds since start.");
+  fprintf(f, "offload_uptime_seconds %.3f\n", (double)(clock_mono_ms() - (int64_t)a->started_ms) / 1000.0);
+}
+
+void h_metrics(api_t *a, http_req_t *req, const router_match_t *m) {
+  if (!api_no_query(req))
+    return;
+  char *text = NULL;
+  size_t len = 0;
+  FILE *f = open_memstream(&text, &len);
+  if (!f) {
+    api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");
+    return;
+  }
+  write_jobs(f, a);
+  write_pool(f, a);
+  write_http(f, a);
+  write_loop(f, a);
+  if (fclose(f) != 0 || !text) {
+    free(text);
+    api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");
+    return;
+  }
+  http_reply_take(req, 200, "text/plain; version=0.0.4; charset=utf-8", NULL, text, len);
+}

@@ -1,0 +1,73 @@
+/* api/routes: the route table, and the two callbacks the http layer calls:
+ * api_on_head (the body plan, before any body byte is read) and
+ * api_on_request (404, 405 with Allow, or the handler).
+ *
+ * Adding an endpoint is one line here plus its handler. HEAD is listed
+ * where GET is safe; GETs that start work (/tasks/reports/start,
+ * /fibonacci/:n) leave it out, so HEAD there is a 405. */
+#include <stdio.h>
+
+#include "api/api_int.h"
+
+#define GET_HEAD (HTTP_M_GET | HTTP_M_HEAD)
+
+/* JSON bodies are buffered up to --max-body (limit 0). */
+#define ROUTE(h) {(h), HTTP_BODY_BUFFER, 0}
+
+static const api_route_t R_HEALTH = ROUTE(h_health), R_METRICS = ROUTE(h_metrics), R_TASKS = ROUTE(h_tasks),
+                         R_REPORT_START = ROUTE(h_report_start), R_REPORT_STATUS = ROUTE(h_report_status),
+                         R_FIBONACCI = ROUTE(h_fibonacci), R_JOBS_LIST = ROUTE(h_jobs_list),
+                         R_JOBS_POST = ROUTE(h_jobs_post), R_JOB_GET = ROUTE(h_job_get),
+                         R_JOB_DELETE = ROUTE(h_job_delete);
+
+static const http_route_t routes[] = {
+    {GET_HEAD, "/health", &R_HEALTH},
+    {GET_HEAD, "/metrics", &R_METRICS},
+    {GET_HEAD, "/tasks", &R_TASKS},
+    {HTTP_M_GET, "/tasks/reports/start", &R_REPORT_START},
+    {GET_HEAD, "/tasks/reports/:id", &R_REPORT_STATUS},
+    {HTTP_M_GET, "/fibonacci/:n", &R_FIBONACCI},
+    {GET_HEAD, "/jobs", &R_JOBS_LIST},
+    {HTTP_M_POST, "/jobs", &R_JOBS_POST},
+    {GET_HEAD, "/jobs/:id", &R_JOB_GET},
+    {HTTP_M_DELETE, "/jobs/:id", &R_JOB_DELETE},
+};
+
+#define NROUTES (sizeof routes / sizeof routes[0])
+
+void api_on_head(http_req_t *req, void *data) {
+  (void)data;
+  router_match_t m;
+  if (router_match(routes, NROUTES, req->method, req->path, &m) != ROUTER_FOUND) {
+    http_req_plan(req, HTTP_BODY_REFUSE, 0); /* answered without its body */
+    return;
+  }
+  const api_route_t *r = m.route->data;
+  req->user = (void *)r;
+  http_req_plan(req, r->body, r->body_limit);
+}
+
+void api_on_request(http_req_t *req, void *data) {
+  api_t *a = data;
+  if (req->error != HTTP_ERR_NONE) {
+    api_reply_http_error(req);
+    return;
+  }
+  router_match_t m;
+  switch (router_match(routes, NROUTES, req->method, req->path, &m)) {
+  case ROUTER_FOUND: ((const api_route_t *)m.route->data)->handler(a, req, &m); return;
+  case ROUTER_NOT_FOUND:
+    api_error(req, API_E_NOT_FOUND, NULL, NULL, "There is no endpoint at %.200s.", req->path);
+    return;
+  case ROUTER_NOT_ALLOWED: {
+    char allow[96];
+    router_allow_text(m.allowed, allow, sizeof allow);
+    http_headers_t h = HTTP_HEADERS_INIT;
+    http_headers_add(&h, "Allow", allow);
+    api_error(req, API_E_METHOD_NOT_ALLOWED, &h, NULL, "%s is not allowed on %.200s; allowed: %s.",
+              req->method_name, req->path, allow);
+    http_headers_fini(&h);
+    return;
+  }
+  }
+}

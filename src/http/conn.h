@@ -1,0 +1,206 @@
+/* http/conn: one client connection — private to src/http.
+ *
+ * The connection owns an llhttp parser, one timer, its input buffer and the
+ * request being read, and talks to its byte transport through conn_io_t:
+ * a libuv TCP handle in production (listener.c), an in-memory fake in unit
+ * tests (http_fake.c). The transport reports back with conn_on_data/_eof/
+ * _read_error, conn_write_done, conn_shutdown_done and conn_io_closed.
+ *
+ * States and the flags that matter in each (checked by conn_check in debug
+ * builds):
+ *   IDLE        between requests: keep-alive timer (or the first head's
+ *               deadline); parsing unless out_paused (unsent output over
+ *               HTTP_OUT_HIGH_WATER) or a burst yielded (resume_pending)
+ *   HEAD, BODY  reading a request: head / body deadline
+ *   DISPATCHED  the handler has the request; no timer. A streamed request
+ *               body is parsed only while body_reading && !body_paused;
+ *               a streamed reply is open while `streaming`
+ *   LINGER      the last reply is queued (close_after): half-close once it
+ *               is written, read and discard for a while, then close
+ *   CLOSED      the transport is closing; freed when every hold is released
+ *
+ * Memory: freed only when the timer and the transport are closed and no
+ * file read/sendfile is in flight (`holds` counts them), so code that closed
+ * it may still look at its flags until it returns to the loop. */
+#ifndef OFFLOAD_HTTP_CONN_H
+#define OFFLOAD_HTTP_CONN_H
+
+#include <llhttp.h>
+#include <stdbool.h>
+
+#include "http/http.h"
+#include "util/buf.h"
+
+#define HTTP_READ_BUF_SIZE (64 * 1024)
+#define HTTP_IN_PAUSED_MAX (64 * 1024)      /* stop reading past this while not parsing */
+#define HTTP_OUT_HIGH_WATER (256 * 1024)    /* stop parsing while more is unsent ... */
+#define HTTP_OUT_LOW_WATER (64 * 1024)      /* ... until it drains to this */
+#define HTTP_LINGER_MS 2000                 /* read-and-discard before a close */
+#define HTTP_BURST_MAX 32                   /* requests per pass ... */
+#define HTTP_BURST_BYTES (64 * 1024)        /* ... or reply bytes per pass, before yielding */
+#define HTTP_TURN_BYTES (1024 * 1024)       /* reply bytes all resumed connections may produce per loop turn */
+#define HTTP_TURN_NS (5u * 1000 * 1000)     /* ... or time they may take */
+#define HTTP_BODY_KEEP_MAX (64 * 1024)      /* larger body buffers are freed after each request */
+
+typedef struct conn conn_t;
+
+typedef enum { ST_IDLE, ST_HEAD, ST_BODY, ST_DISPATCHED, ST_LINGER, ST_CLOSED } conn_state_t;
+
+/* Why llhttp_execute returned HPE_PAUSED. */
+typedef enum { PAUSE_NONE, PAUSE_HEAD, PAUSE_BODY, PAUSE_END } conn_pause_t;
+
+/* A queued write: the head (and copied bytes) live in data[]. */
+typedef struct wreq {
+  uv_write_t uv; /* the TCP transport's request */
+  conn_t *conn;
+  size_t len;        /* bytes in bufs */
+  char *owned;       /* a block to free once written (http_reply_take) */
+  struct wreq *next; /* the fake transport's queue */
+  unsigned nbufs;
+  uv_buf_t bufs[2];
+  char data[];
+} wreq_t;
+
+typedef struct conn_io {
+  /* Queues w->bufs; completes later with conn_write_done. 0 or an error. */
+  int (*write)(conn_t *c, wreq_t *w);
+  void (*read_start)(conn_t *c);
+  void (*read_stop)(conn_t *c);
+  /* Half-close after the queued writes; completes with conn_shutdown_done. */
+  int (*shutdown)(conn_t *c);
+  /* Closes; completes once with conn_io_closed. */
+  void (*close)(conn_t *c);
+  /* The socket for sendfile, or -1. */
+  int (*fd)(const conn_t *c);
+} conn_io_t;
+
+typedef struct conn_hdr {
+  uint32_t name, value; /* offsets into hdr_text */
+} conn_hdr_t;
+
+struct conn {
+  const conn_io_t *io;
+  void *io_data;
+  uv_timer_t timer;
+  http_server_t *srv;
+  llhttp_t parser;
+  conn_state_t state;
+  int holds; /* timer + transport + file operations in flight */
+  conn_t *prev, *next;
+  bool listed; /* on the server's connection list (counted) */
+
+  buf_t in; /* unparsed input */
+  bool reading;
+  bool paused_parser;     /* llhttp is paused (pause_why says where) */
+  conn_pause_t pause_why;
+  bool resume_pending;    /* on the server's resume list */
+  conn_t *rprev, *rnext;  /* resume list links */
+  bool parsing;           /* inside conn_process: it continues by itself */
+  bool peer_eof;          /* the client half-closed: answer what it sent, then close */
+  bool shut_down;         /* shutdown issued (once only) */
+  bool shut_done;         /* ... and completed: every reply is in the kernel */
+  bool close_after;       /* close once the current reply is written */
+  bool out_paused;        /* parsing stopped: unsent output over the high-water mark */
+  size_t queued;          /* bytes in writes not yet completed */
+  size_t burst_bytes;     /* reply bytes produced in this pass */
+
+  /* The request being read. */
+  http_req_t req;
+  http_abort_cb abort_cb;
+  void *abort_data;
+  buf_t url;
+  buf_t body;
+  buf_t hdr_text; /* "name\0value\0..." */
+  conn_hdr_t hdrs[HTTP_REQ_HEADERS_MAX];
+  size_t nhdrs;
+  bool in_field; /* the last header callback was a field */
+  size_t head_bytes;
+  size_t body_seen; /* body bytes parsed (any mode) */
+  http_body_mode_t body_mode;
+  size_t body_limit;
+  bool continue_sent;
+  bool dispatched;   /* the request callback has run for this request */
+  bool msg_complete; /* the parser reached this request's end */
+  http_req_error_t err;
+
+  /* A streamed request body. */
+  bool body_reading, body_paused;
+  http_body_data_cb body_data;
+  http_body_end_cb body_end;
+  void *body_ud;
+
+  /* A streamed reply. */
+  bool streaming;
+  bool chunked_out;   /* chunked framing */
+  bool no_body_out;   /* HEAD (or a status without a body): writes are swallowed */
+  int64_t out_left;   /* Content-Length bytes still owed, or -1 */
+  http_drain_cb drain_cb;
+  void *drain_data;
+  struct file_send *file; /* http_stream_file in progress */
+};
+
+/* conn.c */
+void conn_init(conn_t *c, http_server_t *s, const conn_io_t *io, void *io_data);
+void conn_start(conn_t *c); /* registered and counted: start reading */
+void conn_close(conn_t *c);
+void conn_process(conn_t *c);
+void conn_schedule_resume(conn_t *c);
+void conn_on_resume_idle(uv_idle_t *h);
+void conn_set_timer(conn_t *c, uv_timer_cb cb, uint64_t ms);
+void conn_on_data(conn_t *c, const char *data, size_t n);
+void conn_on_eof(conn_t *c);
+void conn_on_read_error(conn_t *c);
+void conn_write_done(conn_t *c, wreq_t *w, int status);
+void conn_shutdown_done(conn_t *c, int status);
+void conn_io_closed(conn_t *c);
+void conn_release(conn_t *c); /* drops one hold; frees at zero */
+/* The request's reply is complete: move to IDLE (keep-alive) or LINGER. */
+void conn_reply_done(conn_t *c);
+/* Queues a write; on failure closes the connection and returns the error. */
+int conn_write(conn_t *c, wreq_t *w);
+/* A write request with room for `extra` bytes in data[]. NULL on ENOMEM. */
+wreq_t *conn_wreq_new(conn_t *c, size_t extra);
+
+/* parse.c */
+void parse_settings_init(llhttp_settings_t *s);
+void parse_request_reset(conn_t *c);
+/* Fills req's method/path/query/body fields before dispatch; false on ENOMEM. */
+bool parse_finish_request(conn_t *c);
+/* Sends "100 Continue" once if the client asked for it. */
+void parse_send_continue(conn_t *c);
+
+/* reply.c */
+const char *http_status_text(int status);
+
+/* stream.c */
+/* The connection closes: forget the file send. True when a pool operation
+ * still uses the socket (it closes the transport when it returns). */
+bool stream_file_abort(conn_t *c);
+/* A write completed: the file send may go on. */
+void stream_file_written(conn_t *c);
+
+/* listener.c (server internals the connection needs) */
+struct http_server {
+  uv_loop_t *loop;
+  uv_tcp_t listener;
+  bool listening;
+  bool freeing;
+  http_config_t cfg;
+  http_head_cb head_cb;
+  http_request_cb cb;
+  void *data;
+  llhttp_settings_t settings;
+  conn_t *conns_head, *conns_tail;
+  conn_t *resume_head, *resume_tail; /* connections to parse again next loop turn */
+  uv_idle_t resume_idle;
+  int open_handles; /* listener, resume_idle, spare */
+  int port;
+  uv_tcp_t spare;     /* accepts-and-closes a connection we cannot serve */
+  bool spare_busy;    /* closing: not reusable yet */
+  bool shed_waiting;  /* a connection waits for the spare to shed it */
+  size_t turn_bytes;  /* reply bytes produced in the current resume turn */
+  http_stats_t stats;
+  char readbuf[HTTP_READ_BUF_SIZE]; /* reads are delivered one at a time */
+};
+
+#endif

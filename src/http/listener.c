@@ -1,0 +1,216 @@
+/* http/listener: the server object, the TCP listener, accepting (and
+ * shedding) connections, and the TCP transport behind conn_io_t.
+ *
+ * DESIGN (accepting never stalls): libuv stops watching the listener when
+ * its connection callback returns without uv_accept, and only a later
+ * uv_accept starts it again. So every path through on_connection accepts:
+ * a connection we cannot serve (over --max-connections, no memory for it, a
+ * socket option that fails) is accepted into a preallocated spare handle and
+ * closed at once, and counted. If the spare is still closing from the
+ * previous shed, the connection waits in the backlog until the spare's close
+ * callback sheds it (same loop turn). EMFILE/ENFILE are shed by libuv itself
+ * (its reserve-descriptor trick) and reported here as a failed status, which
+ * we count. */
+#include <stdlib.h>
+#include <string.h>
+
+#include "http/conn.h"
+#include "util/fault.h"
+#include "util/log.h"
+
+/* ---- the TCP transport ---- */
+
+typedef struct tcp_conn {
+  conn_t conn; /* first: the transport's handle data points here */
+  uv_tcp_t tcp;
+} tcp_conn_t;
+
+static uv_stream_t *stream_of(const conn_t *c) { return (uv_stream_t *)&((tcp_conn_t *)c)->tcp; }
+
+static void on_tcp_write(uv_write_t *req, int status) {
+  wreq_t *w = (wreq_t *)req;
+  conn_write_done(w->conn, w, status);
+}
+
+static int tcp_write(conn_t *c, wreq_t *w) { return uv_write(&w->uv, stream_of(c), w->bufs, w->nbufs, on_tcp_write); }
+
+static void on_alloc(uv_handle_t *h, size_t suggested, uv_buf_t *buf) {
+  conn_t *c = h->data;
+  *buf = uv_buf_init(c->srv->readbuf, sizeof c->srv->readbuf);
+}
+
+static void on_tcp_read(uv_stream_t *stream, ssize_t nread, const uv_buf_t *buf) {
+  conn_t *c = stream->data;
+  if (nread > 0)
+    conn_on_data(c, buf->base, (size_t)nread);
+  else if (nread == UV_EOF)
+    conn_on_eof(c);
+  else if (nread < 0)
+    conn_on_read_error(c);
+}
+
+static void tcp_read_start(conn_t *c) {
+  if (uv_read_start(stream_of(c), on_alloc, on_tcp_read) != 0)
+    conn_close(c);
+}
+
+static void tcp_read_stop(conn_t *c) { uv_read_stop(stream_of(c)); }
+
+static void on_tcp_shutdown(uv_shutdown_t *req, int status) {
+  conn_t *c = req->data;
+  free(req);
+  conn_shutdown_done(c, status);
+}
+
+static int tcp_shutdown(conn_t *c) {
+  uv_shutdown_t *sd = malloc(sizeof *sd);
+  if (!sd)
+    return -1;
+  sd->data = c;
+  if (uv_shutdown(sd, stream_of(c), on_tcp_shutdown) != 0) {
+    free(sd);
+    return -1;
+  }
+  return 0;
+}
+
+static void on_tcp_closed(uv_handle_t *h) { conn_io_closed(h->data); }
+
+static void tcp_close(conn_t *c) { uv_close((uv_handle_t *)stream_of(c), on_tcp_closed); }
+
+static int tcp_fd(const conn_t *c) {
+  uv_os_fd_t fd;
+  return uv_fileno((const uv_handle_t *)stream_of(c), &fd) == 0 ? fd : -1;
+}
+
+static const conn_io_t tcp_io = {tcp_write, tcp_read_start, tcp_read_stop, tcp_shutdown, tcp_close, tcp_fd};
+
+/* ---- accepting ---- */
+
+static void shed(http_server_t *s);
+
+static void on_spare_closed(uv_handle_t *h) {
+  http_server_t *s = h->data;
+  s->spare_busy = false;
+  if (--s->open_handles == 0) {
+    free(s);
+    return;
+  }
+  if (s->shed_waiting && !s->freeing) {
+    s->shed_waiting = false;
+    shed(s);
+  }
+}
+
+/* Accepts the pending connection into the spare handle and closes it. */
+static void shed(http_server_t *s) {
+  if (s->spare_busy) {
+    s->shed_waiting = true; /* the listener waits (unwatched) for on_spare_closed */
+    return;
+  }
+  s->spare_busy = true;
+  s->open_handles++;
+  uv_tcp_init(s->loop, &s->spare);
+  s->spare.data = s;
+  uv_accept((uv_stream_t *)&s->listener, (uv_stream_t *)&s->spare);
+  uv_close((uv_handle_t *)&s->spare, on_spare_closed);
+}
+
+static void on_connection(uv_stream_t *listener, int status) {
+  http_server_t *s = listener->data;
+  if (status < 0) {
+    /* EMFILE/ENFILE: libuv already accepted and closed what it could. */
+    s->stats.accept_failures++;
+    log_warn("http: accept: %s", uv_strerror(status));
+    return;
+  }
+  if (s->stats.connections >= s->cfg.max_connections) {
+    s->stats.rejected++;
+    shed(s);
+    return;
+  }
+  tcp_conn_t *t = FAULT_HIT(FAULT_ACCEPT_ALLOC) ? NULL : calloc(1, sizeof *t);
+  if (!t) {
+    s->stats.accept_failures++;
+    shed(s);
+    return;
+  }
+  conn_t *c = &t->conn;
+  conn_init(c, s, &tcp_io, t);
+  uv_tcp_init(s->loop, &t->tcp);
+  t->tcp.data = c;
+  if (uv_accept(listener, (uv_stream_t *)&t->tcp) != 0 || FAULT_HIT(FAULT_ACCEPT_SOCKOPT) ||
+      uv_tcp_nodelay(&t->tcp, 1) != 0) {
+    s->stats.accept_failures++;
+    conn_close(c);
+    return;
+  }
+  conn_start(c);
+}
+
+/* ---- the server ---- */
+
+http_server_t *http_server_new(uv_loop_t *loop, const http_config_t *cfg, http_head_cb head, http_request_cb cb,
+                               void *data) {
+  http_server_t *s = calloc(1, sizeof *s);
+  if (!s)
+    return NULL;
+  s->loop = loop;
+  s->cfg = *cfg;
+  s->head_cb = head;
+  s->cb = cb;
+  s->data = data;
+  parse_settings_init(&s->settings);
+  uv_tcp_init(loop, &s->listener);
+  s->listener.data = s;
+  uv_idle_init(loop, &s->resume_idle);
+  s->resume_idle.data = s;
+  s->open_handles = 2;
+  return s;
+}
+
+int http_server_listen(http_server_t *s, const char *host, int port) {
+  struct sockaddr_storage addr;
+  int rc;
+  if (strchr(host, ':'))
+    rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
+  else
+    rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+  if (rc != 0)
+    return rc;
+  if ((rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0)) != 0)
+    return rc;
+  if ((rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection)) != 0)
+    return rc;
+  struct sockaddr_storage bound;
+  int len = sizeof bound;
+  uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
+  s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
+                                              : ((struct sockaddr_in *)&bound)->sin_port);
+  s->listening = true;
+  return 0;
+}
+
+int http_server_port(const http_server_t *s) { return s->port; }
+
+static void on_server_handle_closed(uv_handle_t *h) {
+  http_server_t *s = h->data;
+  if (--s->open_handles == 0)
+    free(s); /* only after http_server_free closed the last one */
+}
+
+void http_server_stop_accepting(http_server_t *s) {
+  if (!uv_is_closing((uv_handle_t *)&s->listener))
+    uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
+  s->listening = false;
+}
+
+void http_server_free(http_server_t *s) {
+  s->freeing = true;
+  while (s->conns_head)
+    conn_close(s->conns_head);
+  http_server_stop_accepting(s);
+  uv_close((uv_handle_t *)&s->resume_idle, on_server_handle_closed);
+}
+
+const http_stats_t *http_server_stats(const http_server_t *s) { return &s->stats; }
