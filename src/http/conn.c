@@ -42,6 +42,11 @@ static void on_timeout_close(uv_timer_t *t) {
 
 static void on_linger_done(uv_timer_t *t) { conn_close(t->data); }
 
+void conn_head_started(conn_t *c) {
+  c->state = ST_HEAD;
+  conn_set_timer(c, on_timeout_close, c->srv->cfg.request_timeout_ms);
+}
+
 void conn_init(conn_t *c, http_server_t *s, const conn_io_t *io, void *io_data) {
   c->srv = s;
   c->io = io;

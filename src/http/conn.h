@@ -147,6 +147,8 @@ void conn_process(conn_t *c);
 void conn_schedule_resume(conn_t *c);
 void conn_on_resume_idle(uv_idle_t *h);
 void conn_set_timer(conn_t *c, uv_timer_cb cb, uint64_t ms);
+/* A request's first byte arrived: HEAD state, with the head deadline. */
+void conn_head_started(conn_t *c);
 void conn_on_data(conn_t *c, const char *data, size_t n);
 void conn_on_eof(conn_t *c);
 void conn_on_read_error(conn_t *c);

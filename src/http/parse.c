@@ -58,7 +58,7 @@ static int count_head(conn_t *c, size_t n) {
 static int on_message_begin(llhttp_t *p) {
   conn_t *c = conn_of(p);
   parse_request_reset(c);
-  c->state = ST_HEAD;
+  conn_head_started(c);
   return 0;
 }
 
