@@ -23,6 +23,8 @@
 #include <stdint.h>
 #include <uv.h>
 
+#include "offload/err.h"
+
 typedef struct pool pool_t;
 typedef struct pool_work pool_work_t;
 
