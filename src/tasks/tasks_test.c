@@ -1,8 +1,10 @@
-/* tasks_test: the task API (offload/task.h, tasks/task.h), the catalog and
- * parameter validation (tasks/tasks.h), and every built-in task's answer.
+/* tasks_test: the task API (offload/task.h over tasks/context.h), the catalog
+ * and parameter validation (tasks/tasks.h), and every built-in task's answer.
  *
  * Tasks are pure functions, so they run here on the test thread through
- * task_run, exactly as a worker would call them; no pool or loop. */
+ * task_run, over control words of the test's own (a run_t), exactly as a
+ * work item runs them; no pool or loop. How an item maps those words to an
+ * outcome is pool/item_test.c's subject. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,36 +16,70 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tasks/task.h"
+#include "tasks/context.h"
 #include "tasks/tasks.h"
 #include "util/clock.h"
 #include "util/err.h"
 
 /* ---- helpers ---- */
 
-static task_t *new_task(const offload_task_def_t *def, const char *param, int64_t v, int64_t timeout_ms) {
-  json_t *params = param ? json_pack("{s:I}", param, (json_int_t)v) : json_object();
-  assert_non_null(params);
-  task_t *t = task_new(def, params, timeout_ms);
-  json_decref(params);
-  assert_non_null(t);
-  assert_ptr_equal(t->work.run, task_run);
-  return t;
+/* One run's words, as a work item would hold them, and its context. */
+typedef struct run {
+  const offload_task_def_t *def;
+  json_t *params;
+  _Atomic double progress;
+  _Atomic bool cancel, timed_out;
+  task_result_t result;
+  offload_task_t t; /* points into the fields above */
+} run_t;
+
+/* A run of def with one integer parameter (none when param is NULL); the
+ * deadline is timeout_ms from now (0 = none). */
+static run_t *new_run(const offload_task_def_t *def, const char *param, int64_t v, int64_t timeout_ms) {
+  run_t *r = calloc(1, sizeof *r);
+  assert_non_null(r);
+  r->def = def;
+  r->params = param ? json_pack("{s:I}", param, (json_int_t)v) : json_object();
+  assert_non_null(r->params);
+  r->t = (offload_task_t){
+      .params = r->params,
+      .progress = &r->progress,
+      .cancel = &r->cancel,
+      .timed_out = &r->timed_out,
+      .deadline_ns = timeout_ms > 0 ? clock_mono_ns() + (uint64_t)timeout_ms * 1000000u : 0,
+      .result = &r->result,
+  };
+  return r;
 }
 
-/* Runs def with one integer parameter on this thread; returns the task. */
-static task_t *run_task(const offload_task_def_t *def, const char *param, int64_t v) {
-  task_t *t = new_task(def, param, v, 0);
-  task_run(&t->work);
-  return t;
+static void run_free(run_t *r) {
+  json_decref(r->params);
+  task_result_fini(&r->result);
+  free(r);
+}
+
+static double progress(run_t *r) { return atomic_load(&r->progress); }
+
+/* What an item reports as complete: no cancel, no timeout, no failure. */
+static void assert_complete(run_t *r) {
+  assert_false(atomic_load(&r->cancel));
+  assert_false(atomic_load(&r->timed_out));
+  assert_false(r->result.failed);
+}
+
+/* Runs def with one integer parameter on this thread; returns the run. */
+static run_t *run_task(const offload_task_def_t *def, const char *param, int64_t v) {
+  run_t *r = new_run(def, param, v, 0);
+  task_run(&r->t, def);
+  return r;
 }
 
 static int64_t run_int(const offload_task_def_t *def, const char *param, int64_t v) {
-  task_t *t = run_task(def, param, v);
-  assert_int_equal(task_outcome(t), TASK_OUT_COMPLETE);
-  assert_int_equal(t->result_kind, TASK_RES_INT);
-  int64_t r = t->result_int;
-  task_free(t);
+  run_t *t = run_task(def, param, v);
+  assert_complete(t);
+  assert_int_equal(t->result.kind, TASK_RES_INT);
+  int64_t r = t->result.integer;
+  run_free(t);
   return r;
 }
 
@@ -256,16 +292,16 @@ static void test_report(void **state) {
     double want = 0.0;
     for (int64_t i = 0; i < ns[k]; i++)
       want += sqrt((double)i);
-    task_t *t = run_task(&task_report, "heavyIterations", ns[k]);
-    assert_int_equal(task_outcome(t), TASK_OUT_COMPLETE);
-    assert_int_equal(t->result_kind, TASK_RES_REAL);
-    if (t->result_real != want)
-      fail_msg("report(%lld) = %.17g, want %.17g", (long long)ns[k], t->result_real, want);
-    assert_true(task_progress(t) == 1.0);
-    json_t *j = task_result_json(t);
+    run_t *t = run_task(&task_report, "heavyIterations", ns[k]);
+    assert_complete(t);
+    assert_int_equal(t->result.kind, TASK_RES_REAL);
+    if (t->result.real != want)
+      fail_msg("report(%lld) = %.17g, want %.17g", (long long)ns[k], t->result.real, want);
+    assert_true(progress(t) == 1.0);
+    json_t *j = task_result_json(&t->result);
     assert_true(json_is_real(j) && json_real_value(j) == want);
     json_decref(j);
-    task_free(t);
+    run_free(t);
   }
 }
 
@@ -278,12 +314,12 @@ static void test_fibonacci(void **state) {
   assert_int_equal(run_int(&task_fibonacci, "n", 25), 75025);
   assert_int_equal(run_int(&task_fibonacci, "n", 26), 121393);
   assert_int_equal(run_int(&task_fibonacci, "n", 30), 832040);
-  task_t *t = run_task(&task_fibonacci, "n", 30);
-  json_t *j = task_result_json(t);
+  run_t *t = run_task(&task_fibonacci, "n", 30);
+  json_t *j = task_result_json(&t->result);
   assert_true(json_is_integer(j) && json_integer_value(j) == 832040);
   json_decref(j);
-  assert_true(task_progress(t) > 0.0 && task_progress(t) <= 1.0);
-  task_free(t);
+  assert_true(progress(t) > 0.0 && progress(t) <= 1.0);
+  run_free(t);
 }
 
 static void test_primes_known(void **state) {
@@ -331,129 +367,144 @@ static void test_primes_vs_naive(void **state) {
 static void test_spin(void **state) {
   (void)state;
   uint64_t t0 = clock_mono_ns();
-  task_t *t = run_task(&task_spin, "ms", 20);
+  run_t *t = run_task(&task_spin, "ms", 20);
   uint64_t took = clock_mono_ns() - t0;
   assert_true(took >= 20u * 1000000u);
-  assert_int_equal(task_outcome(t), TASK_OUT_COMPLETE);
-  assert_int_equal(t->result_kind, TASK_RES_NULL);
-  json_t *j = task_result_json(t);
+  assert_complete(t);
+  assert_int_equal(t->result.kind, TASK_RES_NULL);
+  json_t *j = task_result_json(&t->result);
   assert_true(json_is_null(j));
   json_decref(j);
-  task_free(t);
+  run_free(t);
 }
 
 /* ---- task API behaviour ---- */
 
 static void test_timeout_and_cancel(void **state) {
   (void)state;
-  /* A deadline stops a long spin; the outcome says timeout, not failed. */
-  task_t *t = new_task(&task_spin, "ms", 600000, 30);
-  task_run(&t->work);
-  assert_int_equal(task_outcome(t), TASK_OUT_TIMEOUT);
-  assert_true(offload_task_canceled(t));
-  task_free(t);
+  /* A deadline stops a long spin; it is recorded as a timeout, not a
+   * failure or a cancel. */
+  run_t *t = new_run(&task_spin, "ms", 600000, 30);
+  task_run(&t->t, t->def);
+  assert_true(atomic_load(&t->timed_out));
+  assert_false(atomic_load(&t->cancel));
+  assert_false(t->result.failed);
+  assert_true(offload_task_canceled(&t->t));
+  run_free(t);
 
   /* Canceled before it starts: the run function is not called. */
-  t = new_task(&task_fibonacci, "n", 20, 0);
-  task_cancel(t);
-  task_run(&t->work);
-  assert_int_equal(task_outcome(t), TASK_OUT_CANCELED);
-  assert_int_equal(t->result_kind, TASK_RES_NULL);
-  assert_true(task_progress(t) == 0.0);
-  task_free(t);
+  t = new_run(&task_fibonacci, "n", 20, 0);
+  atomic_store(&t->cancel, true);
+  task_run(&t->t, t->def);
+  assert_int_equal(t->result.kind, TASK_RES_NULL);
+  assert_false(t->result.failed);
+  assert_true(progress(t) == 0.0);
+  assert_true(offload_task_canceled(&t->t));
+  assert_false(atomic_load(&t->timed_out));
+  run_free(t);
 
-  /* A cancel wins over a result set earlier or later. */
-  t = new_task(&task_fibonacci, "n", 20, 0);
-  offload_task_result_int(t, 5);
-  task_cancel(t);
-  assert_int_equal(task_outcome(t), TASK_OUT_CANCELED);
-  task_free(t);
+  /* Past its deadline before it starts: not called either. */
+  t = new_run(&task_fibonacci, "n", 20, 0);
+  t->t.deadline_ns = clock_mono_ns() - 1;
+  task_run(&t->t, t->def);
+  assert_int_equal(t->result.kind, TASK_RES_NULL);
+  assert_true(atomic_load(&t->timed_out));
+  run_free(t);
 
   /* No deadline, no cancel: not canceled. */
-  t = new_task(&task_fibonacci, "n", 20, 0);
-  t->_deadline_ns = 0;
-  assert_false(offload_task_canceled(t));
-  task_free(t);
+  t = new_run(&task_fibonacci, "n", 20, 0);
+  t->t.deadline_ns = 0;
+  assert_false(offload_task_canceled(&t->t));
+  assert_false(atomic_load(&t->timed_out));
+  run_free(t);
 }
 
 static void test_progress(void **state) {
   (void)state;
-  task_t *t = new_task(&task_fibonacci, "n", 1, 0);
-  assert_true(task_progress(t) == 0.0);
+  run_t *r = new_run(&task_fibonacci, "n", 1, 0);
+  offload_task_t *t = &r->t;
+  assert_true(progress(r) == 0.0);
   offload_task_progress(t, -0.5);
-  assert_true(task_progress(t) == 0.0);
+  assert_true(progress(r) == 0.0);
   offload_task_progress(t, 0.5);
-  assert_true(task_progress(t) == 0.5);
+  assert_true(progress(r) == 0.5);
   offload_task_progress(t, 0.3);
-  assert_true(task_progress(t) == 0.5);
+  assert_true(progress(r) == 0.5);
   offload_task_progress(t, NAN);
-  assert_true(task_progress(t) == 0.5);
+  assert_true(progress(r) == 0.5);
   offload_task_progress(t, -INFINITY);
-  assert_true(task_progress(t) == 0.5);
+  assert_true(progress(r) == 0.5);
   offload_task_progress(t, 0.75);
-  assert_true(task_progress(t) == 0.75);
+  assert_true(progress(r) == 0.75);
   offload_task_progress(t, 2.0);
-  assert_true(task_progress(t) == 1.0);
+  assert_true(progress(r) == 1.0);
   offload_task_progress(t, INFINITY);
-  assert_true(task_progress(t) == 1.0);
+  assert_true(progress(r) == 1.0);
   offload_task_progress(t, 0.9);
-  assert_true(task_progress(t) == 1.0);
-  task_free(t);
+  assert_true(progress(r) == 1.0);
+  run_free(r);
 
   /* Every built-in's progress stays within [0, 1]. */
-  t = run_task(&task_primes, "max", 3000000);
-  assert_true(task_progress(t) > 0.0 && task_progress(t) <= 1.0);
-  task_free(t);
+  r = run_task(&task_primes, "max", 3000000);
+  assert_true(progress(r) > 0.0 && progress(r) <= 1.0);
+  run_free(r);
 }
 
 static void test_results_and_fail(void **state) {
   (void)state;
-  task_t *t = new_task(&task_fibonacci, "n", 7, 0);
+  run_t *r = new_run(&task_fibonacci, "n", 7, 0);
+  offload_task_t *t = &r->t;
   assert_int_equal(offload_task_param_int(t, "n", -1), 7);
   assert_int_equal(offload_task_param_int(t, "absent", -1), -1);
-  assert_int_equal(task_outcome(t), TASK_OUT_COMPLETE); /* no result: null */
-  json_t *j = task_result_json(t);
+  assert_false(r->result.failed); /* no result: null */
+  json_t *j = task_result_json(&r->result);
   assert_true(json_is_null(j));
   json_decref(j);
 
   offload_task_result_int(t, 3);
+  assert_int_equal(r->result.kind, TASK_RES_INT);
+  assert_true(r->result.integer == 3);
   offload_task_result_real(t, 2.5); /* replaces */
-  assert_int_equal(t->result_kind, TASK_RES_REAL);
-  assert_true(t->result_real == 2.5);
+  assert_int_equal(r->result.kind, TASK_RES_REAL);
+  assert_true(r->result.real == 2.5);
   offload_task_result_null(t);
-  assert_int_equal(t->result_kind, TASK_RES_NULL);
+  assert_int_equal(r->result.kind, TASK_RES_NULL);
 
   offload_task_fail(t, "bad_input", "value %d is %s", 5, "odd");
-  assert_true(t->failed);
-  assert_string_equal(t->err_code, "bad_input");
-  assert_string_equal(t->err_message, "value 5 is odd");
-  assert_int_equal(task_outcome(t), TASK_OUT_FAILED);
+  assert_true(r->result.failed);
+  assert_string_equal(r->result.err_code, "bad_input");
+  assert_string_equal(r->result.err_message, "value 5 is odd");
   offload_task_fail(t, "second", "again"); /* replaces, no leak */
-  assert_string_equal(t->err_code, "second");
-  assert_string_equal(t->err_message, "again");
-  task_free(t);
+  assert_string_equal(r->result.err_code, "second");
+  assert_string_equal(r->result.err_message, "again");
+  run_free(r);
 
   /* An over-long code is truncated, still terminated. */
-  t = new_task(&task_fibonacci, "n", 7, 0);
+  r = new_run(&task_fibonacci, "n", 7, 0);
   char code[200];
   memset(code, 'c', sizeof code - 1);
   code[sizeof code - 1] = '\0';
-  offload_task_fail(t, code, "x");
-  assert_int_equal(strlen(t->err_code), sizeof t->err_code - 1);
-  task_free(t);
+  offload_task_fail(&r->t, code, "x");
+  assert_int_equal(strlen(r->result.err_code), sizeof r->result.err_code - 1);
+  run_free(r);
 
   /* JSON has no NaN or infinity: such a result fails the task. */
   const double nonfinite[] = {NAN, INFINITY, -INFINITY};
   for (size_t i = 0; i < 3; i++) {
-    t = new_task(&task_fibonacci, "n", 7, 0);
-    offload_task_result_real(t, nonfinite[i]);
-    assert_true(t->failed);
-    assert_int_equal(task_outcome(t), TASK_OUT_FAILED);
-    assert_true(strlen(t->err_code) > 0);
-    assert_non_null(t->err_message);
-    task_free(t);
+    r = new_run(&task_fibonacci, "n", 7, 0);
+    offload_task_result_real(&r->t, nonfinite[i]);
+    assert_true(r->result.failed);
+    assert_true(strlen(r->result.err_code) > 0);
+    assert_non_null(r->result.err_message);
+    run_free(r);
   }
-  task_free(NULL);
+
+  /* task_result_fini leaves a zeroed (null, not failed) result. */
+  task_result_t res = {.kind = TASK_RES_INT, .integer = 1, .failed = true, .err_message = strdup("m")};
+  task_result_fini(&res);
+  assert_int_equal(res.kind, TASK_RES_NULL);
+  assert_false(res.failed);
+  assert_null(res.err_message);
 }
 
 int main(void) {
