@@ -95,6 +95,15 @@ static pool_work_t *pop_head_locked(pool_t *p) {
   return w;
 }
 
+/* Runs a popped item, on a worker or (inline mode) the loop thread. The DONE
+ * store comes after every write of the run: readers that see DONE may read
+ * its results (see the top of this file). */
+static void run_item(pool_t *p, pool_work_t *w) {
+  atomic_fetch_add(&p->busy, 1);
+  w->run(w);
+  atomic_fetch_sub(&p->busy, 1);
+  atomic_store(&w->ctl->state, POOL_WORK_DONE);
+}
 
 static void *worker_main(void *arg) {
   pool_t *p = arg;
@@ -110,10 +119,7 @@ static void *worker_main(void *arg) {
     pool_work_t *w = pop_head_locked(p);
     pthread_mutex_unlock(&p->mu);
 
-    atomic_fetch_add(&p->busy, 1);
-    w->run(w);
-    atomic_fetch_sub(&p->busy, 1);
-    atomic_store(&w->ctl->state, POOL_WORK_DONE);
+    run_item(p, w);
     push_done(p, w);
   }
   return NULL;
@@ -148,10 +154,7 @@ static void run_one_inline(pool_t *p) {
   pthread_mutex_unlock(&p->mu);
   if (!w)
     return;
-  atomic_fetch_add(&p->busy, 1);
-  w->run(w);
-  atomic_fetch_sub(&p->busy, 1);
-  atomic_store(&w->ctl->state, POOL_WORK_DONE);
+  run_item(p, w);
   p->done(w, p->data);
   if (more)
     uv_async_send(&p->async);
