@@ -35,7 +35,6 @@
 #include "util/log.h"
 
 struct pool {
-  uv_loop_t *loop;
   uv_async_t async; /* worker -> loop wake-up */
   pool_done_cb done;
   void *data;
@@ -172,7 +171,6 @@ pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, v
   pool_t *p = calloc(1, sizeof *p);
   if (!p)
     return NULL;
-  p->loop = loop;
   p->done = done;
   p->data = data;
   p->cfg = *cfg;
