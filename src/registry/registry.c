@@ -237,6 +237,27 @@ static void finalize(registry_t *r, job_t *j, job_status_t status) {
   notify_final(r, j);
 }
 
+/* The error message of each way a job is canceled. */
+static const char msg_by_client[] = "The job was canceled by a client request.";
+static const char msg_shutdown_queued[] = "The server shut down before the job could run.";
+static const char msg_shutdown_running[] = "The server shut down before the job finished.";
+
+/* Takes a queued job's item back from the pool and makes the job canceled
+ * (its watches fire). Returns false, changing nothing, when a worker already
+ * has it or the pool is stopping. The caller checks maybe_idle. */
+static bool cancel_queued(registry_t *r, job_t *j, bool by_shutdown) {
+  if (pool_remove(r->pool, &j->_item->work) != 0)
+    return false;
+  item_free(j->_item);
+  j->_item = NULL;
+  r->in_flight--;
+  if (by_shutdown)
+    j->canceled_by_shutdown = true;
+  set_error(j, "canceled", by_shutdown ? msg_shutdown_queued : msg_by_client);
+  finalize(r, j, JOB_CANCELED);
+  return true;
+}
+
 /* Records what the worker left in `it` (its run is over: state DONE). */
 static void record_outcome(registry_t *r, job_t *j, item_t *it) {
   if (!j->started_at)
@@ -261,9 +282,7 @@ static void record_outcome(registry_t *r, job_t *j, item_t *it) {
     break;
   }
   case ITEM_OUT_CANCELED:
-    set_error(j, "canceled",
-              j->canceled_by_shutdown ? "The server shut down before the job finished."
-                                      : "The job was canceled by a client request.");
+    set_error(j, "canceled", j->canceled_by_shutdown ? msg_shutdown_running : msg_by_client);
     mark_final(r, j, JOB_CANCELED);
     break;
   }
@@ -309,7 +328,7 @@ void registry_on_done(pool_work_t *w, void *data) {
   if (pool_work_state(w) == POOL_WORK_QUEUED) {
     /* The pool shut down before it ran. */
     j->canceled_by_shutdown = true;
-    set_error(j, "canceled", "The server shut down before the job could run.");
+    set_error(j, "canceled", msg_shutdown_queued);
     mark_final(r, j, JOB_CANCELED);
   } else if (!job_is_final(j)) {
     record_outcome(r, j, it);
@@ -480,12 +499,7 @@ int registry_cancel(registry_t *r, job_t *j) {
   registry_refresh(r, j);
   if (job_is_final(j))
     return OFF_EBUSY;
-  if (j->status == JOB_QUEUED && pool_remove(r->pool, &j->_item->work) == 0) {
-    item_free(j->_item);
-    j->_item = NULL;
-    r->in_flight--;
-    set_error(j, "canceled", "The job was canceled by a client request.");
-    finalize(r, j, JOB_CANCELED);
+  if (j->status == JOB_QUEUED && cancel_queued(r, j, false)) {
     maybe_idle(r);
     return 0;
   }
@@ -526,14 +540,7 @@ void registry_drain(registry_t *r) {
   while (j) {
     job_t *next = j->_q_next;
     /* Only jobs no worker has taken: the running ones get the drain time. */
-    if (!job_is_final(j) && pool_remove(r->pool, &j->_item->work) == 0) {
-      item_free(j->_item);
-      j->_item = NULL;
-      r->in_flight--;
-      j->canceled_by_shutdown = true;
-      set_error(j, "canceled", "The server shut down before the job could run.");
-      finalize(r, j, JOB_CANCELED);
-    } else {
+    if (job_is_final(j) || !cancel_queued(r, j, true)) {
       registry_refresh(r, j); /* a worker has it: file it as processing */
       queue_unlink(r, j);
     }
