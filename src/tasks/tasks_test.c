@@ -1,10 +1,11 @@
-/* tasks_test: the task API (offload/task.h over tasks/context.h), the catalog
- * and parameter validation (tasks/tasks.h), and every built-in task's answer.
+/* tasks_test: the catalog and parameter validation (tasks/tasks.h), and every
+ * built-in task's answer.
  *
  * Tasks are pure functions, so they run here on the test thread through
- * task_run, over control words of the test's own (a run_t), exactly as a
- * work item runs them; no pool or loop. How an item maps those words to an
- * outcome is pool/item_test.c's subject. */
+ * task_run, over control words of the test's own (tasks/test_run.h), exactly
+ * as a work item runs them; no pool or loop. The task API itself is
+ * context_test.c's subject; how an item maps the words to an outcome is
+ * pool/item_test.c's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -21,67 +22,9 @@
 #include "util/clock.h"
 #include "util/err.h"
 
+#include "tasks/test_run.h"
+
 /* ---- helpers ---- */
-
-/* One run's words, as a work item would hold them, and its context. */
-typedef struct run {
-  const offload_task_def_t *def;
-  json_t *params;
-  _Atomic double progress;
-  _Atomic bool cancel, timed_out;
-  task_result_t result;
-  offload_task_t t; /* points into the fields above */
-} run_t;
-
-/* A run of def with one integer parameter (none when param is NULL); the
- * deadline is timeout_ms from now (0 = none). */
-static run_t *new_run(const offload_task_def_t *def, const char *param, int64_t v, int64_t timeout_ms) {
-  run_t *r = calloc(1, sizeof *r);
-  assert_non_null(r);
-  r->def = def;
-  r->params = param ? json_pack("{s:I}", param, (json_int_t)v) : json_object();
-  assert_non_null(r->params);
-  r->t = (offload_task_t){
-      .params = r->params,
-      .progress = &r->progress,
-      .cancel = &r->cancel,
-      .timed_out = &r->timed_out,
-      .deadline_ns = timeout_ms > 0 ? clock_mono_ns() + (uint64_t)timeout_ms * 1000000u : 0,
-      .result = &r->result,
-  };
-  return r;
-}
-
-static void run_free(run_t *r) {
-  json_decref(r->params);
-  task_result_fini(&r->result);
-  free(r);
-}
-
-static double progress(run_t *r) { return atomic_load(&r->progress); }
-
-/* What an item reports as complete: no cancel, no timeout, no failure. */
-static void assert_complete(run_t *r) {
-  assert_false(atomic_load(&r->cancel));
-  assert_false(atomic_load(&r->timed_out));
-  assert_false(r->result.failed);
-}
-
-/* Runs def with one integer parameter on this thread; returns the run. */
-static run_t *run_task(const offload_task_def_t *def, const char *param, int64_t v) {
-  run_t *r = new_run(def, param, v, 0);
-  task_run(&r->t, def);
-  return r;
-}
-
-static int64_t run_int(const offload_task_def_t *def, const char *param, int64_t v) {
-  run_t *t = run_task(def, param, v);
-  assert_complete(t);
-  assert_int_equal(t->result.kind, TASK_RES_INT);
-  int64_t r = t->result.integer;
-  run_free(t);
-  return r;
-}
 
 static bool parse(const char *s, int64_t *out) { return tasks_parse_int(s, strlen(s), out); }
 
@@ -378,150 +321,13 @@ static void test_spin(void **state) {
   run_free(t);
 }
 
-/* ---- task API behaviour ---- */
-
-static void test_timeout_and_cancel(void **state) {
-  (void)state;
-  /* A deadline stops a long spin; it is recorded as a timeout, not a
-   * failure or a cancel. */
-  run_t *t = new_run(&task_spin, "ms", 600000, 30);
-  task_run(&t->t, t->def);
-  assert_true(atomic_load(&t->timed_out));
-  assert_false(atomic_load(&t->cancel));
-  assert_false(t->result.failed);
-  assert_true(offload_task_canceled(&t->t));
-  run_free(t);
-
-  /* Canceled before it starts: the run function is not called. */
-  t = new_run(&task_fibonacci, "n", 20, 0);
-  atomic_store(&t->cancel, true);
-  task_run(&t->t, t->def);
-  assert_int_equal(t->result.kind, TASK_RES_NULL);
-  assert_false(t->result.failed);
-  assert_true(progress(t) == 0.0);
-  assert_true(offload_task_canceled(&t->t));
-  assert_false(atomic_load(&t->timed_out));
-  run_free(t);
-
-  /* Past its deadline before it starts: not called either. */
-  t = new_run(&task_fibonacci, "n", 20, 0);
-  t->t.deadline_ns = clock_mono_ns() - 1;
-  task_run(&t->t, t->def);
-  assert_int_equal(t->result.kind, TASK_RES_NULL);
-  assert_true(atomic_load(&t->timed_out));
-  run_free(t);
-
-  /* No deadline, no cancel: not canceled. */
-  t = new_run(&task_fibonacci, "n", 20, 0);
-  t->t.deadline_ns = 0;
-  assert_false(offload_task_canceled(&t->t));
-  assert_false(atomic_load(&t->timed_out));
-  run_free(t);
-}
-
-static void test_progress(void **state) {
-  (void)state;
-  run_t *r = new_run(&task_fibonacci, "n", 1, 0);
-  offload_task_t *t = &r->t;
-  assert_true(progress(r) == 0.0);
-  offload_task_progress(t, -0.5);
-  assert_true(progress(r) == 0.0);
-  offload_task_progress(t, 0.5);
-  assert_true(progress(r) == 0.5);
-  offload_task_progress(t, 0.3);
-  assert_true(progress(r) == 0.5);
-  offload_task_progress(t, NAN);
-  assert_true(progress(r) == 0.5);
-  offload_task_progress(t, -INFINITY);
-  assert_true(progress(r) == 0.5);
-  offload_task_progress(t, 0.75);
-  assert_true(progress(r) == 0.75);
-  offload_task_progress(t, 2.0);
-  assert_true(progress(r) == 1.0);
-  offload_task_progress(t, INFINITY);
-  assert_true(progress(r) == 1.0);
-  offload_task_progress(t, 0.9);
-  assert_true(progress(r) == 1.0);
-  run_free(r);
-
-  /* Every built-in's progress stays within [0, 1]. */
-  r = run_task(&task_primes, "max", 3000000);
-  assert_true(progress(r) > 0.0 && progress(r) <= 1.0);
-  run_free(r);
-}
-
-static void test_results_and_fail(void **state) {
-  (void)state;
-  run_t *r = new_run(&task_fibonacci, "n", 7, 0);
-  offload_task_t *t = &r->t;
-  assert_int_equal(offload_task_param_int(t, "n", -1), 7);
-  assert_int_equal(offload_task_param_int(t, "absent", -1), -1);
-  assert_false(r->result.failed); /* no result: null */
-  json_t *j = task_result_json(&r->result);
-  assert_true(json_is_null(j));
-  json_decref(j);
-
-  offload_task_result_int(t, 3);
-  assert_int_equal(r->result.kind, TASK_RES_INT);
-  assert_true(r->result.integer == 3);
-  offload_task_result_real(t, 2.5); /* replaces */
-  assert_int_equal(r->result.kind, TASK_RES_REAL);
-  assert_true(r->result.real == 2.5);
-  offload_task_result_null(t);
-  assert_int_equal(r->result.kind, TASK_RES_NULL);
-
-  offload_task_fail(t, "bad_input", "value %d is %s", 5, "odd");
-  assert_true(r->result.failed);
-  assert_string_equal(r->result.err_code, "bad_input");
-  assert_string_equal(r->result.err_message, "value 5 is odd");
-  offload_task_fail(t, "second", "again"); /* replaces, no leak */
-  assert_string_equal(r->result.err_code, "second");
-  assert_string_equal(r->result.err_message, "again");
-  run_free(r);
-
-  /* An over-long code is truncated, still terminated. */
-  r = new_run(&task_fibonacci, "n", 7, 0);
-  char code[200];
-  memset(code, 'c', sizeof code - 1);
-  code[sizeof code - 1] = '\0';
-  offload_task_fail(&r->t, code, "x");
-  assert_int_equal(strlen(r->result.err_code), sizeof r->result.err_code - 1);
-  run_free(r);
-
-  /* JSON has no NaN or infinity: such a result fails the task. */
-  const double nonfinite[] = {NAN, INFINITY, -INFINITY};
-  for (size_t i = 0; i < 3; i++) {
-    r = new_run(&task_fibonacci, "n", 7, 0);
-    offload_task_result_real(&r->t, nonfinite[i]);
-    assert_true(r->result.failed);
-    assert_true(strlen(r->result.err_code) > 0);
-    assert_non_null(r->result.err_message);
-    run_free(r);
-  }
-
-  /* task_result_fini leaves a zeroed (null, not failed) result. */
-  task_result_t res = {.kind = TASK_RES_INT, .integer = 1, .failed = true, .err_message = strdup("m")};
-  task_result_fini(&res);
-  assert_int_equal(res.kind, TASK_RES_NULL);
-  assert_false(res.failed);
-  assert_null(res.err_message);
-}
-
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_int_accepts),
-      cmocka_unit_test(test_parse_int_rejects),
-      cmocka_unit_test(test_validate),
-      cmocka_unit_test(test_check_range),
-      cmocka_unit_test(test_catalog),
-      cmocka_unit_test(test_report),
-      cmocka_unit_test(test_fibonacci),
-      cmocka_unit_test(test_primes_known),
-      cmocka_unit_test(test_primes_vs_naive),
-      cmocka_unit_test(test_spin),
-      cmocka_unit_test(test_timeout_and_cancel),
-      cmocka_unit_test(test_progress),
-      cmocka_unit_test(test_results_and_fail),
+      cmocka_unit_test(test_parse_int_accepts), cmocka_unit_test(test_parse_int_rejects),
+      cmocka_unit_test(test_validate),          cmocka_unit_test(test_check_range),
+      cmocka_unit_test(test_catalog),           cmocka_unit_test(test_report),
+      cmocka_unit_test(test_fibonacci),         cmocka_unit_test(test_primes_known),
+      cmocka_unit_test(test_primes_vs_naive),   cmocka_unit_test(test_spin),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
