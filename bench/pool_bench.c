@@ -19,6 +19,7 @@ typedef struct bench {
   uv_loop_t loop;
   pool_t *pool;
   pool_work_t *items;
+  pool_ctl_t *ctls; /* items[i].ctl == &ctls[i] */
   long tasks, submitted, done;
   int inflight;
 } bench_t;
@@ -50,11 +51,13 @@ static int throughput(long tasks, int inflight, unsigned workers) {
   pool_config_t cfg = {.workers = workers, .max_queue = (size_t)inflight, .nice = 0};
   b.pool = pool_new(&b.loop, &cfg, on_done, &b);
   b.items = calloc((size_t)inflight, sizeof *b.items);
-  if (!b.pool || !b.items)
+  b.ctls = calloc((size_t)inflight, sizeof *b.ctls);
+  if (!b.pool || !b.items || !b.ctls)
     return 1;
   uint64_t t0 = uv_hrtime();
   for (int i = 0; i < inflight && b.submitted < tasks; i++) {
     b.items[i].run = run_empty;
+    b.items[i].ctl = &b.ctls[i];
     b.submitted++;
     pool_submit(b.pool, &b.items[i]);
   }
@@ -64,6 +67,7 @@ static int throughput(long tasks, int inflight, unsigned workers) {
   uv_run(&b.loop, UV_RUN_DEFAULT);
   uv_loop_close(&b.loop);
   free(b.items);
+  free(b.ctls);
   printf("{\"peer\":\"offload-pool\",\"tasks\":%ld,\"inflight\":%d,\"workers\":%u,\"seconds\":%.3f,"
          "\"tasks_per_s\":%.0f}\n",
          tasks, inflight, workers, secs, (double)tasks / secs);
@@ -80,7 +84,8 @@ static int startup(int samples) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   for (int i = 0; i < samples; i++) {
-    pool_work_t w = {.run = run_empty};
+    pool_ctl_t ctl = {0};
+    pool_work_t w = {.run = run_empty, .ctl = &ctl};
     pool_config_t cfg = {.workers = 1, .max_queue = 1, .nice = 0};
     uint64_t t0 = uv_hrtime();
     pool_t *p = pool_new(&loop, &cfg, on_first_done, &loop);

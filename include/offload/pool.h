@@ -5,15 +5,17 @@
  * belong to the loop thread. The run callback runs on a worker thread and sees
  * only its own work item. The stats getters may be called from any thread.
  *
- * Ownership: a pool_work_t is the caller's memory (embed it in your own struct).
- * From a successful pool_submit until the done callback (or a successful
- * pool_remove) the pool uses it: do not free or move it in between.
+ * Ownership: a pool_work_t and the pool_ctl_t it points to are the caller's
+ * memory (embed them in your own struct). From a successful pool_submit until
+ * the done callback (or a successful pool_remove) the pool uses them: do not
+ * free or move them in between.
  *
  * DESIGN: the queue is a doubly linked list under one mutex + condvar; a worker
  * pops the head, runs it with no lock held, then pushes it onto the lock-free
  * done list and calls uv_async_send. The loop takes the whole done list at
- * once (wake-ups coalesce) and calls the done callback for each item. Workers lower their own CPU priority (nice +
- * SCHED_BATCH) so the loop thread wins the CPU when every core is busy. */
+ * once (wake-ups coalesce) and calls the done callback for each item. Workers
+ * lower their own CPU priority (nice + SCHED_BATCH) so the loop thread wins
+ * the CPU when every core is busy. */
 #ifndef OFFLOAD_POOL_H
 #define OFFLOAD_POOL_H
 
@@ -22,6 +24,8 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <uv.h>
+
+#include "offload/err.h"
 
 typedef struct pool pool_t;
 typedef struct pool_work pool_work_t;
@@ -32,14 +36,34 @@ typedef void (*pool_run_cb)(pool_work_t *w);
  * started: then pool_work_state(w) is still POOL_WORK_QUEUED). */
 typedef void (*pool_done_cb)(pool_work_t *w, void *data);
 
-enum { POOL_WORK_IDLE = 0, POOL_WORK_QUEUED, POOL_WORK_RUNNING, POOL_WORK_DONE };
+typedef enum { POOL_WORK_IDLE = 0, POOL_WORK_QUEUED, POOL_WORK_RUNNING, POOL_WORK_DONE } pool_work_state_t;
+
+/* One item's live state: plain data with no pointers, so it can sit anywhere
+ * both sides can read, including a page shared with a worker process.
+ *
+ * The pool writes `state` and `started_ms` (and nothing else). The other words
+ * belong to the run and whoever controls it; the pool never reads them. They
+ * sit here so that one slot holds all of a job's live state: the loop sets
+ * `cancel`, the run raises `progress`, sets `deadline_ns` when it starts and
+ * `timed_out` once that passes. Zero is the initial value of every word.
+ *
+ * Ordering: the worker's store of state = POOL_WORK_DONE (seq_cst) comes after
+ * everything the run wrote, so a reader that loads DONE may read the run's
+ * results; the done callback is ordered after them too (see pool.c). */
+typedef struct pool_ctl {
+  _Atomic int state;            /* a pool_work_state_t */
+  _Atomic int64_t started_ms;   /* wall-clock ms when a worker took it; 0 before */
+  _Atomic double progress;      /* 0..1, only ever raised */
+  _Atomic bool cancel;          /* set by the controller, polled by the run */
+  _Atomic bool timed_out;       /* set by the run once deadline_ns has passed */
+  _Atomic uint64_t deadline_ns; /* monotonic; 0 = none; set when the run starts */
+} pool_ctl_t;
 
 struct pool_work {
   pool_run_cb run;
+  pool_ctl_t *ctl; /* the item's control slot; set with `run`, before submit */
   /* Private to the pool. */
   pool_work_t *_next, *_prev;
-  _Atomic int _state;
-  _Atomic int64_t _started_ms; /* wall-clock ms when a worker took it; 0 before */
 };
 
 typedef struct pool_config {
@@ -61,8 +85,10 @@ pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, v
  * joins the threads and frees the pool. Loop thread; blocks while joining. */
 void pool_free(pool_t *p);
 
-/* Queues `w` to run `w->run`. Returns 0, OFF_EFULL when max_queue items wait
- * (nothing changes), or OFF_ESTOPPED once pool_free has begun. */
+/* Queues `w` to run `w->run`; `run` and `ctl` must be set. Returns 0 (ctl's
+ * state is now QUEUED and started_ms 0; the pool leaves its other words
+ * alone), OFF_EFULL when max_queue items wait (nothing changes), or
+ * OFF_ESTOPPED once pool_free has begun. */
 int pool_submit(pool_t *p, pool_work_t *w);
 
 /* Takes back an item that is still queued. Returns 0 (the item is the
@@ -70,9 +96,11 @@ int pool_submit(pool_t *p, pool_work_t *w);
  * already has it or pool_free has begun (its `done` call will come). */
 int pool_remove(pool_t *p, pool_work_t *w);
 
-static inline int pool_work_state(const pool_work_t *w) { return atomic_load(&w->_state); }
+static inline pool_work_state_t pool_work_state(const pool_work_t *w) {
+  return (pool_work_state_t)atomic_load(&w->ctl->state);
+}
 static inline int64_t pool_work_started_ms(const pool_work_t *w) {
-  return atomic_load_explicit(&w->_started_ms, memory_order_relaxed);
+  return atomic_load_explicit(&w->ctl->started_ms, memory_order_relaxed);
 }
 
 unsigned pool_workers(const pool_t *p); /* 1 (the loop) when inline */

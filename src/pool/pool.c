@@ -1,16 +1,21 @@
 /* pool: worker threads, the bounded queue, the done list. See offload/pool.h.
  *
  * Lock rules: `mu` guards the queue (head/tail/depth, item links while queued,
- * item state changes QUEUED->RUNNING and QUEUED->IDLE) and `stopping`.
+ * ctl state changes QUEUED->RUNNING and QUEUED->IDLE) and `stopping`.
  * Workers hold `mu` only to pop; the loop holds it only to push or unlink one
  * item: both O(1).
  *
  * The done list takes no lock: workers push with a compare-and-swap on its
  * head (a Treiber stack) and the loop takes the whole list with one atomic
- * exchange. So the loop never waits
- * for a worker that the scheduler preempted mid-push (workers run at the
- * lowest priority: a mutex there would be a priority inversion). Push-only
- * plus take-all has no ABA problem. */
+ * exchange. So the loop never waits for a worker that the scheduler
+ * preempted mid-push (workers run at the lowest priority: a mutex there would
+ * be a priority inversion). Push-only plus take-all has no ABA problem.
+ *
+ * Ordering of a run's writes before the loop reads them (no lock does it):
+ * the worker stores ctl->state = DONE (seq_cst) after the run returns, then
+ * pushes with a release CAS; the loop either loads state == DONE (a lookup
+ * between the two) or takes the list with an acquire exchange (the done
+ * callback). Either way it synchronizes with the worker after the run. */
 #include "offload/pool.h"
 
 #include <assert.h>
@@ -30,7 +35,6 @@
 #include "util/log.h"
 
 struct pool {
-  uv_loop_t *loop;
   uv_async_t async; /* worker -> loop wake-up */
   pool_done_cb done;
   void *data;
@@ -85,9 +89,19 @@ static pool_work_t *pop_head_locked(pool_t *p) {
   p->depth--;
   atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
   w->_next = w->_prev = NULL;
-  atomic_store_explicit(&w->_started_ms, clock_wall_ms(), memory_order_relaxed);
-  atomic_store(&w->_state, POOL_WORK_RUNNING);
+  atomic_store_explicit(&w->ctl->started_ms, clock_wall_ms(), memory_order_relaxed);
+  atomic_store(&w->ctl->state, POOL_WORK_RUNNING);
   return w;
+}
+
+/* Runs a popped item, on a worker or (inline mode) the loop thread. The DONE
+ * store comes after every write of the run: readers that see DONE may read
+ * its results (see the top of this file). */
+static void run_item(pool_t *p, pool_work_t *w) {
+  atomic_fetch_add(&p->busy, 1);
+  w->run(w);
+  atomic_fetch_sub(&p->busy, 1);
+  atomic_store(&w->ctl->state, POOL_WORK_DONE);
 }
 
 static void *worker_main(void *arg) {
@@ -104,10 +118,7 @@ static void *worker_main(void *arg) {
     pool_work_t *w = pop_head_locked(p);
     pthread_mutex_unlock(&p->mu);
 
-    atomic_fetch_add(&p->busy, 1);
-    w->run(w);
-    atomic_fetch_sub(&p->busy, 1);
-    atomic_store(&w->_state, POOL_WORK_DONE);
+    run_item(p, w);
     push_done(p, w);
   }
   return NULL;
@@ -142,10 +153,7 @@ static void run_one_inline(pool_t *p) {
   pthread_mutex_unlock(&p->mu);
   if (!w)
     return;
-  atomic_fetch_add(&p->busy, 1);
-  w->run(w);
-  atomic_fetch_sub(&p->busy, 1);
-  atomic_store(&w->_state, POOL_WORK_DONE);
+  run_item(p, w);
   p->done(w, p->data);
   if (more)
     uv_async_send(&p->async);
@@ -163,7 +171,6 @@ pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, v
   pool_t *p = calloc(1, sizeof *p);
   if (!p)
     return NULL;
-  p->loop = loop;
   p->done = done;
   p->data = data;
   p->cfg = *cfg;
@@ -232,7 +239,7 @@ void pool_free(pool_t *p) {
 }
 
 int pool_submit(pool_t *p, pool_work_t *w) {
-  assert(w->run);
+  assert(w->run && w->ctl);
   pthread_mutex_lock(&p->mu);
   if (p->stopping) {
     pthread_mutex_unlock(&p->mu);
@@ -242,8 +249,8 @@ int pool_submit(pool_t *p, pool_work_t *w) {
     pthread_mutex_unlock(&p->mu);
     return OFF_EFULL;
   }
-  atomic_store_explicit(&w->_started_ms, 0, memory_order_relaxed);
-  atomic_store(&w->_state, POOL_WORK_QUEUED);
+  atomic_store_explicit(&w->ctl->started_ms, 0, memory_order_relaxed);
+  atomic_store(&w->ctl->state, POOL_WORK_QUEUED);
   DLIST_APPEND(p->head, p->tail, w, _prev, _next);
   p->depth++;
   atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
@@ -258,14 +265,14 @@ int pool_remove(pool_t *p, pool_work_t *w) {
   pthread_mutex_lock(&p->mu);
   /* Once pool_free has begun, it owns the never-started items and will hand
    * each to `done`: they are no longer in the queue to be taken back. */
-  if (p->stopping || atomic_load(&w->_state) != POOL_WORK_QUEUED) {
+  if (p->stopping || atomic_load(&w->ctl->state) != POOL_WORK_QUEUED) {
     pthread_mutex_unlock(&p->mu);
     return OFF_EBUSY;
   }
   DLIST_UNLINK(p->head, p->tail, w, _prev, _next);
   p->depth--;
   atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
-  atomic_store(&w->_state, POOL_WORK_IDLE);
+  atomic_store(&w->ctl->state, POOL_WORK_IDLE);
   pthread_mutex_unlock(&p->mu);
   return 0;
 }

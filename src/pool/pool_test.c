@@ -19,8 +19,6 @@
 #include <unistd.h>
 
 #include "offload/pool.h"
-#include "tasks/task.h"
-#include "tasks/tasks.h"
 #include "util/clock.h"
 #include "util/err.h"
 
@@ -35,6 +33,7 @@ typedef struct ctx ctx_t;
 
 typedef struct item {
   pool_work_t work; /* first: the pool hands us back by this */
+  pool_ctl_t ctl;   /* work.ctl points here */
   ctx_t *ctx;
   int id;
   atomic_bool *gate; /* when set, the run waits until *gate is true */
@@ -94,6 +93,7 @@ static void on_done(pool_work_t *w, void *data) {
 static void item_init(item_t *it, ctx_t *c, int id, atomic_bool *gate) {
   *it = (item_t){.ctx = c, .id = id, .gate = gate, .start_seq = -1, .done_seq = -1, .state_at_done = -1};
   it->work.run = on_run;
+  it->work.ctl = &it->ctl;
 }
 
 static void ctx_start(ctx_t *c, unsigned workers, size_t max_queue) {
@@ -240,79 +240,6 @@ static void test_remove_keeps_order(void **state) {
   }
   assert_int_equal(q[0].dones + q[1].dones + q[N - 1].dones, 0);
   ctx_stop(&c);
-}
-
-/* ---- real tasks through the pool ---- */
-
-typedef struct task_ctx {
-  uv_loop_t loop;
-  pool_t *pool;
-  int ndone;
-  pool_work_t *last;
-} task_ctx_t;
-
-static void on_task_done(pool_work_t *w, void *data) {
-  task_ctx_t *c = data;
-  c->ndone++;
-  c->last = w;
-}
-
-static task_t *spin_task(int64_t ms, int64_t timeout_ms) {
-  json_t *params = json_pack("{s:I}", "ms", (json_int_t)ms);
-  assert_non_null(params);
-  param_error_t err;
-  assert_true(tasks_validate(&task_spin, params, &err));
-  task_t *t = task_new(&task_spin, params, timeout_ms);
-  json_decref(params);
-  assert_non_null(t);
-  return t;
-}
-
-static void task_ctx_start(task_ctx_t *c) {
-  *c = (task_ctx_t){0};
-  assert_int_equal(uv_loop_init(&c->loop), 0);
-  pool_config_t cfg = {.workers = 1, .max_queue = 4, .nice = 0};
-  c->pool = pool_new(&c->loop, &cfg, on_task_done, c);
-  assert_non_null(c->pool);
-}
-
-static void task_ctx_stop(task_ctx_t *c) {
-  pool_free(c->pool);
-  uv_run(&c->loop, UV_RUN_DEFAULT);
-  assert_int_equal(uv_loop_close(&c->loop), 0);
-}
-
-static void test_cancel_running_task(void **state) {
-  (void)state;
-  task_ctx_t c;
-  task_ctx_start(&c);
-  task_t *t = spin_task(600000, 0); /* ten minutes unless canceled */
-  assert_int_equal(pool_submit(c.pool, &t->work), 0);
-  RUN_UNTIL(&c.loop, pool_work_state(&t->work) == POOL_WORK_RUNNING);
-  assert_int_equal(pool_remove(c.pool, &t->work), OFF_EBUSY);
-  task_cancel(t);
-  RUN_UNTIL(&c.loop, c.ndone == 1);
-  assert_ptr_equal(c.last, &t->work);
-  assert_int_equal(pool_work_state(&t->work), POOL_WORK_DONE);
-  assert_int_equal(task_outcome(t), TASK_OUT_CANCELED);
-  assert_true(task_progress(t) < 1.0);
-  task_free(t);
-  task_ctx_stop(&c);
-  assert_int_equal(c.ndone, 1);
-}
-
-static void test_timeout_task(void **state) {
-  (void)state;
-  task_ctx_t c;
-  task_ctx_start(&c);
-  task_t *t = spin_task(600000, 50);
-  assert_int_equal(pool_submit(c.pool, &t->work), 0);
-  RUN_UNTIL(&c.loop, c.ndone == 1);
-  assert_ptr_equal(c.last, &t->work);
-  assert_int_equal(task_outcome(t), TASK_OUT_TIMEOUT);
-  assert_false(t->failed);
-  task_free(t);
-  task_ctx_stop(&c);
 }
 
 /* ---- shutdown with work in flight ---- */
@@ -472,8 +399,7 @@ static void test_stress_many_items(void **state) {
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_done_once_fifo),     cmocka_unit_test(test_bounded_queue_and_remove),
-      cmocka_unit_test(test_remove_keeps_order),     cmocka_unit_test(test_cancel_running_task),
-      cmocka_unit_test(test_timeout_task),           cmocka_unit_test(test_free_with_work_in_flight),
+      cmocka_unit_test(test_remove_keeps_order),     cmocka_unit_test(test_free_with_work_in_flight),
       cmocka_unit_test(test_free_busy_many_workers), cmocka_unit_test(test_remove_during_free),
       cmocka_unit_test(test_stress_many_items),
   };

@@ -156,7 +156,7 @@ static void status_unlink(registry_t *r, job_t *j) {
 }
 
 static void job_free(job_t *j) {
-  assert(!j->_task && !j->_watches);
+  assert(!j->_item && !j->_watches);
   json_decref(j->params);
   json_decref(j->result);
   free(j->err_code);
@@ -178,7 +178,7 @@ static void evict(registry_t *r, job_t *j) {
 
 static void evict_expired(registry_t *r) {
   uint64_t now = (uint64_t)clock_mono_ms();
-  while (r->f_head && !r->f_head->_task && r->f_head->_finished_mono_ms + (uint64_t)r->cfg.retention_ms <= now)
+  while (r->f_head && !r->f_head->_item && r->f_head->_finished_mono_ms + (uint64_t)r->cfg.retention_ms <= now)
     evict(r, r->f_head);
 }
 
@@ -215,11 +215,11 @@ static void mark_final(registry_t *r, job_t *j, job_status_t status) {
     hist_observe(&r->stats.run_seconds, (double)(j->finished_at - j->started_at) / 1000.0);
 }
 
-/* Drops the oldest finished jobs beyond --max-finished. A job whose task the
+/* Drops the oldest finished jobs beyond --max-finished. A job whose item the
  * pool still holds (recorded early by registry_refresh) is never freed; the
  * eviction resumes at its done callback. */
 static void evict_over_limit(registry_t *r) {
-  while (r->nfinished > r->cfg.max_finished && !r->f_head->_task)
+  while (r->nfinished > r->cfg.max_finished && !r->f_head->_item)
     evict(r, r->f_head);
 }
 
@@ -238,56 +238,76 @@ static void finalize(registry_t *r, job_t *j, job_status_t status) {
   notify_final(r, j);
 }
 
-/* Records what the worker left in `t` (its run is over: state DONE). */
-static void record_outcome(registry_t *r, job_t *j, task_t *t) {
+/* The error message of each way a job is canceled. */
+static const char msg_by_client[] = "The job was canceled by a client request.";
+static const char msg_shutdown_queued[] = "The server shut down before the job could run.";
+static const char msg_shutdown_running[] = "The server shut down before the job finished.";
+
+/* Takes a queued job's item back from the pool and makes the job canceled
+ * (its watches fire). Returns false, changing nothing, when a worker already
+ * has it or the pool is stopping. The caller checks maybe_idle. */
+static bool cancel_queued(registry_t *r, job_t *j, bool by_shutdown) {
+  if (pool_remove(r->pool, &j->_item->work) != 0)
+    return false;
+  item_free(j->_item);
+  j->_item = NULL;
+  r->in_flight--;
+  if (by_shutdown)
+    j->canceled_by_shutdown = true;
+  set_error(j, "canceled", by_shutdown ? msg_shutdown_queued : msg_by_client);
+  finalize(r, j, JOB_CANCELED);
+  return true;
+}
+
+/* Records what the worker left in `it` (its run is over: state DONE). */
+static void record_outcome(registry_t *r, job_t *j, item_t *it) {
   if (!j->started_at)
-    j->started_at = pool_work_started_ms(&t->work);
-  double p = task_progress(t);
+    j->started_at = pool_work_started_ms(&it->work);
+  double p = item_progress(it);
   if (p > j->progress)
     j->progress = p;
-  switch (task_outcome(t)) {
-  case TASK_OUT_COMPLETE:
-    j->result = task_result_json(t);
+  switch (item_outcome(it)) {
+  case ITEM_OUT_COMPLETE:
+    j->result = item_result_json(it);
     mark_final(r, j, JOB_COMPLETE);
     break;
-  case TASK_OUT_FAILED:
-    set_error(j, t->err_code, t->err_message ? t->err_message : "The task failed.");
+  case ITEM_OUT_FAILED:
+    set_error(j, it->result.err_code, it->result.err_message ? it->result.err_message : "The task failed.");
     mark_final(r, j, JOB_FAILED);
     break;
-  case TASK_OUT_TIMEOUT: {
+  case ITEM_OUT_TIMEOUT: {
     char msg[128];
-    snprintf(msg, sizeof msg, "The job ran longer than its timeout of %lld ms.", (long long)t->timeout_ms);
+    snprintf(msg, sizeof msg, "The job ran longer than its timeout of %lld ms.", (long long)it->timeout_ms);
     set_error(j, "timeout", msg);
     mark_final(r, j, JOB_FAILED);
     break;
   }
-  case TASK_OUT_CANCELED:
-    set_error(j, "canceled",
-              j->canceled_by_shutdown ? "The server shut down before the job finished."
-                                      : "The job was canceled by a client request.");
+  case ITEM_OUT_CANCELED:
+    set_error(j, "canceled", j->canceled_by_shutdown ? msg_shutdown_running : msg_by_client);
     mark_final(r, j, JOB_CANCELED);
     break;
   }
 }
 
 void registry_refresh(registry_t *r, job_t *j) {
-  if (!j->_task || job_is_final(j))
+  if (!j->_item || job_is_final(j))
     return;
-  int state = pool_work_state(&j->_task->work);
+  pool_work_state_t state = pool_work_state(&j->_item->work);
   if (state == POOL_WORK_DONE) {
     /* The worker is finished (and may have moved on to the next job): show
      * the outcome now rather than when the loop gets to the done list, so no
-     * reader sees more jobs processing than there are workers. The state's
-     * atomic store orders the worker's result writes before this read. */
-    record_outcome(r, j, j->_task);
+     * reader sees more jobs processing than there are workers. The worker's
+     * seq_cst store of DONE, which this load saw, came after its result
+     * writes, so reading them here is ordered. */
+    record_outcome(r, j, j->_item);
     return;
   }
   if (j->status == JOB_QUEUED && state == POOL_WORK_RUNNING) {
     j->status = JOB_PROCESSING;
-    j->started_at = pool_work_started_ms(&j->_task->work);
+    j->started_at = pool_work_started_ms(&j->_item->work);
     status_link(r, j);
   }
-  double p = task_progress(j->_task);
+  double p = item_progress(j->_item);
   if (p > j->progress)
     j->progress = p;
 }
@@ -302,20 +322,20 @@ static void maybe_idle(registry_t *r) {
 
 void registry_on_done(pool_work_t *w, void *data) {
   registry_t *r = data;
-  task_t *t = task_of(w);
-  job_t *j = t->owner;
-  assert(j->_task == t);
+  item_t *it = item_of(w);
+  job_t *j = it->owner;
+  assert(j->_item == it);
   r->in_flight--;
   if (pool_work_state(w) == POOL_WORK_QUEUED) {
     /* The pool shut down before it ran. */
     j->canceled_by_shutdown = true;
-    set_error(j, "canceled", "The server shut down before the job could run.");
+    set_error(j, "canceled", msg_shutdown_queued);
     mark_final(r, j, JOB_CANCELED);
   } else if (!job_is_final(j)) {
-    record_outcome(r, j, t);
+    record_outcome(r, j, it);
   }
-  j->_task = NULL;
-  task_free(t);
+  j->_item = NULL;
+  item_free(it);
   notify_final(r, j);
   maybe_idle(r);
 }
@@ -354,7 +374,7 @@ void registry_free(registry_t *r) {
   job_t *j = r->newest;
   while (j) {
     job_t *next = j->_all_next;
-    assert(!j->_task); /* the pool must be gone first */
+    assert(!j->_item); /* the pool must be gone first */
     j->_watches = NULL;
     job_free(j);
     j = next;
@@ -375,9 +395,9 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
   if (!j)
     return OFF_ENOMEM;
   j->params = json_deep_copy(params);
-  j->_task = task_new(def, params, timeout_ms < 0 ? r->cfg.default_timeout_ms : timeout_ms);
-  if (!j->params || !j->_task) {
-    task_free(j->_task);
+  j->_item = item_new(def, params, timeout_ms < 0 ? r->cfg.default_timeout_ms : timeout_ms);
+  if (!j->params || !j->_item) {
+    item_free(j->_item);
     json_decref(j->params);
     free(j);
     return OFF_ENOMEM;
@@ -385,15 +405,15 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
   j->def = def;
   j->status = JOB_QUEUED;
   j->created_at = clock_wall_ms();
-  j->_task->owner = j;
+  j->_item->owner = j;
   do
     new_id(j->id);
   while (hash_find(r, j->id)); /* 2^-128 per pair: never, but cheap to be sure */
 
-  int rc = pool_submit(r->pool, &j->_task->work);
+  int rc = pool_submit(r->pool, &j->_item->work);
   if (rc != 0) {
-    task_free(j->_task);
-    j->_task = NULL;
+    item_free(j->_item);
+    j->_item = NULL;
     job_free(j);
     return rc;
   }
@@ -428,7 +448,7 @@ job_t *registry_get(registry_t *r, const char *id) {
  * pop in FIFO order, so they are all at the front: O(jobs started since the
  * last look), at most about the number of workers. */
 static void prune_queue(registry_t *r) {
-  while (r->q_head && pool_work_state(&r->q_head->_task->work) != POOL_WORK_QUEUED) {
+  while (r->q_head && pool_work_state(&r->q_head->_item->work) != POOL_WORK_QUEUED) {
     job_t *j = r->q_head;
     registry_refresh(r, j); /* processing, or final if already done */
     queue_unlink(r, j);
@@ -480,18 +500,13 @@ int registry_cancel(registry_t *r, job_t *j) {
   registry_refresh(r, j);
   if (job_is_final(j))
     return OFF_EBUSY;
-  if (j->status == JOB_QUEUED && pool_remove(r->pool, &j->_task->work) == 0) {
-    task_free(j->_task);
-    j->_task = NULL;
-    r->in_flight--;
-    set_error(j, "canceled", "The job was canceled by a client request.");
-    finalize(r, j, JOB_CANCELED);
+  if (j->status == JOB_QUEUED && cancel_queued(r, j, false)) {
     maybe_idle(r);
     return 0;
   }
   /* A worker has it (perhaps since a moment ago): ask it to stop. */
   j->cancel_requested = true;
-  task_cancel(j->_task);
+  item_cancel(j->_item);
   registry_refresh(r, j);
   return 1;
 }
@@ -526,14 +541,7 @@ void registry_drain(registry_t *r) {
   while (j) {
     job_t *next = j->_q_next;
     /* Only jobs no worker has taken: the running ones get the drain time. */
-    if (!job_is_final(j) && pool_remove(r->pool, &j->_task->work) == 0) {
-      task_free(j->_task);
-      j->_task = NULL;
-      r->in_flight--;
-      j->canceled_by_shutdown = true;
-      set_error(j, "canceled", "The server shut down before the job could run.");
-      finalize(r, j, JOB_CANCELED);
-    } else {
+    if (job_is_final(j) || !cancel_queued(r, j, true)) {
       registry_refresh(r, j); /* a worker has it: file it as processing */
       queue_unlink(r, j);
     }
@@ -548,7 +556,7 @@ void registry_cancel_running(registry_t *r) {
     if (!j->cancel_requested) {
       j->canceled_by_shutdown = true;
       j->cancel_requested = true;
-      task_cancel(j->_task);
+      item_cancel(j->_item);
     }
   }
 }

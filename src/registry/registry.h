@@ -3,17 +3,18 @@
  * hand-off to the pool.
  *
  * Threads: loop thread only; no locks. What a worker changes (progress, that a
- * job started, that it finished) is read from the task's atomics when someone
- * asks (registry_get, registry_refresh, registry_position): a job whose worker
- * is done reads final at once. Its watches fire, and its task is freed, when
- * the pool's done callback (which the registry installs) reaches it.
+ * job started, that it finished) is read from its work item's control slot
+ * when someone asks (registry_get, registry_refresh, registry_position): a job
+ * whose worker is done reads final at once. Its watches fire, and its item is
+ * freed, when the pool's done callback (which the registry installs) reaches
+ * it.
  *
  * Ownership: the registry owns every job_t and frees it on eviction (after
  * --retention-s or beyond --max-finished, oldest finished first) or at
  * registry_free. A job_t pointer is valid until control returns to the loop,
  * unless the holder keeps a watch on a non-final job: watches fire (and are
  * removed) when the job becomes final, before it can be evicted. A job whose
- * task is in the pool is never freed. */
+ * item is in the pool is never freed. */
 #ifndef OFFLOAD_REGISTRY_H
 #define OFFLOAD_REGISTRY_H
 
@@ -24,7 +25,7 @@
 #include <uv.h>
 
 #include "offload/pool.h"
-#include "tasks/task.h"
+#include "pool/item.h"
 #include "tasks/tasks.h"
 #include "util/hist.h"
 
@@ -63,7 +64,7 @@ struct job {
   size_t json_cache_len;
 
   /* Private to the registry. */
-  task_t *_task; /* while in the pool */
+  item_t *_item; /* while in the pool */
   uint64_t _finished_mono_ms;
   job_t *_hnext;
   job_t *_all_prev, *_all_next; /* creation order, newest first */
@@ -96,7 +97,7 @@ typedef struct registry registry_t;
  * because the pool needs registry_on_done as its callback. */
 registry_t *registry_new(uv_loop_t *loop, const registry_config_t *cfg);
 void registry_attach(registry_t *r, pool_t *pool);
-/* Frees every job. The pool must be freed first (so no task is in flight). */
+/* Frees every job. The pool must be freed first (so no item is in flight). */
 void registry_free(registry_t *r);
 
 /* The pool_done_cb to give pool_new, with the registry as data. */
@@ -147,7 +148,7 @@ const char *job_status_name(job_status_t s);
 void registry_drain(registry_t *r);
 /* Requests cancellation of every processing job. */
 void registry_cancel_running(registry_t *r);
-/* Jobs whose task is in the pool. */
+/* Jobs whose item is in the pool. */
 size_t registry_in_flight(const registry_t *r);
 /* Called (once per registration) when in-flight drops to 0 while draining. */
 void registry_on_idle(registry_t *r, void (*cb)(void *data), void *data);

@@ -1,8 +1,11 @@
-/* tasks_test: the task API (offload/task.h, tasks/task.h), the catalog and
- * parameter validation (tasks/tasks.h), and every built-in task's answer.
+/* tasks_test: the catalog and parameter validation (tasks/tasks.h), and every
+ * built-in task's answer.
  *
  * Tasks are pure functions, so they run here on the test thread through
- * task_run, exactly as a worker would call them; no pool or loop. */
+ * task_run, over control words of the test's own (tasks/test_run.h), exactly
+ * as a work item runs them; no pool or loop. The task API itself is
+ * context_test.c's subject; how an item maps the words to an outcome is
+ * pool/item_test.c's. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -14,38 +17,14 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "tasks/task.h"
+#include "tasks/context.h"
 #include "tasks/tasks.h"
 #include "util/clock.h"
 #include "util/err.h"
 
+#include "tasks/test_run.h"
+
 /* ---- helpers ---- */
-
-static task_t *new_task(const offload_task_def_t *def, const char *param, int64_t v, int64_t timeout_ms) {
-  json_t *params = param ? json_pack("{s:I}", param, (json_int_t)v) : json_object();
-  assert_non_null(params);
-  task_t *t = task_new(def, params, timeout_ms);
-  json_decref(params);
-  assert_non_null(t);
-  assert_ptr_equal(t->work.run, task_run);
-  return t;
-}
-
-/* Runs def with one integer parameter on this thread; returns the task. */
-static task_t *run_task(const offload_task_def_t *def, const char *param, int64_t v) {
-  task_t *t = new_task(def, param, v, 0);
-  task_run(&t->work);
-  return t;
-}
-
-static int64_t run_int(const offload_task_def_t *def, const char *param, int64_t v) {
-  task_t *t = run_task(def, param, v);
-  assert_int_equal(task_outcome(t), TASK_OUT_COMPLETE);
-  assert_int_equal(t->result_kind, TASK_RES_INT);
-  int64_t r = t->result_int;
-  task_free(t);
-  return r;
-}
 
 static bool parse(const char *s, int64_t *out) { return tasks_parse_int(s, strlen(s), out); }
 
@@ -256,16 +235,16 @@ static void test_report(void **state) {
     double want = 0.0;
     for (int64_t i = 0; i < ns[k]; i++)
       want += sqrt((double)i);
-    task_t *t = run_task(&task_report, "heavyIterations", ns[k]);
-    assert_int_equal(task_outcome(t), TASK_OUT_COMPLETE);
-    assert_int_equal(t->result_kind, TASK_RES_REAL);
-    if (t->result_real != want)
-      fail_msg("report(%lld) = %.17g, want %.17g", (long long)ns[k], t->result_real, want);
-    assert_true(task_progress(t) == 1.0);
-    json_t *j = task_result_json(t);
+    run_t *t = run_task(&task_report, "heavyIterations", ns[k]);
+    assert_complete(t);
+    assert_int_equal(t->result.kind, TASK_RES_REAL);
+    if (t->result.real != want)
+      fail_msg("report(%lld) = %.17g, want %.17g", (long long)ns[k], t->result.real, want);
+    assert_true(progress(t) == 1.0);
+    json_t *j = task_result_json(&t->result);
     assert_true(json_is_real(j) && json_real_value(j) == want);
     json_decref(j);
-    task_free(t);
+    run_free(t);
   }
 }
 
@@ -278,12 +257,12 @@ static void test_fibonacci(void **state) {
   assert_int_equal(run_int(&task_fibonacci, "n", 25), 75025);
   assert_int_equal(run_int(&task_fibonacci, "n", 26), 121393);
   assert_int_equal(run_int(&task_fibonacci, "n", 30), 832040);
-  task_t *t = run_task(&task_fibonacci, "n", 30);
-  json_t *j = task_result_json(t);
+  run_t *t = run_task(&task_fibonacci, "n", 30);
+  json_t *j = task_result_json(&t->result);
   assert_true(json_is_integer(j) && json_integer_value(j) == 832040);
   json_decref(j);
-  assert_true(task_progress(t) > 0.0 && task_progress(t) <= 1.0);
-  task_free(t);
+  assert_true(progress(t) > 0.0 && progress(t) <= 1.0);
+  run_free(t);
 }
 
 static void test_primes_known(void **state) {
@@ -331,146 +310,24 @@ static void test_primes_vs_naive(void **state) {
 static void test_spin(void **state) {
   (void)state;
   uint64_t t0 = clock_mono_ns();
-  task_t *t = run_task(&task_spin, "ms", 20);
+  run_t *t = run_task(&task_spin, "ms", 20);
   uint64_t took = clock_mono_ns() - t0;
   assert_true(took >= 20u * 1000000u);
-  assert_int_equal(task_outcome(t), TASK_OUT_COMPLETE);
-  assert_int_equal(t->result_kind, TASK_RES_NULL);
-  json_t *j = task_result_json(t);
+  assert_complete(t);
+  assert_int_equal(t->result.kind, TASK_RES_NULL);
+  json_t *j = task_result_json(&t->result);
   assert_true(json_is_null(j));
   json_decref(j);
-  task_free(t);
-}
-
-/* ---- task API behaviour ---- */
-
-static void test_timeout_and_cancel(void **state) {
-  (void)state;
-  /* A deadline stops a long spin; the outcome says timeout, not failed. */
-  task_t *t = new_task(&task_spin, "ms", 600000, 30);
-  task_run(&t->work);
-  assert_int_equal(task_outcome(t), TASK_OUT_TIMEOUT);
-  assert_true(offload_task_canceled(t));
-  task_free(t);
-
-  /* Canceled before it starts: the run function is not called. */
-  t = new_task(&task_fibonacci, "n", 20, 0);
-  task_cancel(t);
-  task_run(&t->work);
-  assert_int_equal(task_outcome(t), TASK_OUT_CANCELED);
-  assert_int_equal(t->result_kind, TASK_RES_NULL);
-  assert_true(task_progress(t) == 0.0);
-  task_free(t);
-
-  /* A cancel wins over a result set earlier or later. */
-  t = new_task(&task_fibonacci, "n", 20, 0);
-  offload_task_result_int(t, 5);
-  task_cancel(t);
-  assert_int_equal(task_outcome(t), TASK_OUT_CANCELED);
-  task_free(t);
-
-  /* No deadline, no cancel: not canceled. */
-  t = new_task(&task_fibonacci, "n", 20, 0);
-  t->_deadline_ns = 0;
-  assert_false(offload_task_canceled(t));
-  task_free(t);
-}
-
-static void test_progress(void **state) {
-  (void)state;
-  task_t *t = new_task(&task_fibonacci, "n", 1, 0);
-  assert_true(task_progress(t) == 0.0);
-  offload_task_progress(t, -0.5);
-  assert_true(task_progress(t) == 0.0);
-  offload_task_progress(t, 0.5);
-  assert_true(task_progress(t) == 0.5);
-  offload_task_progress(t, 0.3);
-  assert_true(task_progress(t) == 0.5);
-  offload_task_progress(t, NAN);
-  assert_true(task_progress(t) == 0.5);
-  offload_task_progress(t, -INFINITY);
-  assert_true(task_progress(t) == 0.5);
-  offload_task_progress(t, 0.75);
-  assert_true(task_progress(t) == 0.75);
-  offload_task_progress(t, 2.0);
-  assert_true(task_progress(t) == 1.0);
-  offload_task_progress(t, INFINITY);
-  assert_true(task_progress(t) == 1.0);
-  offload_task_progress(t, 0.9);
-  assert_true(task_progress(t) == 1.0);
-  task_free(t);
-
-  /* Every built-in's progress stays within [0, 1]. */
-  t = run_task(&task_primes, "max", 3000000);
-  assert_true(task_progress(t) > 0.0 && task_progress(t) <= 1.0);
-  task_free(t);
-}
-
-static void test_results_and_fail(void **state) {
-  (void)state;
-  task_t *t = new_task(&task_fibonacci, "n", 7, 0);
-  assert_int_equal(offload_task_param_int(t, "n", -1), 7);
-  assert_int_equal(offload_task_param_int(t, "absent", -1), -1);
-  assert_int_equal(task_outcome(t), TASK_OUT_COMPLETE); /* no result: null */
-  json_t *j = task_result_json(t);
-  assert_true(json_is_null(j));
-  json_decref(j);
-
-  offload_task_result_int(t, 3);
-  offload_task_result_real(t, 2.5); /* replaces */
-  assert_int_equal(t->result_kind, TASK_RES_REAL);
-  assert_true(t->result_real == 2.5);
-  offload_task_result_null(t);
-  assert_int_equal(t->result_kind, TASK_RES_NULL);
-
-  offload_task_fail(t, "bad_input", "value %d is %s", 5, "odd");
-  assert_true(t->failed);
-  assert_string_equal(t->err_code, "bad_input");
-  assert_string_equal(t->err_message, "value 5 is odd");
-  assert_int_equal(task_outcome(t), TASK_OUT_FAILED);
-  offload_task_fail(t, "second", "again"); /* replaces, no leak */
-  assert_string_equal(t->err_code, "second");
-  assert_string_equal(t->err_message, "again");
-  task_free(t);
-
-  /* An over-long code is truncated, still terminated. */
-  t = new_task(&task_fibonacci, "n", 7, 0);
-  char code[200];
-  memset(code, 'c', sizeof code - 1);
-  code[sizeof code - 1] = '\0';
-  offload_task_fail(t, code, "x");
-  assert_int_equal(strlen(t->err_code), sizeof t->err_code - 1);
-  task_free(t);
-
-  /* JSON has no NaN or infinity: such a result fails the task. */
-  const double nonfinite[] = {NAN, INFINITY, -INFINITY};
-  for (size_t i = 0; i < 3; i++) {
-    t = new_task(&task_fibonacci, "n", 7, 0);
-    offload_task_result_real(t, nonfinite[i]);
-    assert_true(t->failed);
-    assert_int_equal(task_outcome(t), TASK_OUT_FAILED);
-    assert_true(strlen(t->err_code) > 0);
-    assert_non_null(t->err_message);
-    task_free(t);
-  }
-  task_free(NULL);
+  run_free(t);
 }
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_parse_int_accepts),
-      cmocka_unit_test(test_parse_int_rejects),
-      cmocka_unit_test(test_validate),
-      cmocka_unit_test(test_check_range),
-      cmocka_unit_test(test_catalog),
-      cmocka_unit_test(test_report),
-      cmocka_unit_test(test_fibonacci),
-      cmocka_unit_test(test_primes_known),
-      cmocka_unit_test(test_primes_vs_naive),
-      cmocka_unit_test(test_spin),
-      cmocka_unit_test(test_timeout_and_cancel),
-      cmocka_unit_test(test_progress),
-      cmocka_unit_test(test_results_and_fail),
+      cmocka_unit_test(test_parse_int_accepts), cmocka_unit_test(test_parse_int_rejects),
+      cmocka_unit_test(test_validate),          cmocka_unit_test(test_check_range),
+      cmocka_unit_test(test_catalog),           cmocka_unit_test(test_report),
+      cmocka_unit_test(test_fibonacci),         cmocka_unit_test(test_primes_known),
+      cmocka_unit_test(test_primes_vs_naive),   cmocka_unit_test(test_spin),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

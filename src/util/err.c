@@ -1,3 +1,4 @@
+/* util/err: err_str, the one sentence per OFF_E* code (offload/err.h). */
 #include "util/err.h"
 
 const char *err_str(int code) {

@@ -1,22 +1,9 @@
-/* util/err: error codes shared by every layer.
- *
- * Functions return 0 on success or a negative OFF_E* code. err_str() gives the
- * one human sentence for each code. Any thread may call these; no state. */
+/* util/err: error codes shared by every layer. The codes and err_str() are
+ * published in offload/err.h (the public headers return them); this header
+ * is the name the layers inside src/ include, so it only forwards. */
 #ifndef OFFLOAD_UTIL_ERR_H
 #define OFFLOAD_UTIL_ERR_H
 
-enum {
-  OFF_OK = 0,
-  OFF_ENOMEM = -1,   /* allocation failed */
-  OFF_EFULL = -2,    /* bounded queue is full */
-  OFF_EBUSY = -3,    /* item is running or finished; cannot be taken back */
-  OFF_ENOENT = -4,   /* no such item */
-  OFF_EINVAL = -5,   /* bad argument */
-  OFF_ESTOPPED = -6, /* the component is shutting down */
-  OFF_ESYS = -7,     /* a system call failed; see errno / log */
-};
-
-/* Returns a static string; never NULL. */
-const char *err_str(int code);
+#include "offload/err.h"
 
 #endif

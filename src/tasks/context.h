@@ -1,0 +1,53 @@
+/* tasks/context: the implementation of offload/task.h, the context a task
+ * runs in, over words that live elsewhere (the work item's control slot, its
+ * params copy and result slot: see pool/item.h). This layer knows nothing of
+ * pools, threads or processes.
+ *
+ * Threads: a context is built by whoever runs the task, on that thread, and
+ * lives only for the run. The run writes the result slot (only it does) and
+ * raises *progress; *cancel may be set by another thread at any time; the run
+ * sets *timed_out once deadline_ns has passed. How the result writes reach a
+ * reader on another thread is the runner's business (pool/item.h).
+ *
+ * Ownership: every pointer in offload_task is borrowed for the run. A
+ * task_result_t owns its err_message (freed by task_result_fini). */
+#ifndef OFFLOAD_TASKS_CONTEXT_H
+#define OFFLOAD_TASKS_CONTEXT_H
+
+#include <jansson.h>
+#include <stdatomic.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "offload/task.h"
+
+typedef enum { TASK_RES_NULL = 0, TASK_RES_INT, TASK_RES_REAL } task_result_kind_t;
+
+/* What a run leaves: a value, or a failure. Zeroed = result null, not failed. */
+typedef struct task_result {
+  task_result_kind_t kind;
+  int64_t integer;
+  double real;
+  bool failed; /* the task called offload_task_fail */
+  char err_code[48];
+  char *err_message; /* owned; NULL when failed without a message */
+} task_result_t;
+
+struct offload_task {
+  const json_t *params;     /* validated, read-only */
+  _Atomic double *progress; /* 0..1, only ever raised by the run */
+  _Atomic bool *cancel;     /* set by the controller */
+  _Atomic bool *timed_out;  /* set by the run (offload_task_canceled) */
+  uint64_t deadline_ns;     /* monotonic; 0 = none */
+  task_result_t *result;    /* written by the run only */
+};
+
+/* Runs def->run on `t`, unless `t` is already canceled or past its deadline. */
+void task_run(offload_task_t *t, const offload_task_def_t *def);
+
+/* The result as a new JSON value (caller owns it); null for TASK_RES_NULL. */
+json_t *task_result_json(const task_result_t *r);
+/* Frees what `r` owns; `r` reads as zeroed afterwards. */
+void task_result_fini(task_result_t *r);
+
+#endif
