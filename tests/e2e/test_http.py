@@ -1,7 +1,9 @@
 """Connection handling: keep-alive, pipelining, HTTP/1.0, limits, timeouts,
 malformed input and a small fuzz run."""
+import json
 import os
 import random
+import re
 import socket
 import sys
 import threading
@@ -284,6 +286,123 @@ class Fuzz(OffloadTestCase):
               b"Content-Length: 5\r\n", b"{", b"}", b"\"", b"\\u0000", b"HTTP/1.1", b"/jobs/", b"\t",
               b"\n", b"-1", b"999999999999999999999", b"Expect: 100-continue\r\n"]
 
+    # Client text that is not valid UTF-8, NUL bytes, and long runs that end in
+    # a multi-byte character (so that a truncated echo would split it).
+    TEXT_BASES = [
+        build_request("POST", "/jobs", ('{"task":"spin","params":{"ms":1},"%s":1}' % ("k" * 63 + "\u00e9")).encode(),
+                      {"Content-Type": "application/json"}),
+        build_request("POST", "/jobs", ('{"task":"%s","params":{}}' % ("x" * 63 + "\u20ac")).encode(),
+                      {"Content-Type": "application/json"}),
+        build_request("POST", "/jobs", ('{"task":"spin","params":{"ms":1,"%s":2}}' % ("p" * 62 + "\u20ac")).encode(),
+                      {"Content-Type": "application/json"}),
+        build_request("GET", "/jobs?status=" + "q" * 62 + "%E2%82%AC&limit=5"),
+        build_request("GET", "/jobs?" + "n" * 63 + "%C3%A9=1"),
+        build_request("GET", (("/fibonacci/" + "1" * 40).encode() + "\u20ac".encode()).decode("latin-1")),
+        build_request("GET", "/tasks/reports/start?heavyIterations=5"),
+        build_request("GET", "/jobs/AAAAAAAAAAAAAAAAAAAAAA?wait=1"),
+    ]
+    BAD_BYTES = [b"\x00", b"\xff", b"\xfe\xff", b"\x80", b"\xc3", b"\xe2\x82", b"\xf0\x9f\x98", b"\xc0\xaf",
+                 b"\xed\xa0\x80", b"\xf8\x88\x80\x80\x80", b"\xc3\xa9", b"\xe2\x82\xac"]
+    BAD_ESCAPES = [b"%00", b"%FF", b"%FE%FF", b"%80", b"%C3", b"%E2%82", b"%F0%9F%98", b"%C0%AF", b"%ED%A0%80",
+                   b"%C3%A9", b"%E2%82%AC"]
+    JSON_BAD = [b"\\u0000", b"\\udcff", b"\\ud800", b"\\u00e9"]
+    MULTI = ["\u00e9".encode(), "\u20ac".encode(), "\U0001F600".encode()]
+
+    def bad_text(self, rnd, region):
+        kind = rnd.randrange(4)
+        if kind == 0:
+            return rnd.choice(self.BAD_BYTES)
+        if kind == 1:
+            return rnd.choice(self.JSON_BAD if region == "body" else self.BAD_ESCAPES)
+        run = b"z" * rnd.choice((0, 1, 30, 31, 62, 63, 64, 126, 127, 254, 255))
+        tail = rnd.choice(self.MULTI) if kind == 2 else rnd.choice(self.BAD_BYTES)
+        if region in ("line", "query") and rnd.random() < 0.5:
+            tail = b"".join(b"%%%02X" % b for b in tail)
+        return run + tail
+
+    def mutate_text(self, rnd, data):
+        """Insert invalid UTF-8, NUL bytes or a long run ending in a multi-byte
+        character into the request line, the query, a header value or a JSON
+        string of an otherwise well-formed request (Content-Length kept right)."""
+        head, _, body = data.partition(b"\r\n\r\n")
+        for _ in range(rnd.randint(1, 2)):
+            lines = head.split(b"\r\n")
+            region = rnd.choice(("line", "query", "header", "body"))
+            if region == "body" and b'"' in body and re.search(rb"(?im)^content-length:", head):
+                quotes = [i + 1 for i, ch in enumerate(body) if ch == 0x22]
+                pos = rnd.choice(quotes)
+                body = body[:pos] + self.bad_text(rnd, "body") + body[pos:]
+                head = re.sub(rb"(?im)^(content-length:[ \t]*)\d+",
+                              lambda m: m.group(1) + str(len(body)).encode(), head)
+                continue
+            if region == "header" and len(lines) > 1:
+                i = rnd.randrange(1, len(lines))
+                colon = lines[i].find(b":")
+                if colon >= 0 and not lines[i].lower().startswith((b"content-length", b"transfer-encoding")):
+                    pos = rnd.randint(colon + 1, len(lines[i]))
+                    lines[i] = lines[i][:pos] + self.bad_text(rnd, "header") + lines[i][pos:]
+                    head = b"\r\n".join(lines)
+                    continue
+            parts = lines[0].split(b" ")
+            if len(parts) != 3:
+                continue
+            target = parts[1]
+            q = target.find(b"?")
+            if region == "query" or (region != "line" and q >= 0):
+                if q < 0:
+                    target += b"?" + self.bad_text(rnd, "query") + b"=1"
+                else:
+                    pos = rnd.randint(q + 1, len(target))
+                    target = target[:pos] + self.bad_text(rnd, "query") + target[pos:]
+            else:
+                end = q if q >= 0 else len(target)
+                pos = rnd.randint(min(1, end), end)
+                target = target[:pos] + self.bad_text(rnd, "line") + target[pos:]
+            lines[0] = b" ".join((parts[0], target, parts[2]))
+            head = b"\r\n".join(lines)
+        return head + b"\r\n\r\n" + body
+
+    def check_replies(self, data, got):
+        """Problems in what the server sent back for one case: any 500, any
+        application/json body that is not strict UTF-8 JSON, any bytes that
+        are not an HTTP reply. Incomplete trailing replies are not judged."""
+        problems = []
+        off = 0
+        head_req = b"HEAD" in data  # a HEAD reply has no body: stop after its head
+        while True:
+            end = got.find(b"\r\n\r\n", off)
+            if end < 0:
+                if not got[off:].startswith(b"HTTP/1.1 "[:len(got) - off]):
+                    problems.append("not an HTTP reply: %r" % got[off:off + 80])
+                break
+            lines = got[off:end].split(b"\r\n")
+            m = re.match(rb"^HTTP/1\.1 (\d{3})", lines[0])
+            if not m:
+                problems.append("not an HTTP reply: %r" % got[off:off + 80])
+                break
+            status = int(m.group(1))
+            hdrs = {}
+            for ln in lines[1:]:
+                k, _, v = ln.partition(b":")
+                hdrs[k.strip().lower()] = v.strip()
+            if status == 500:
+                problems.append("500 reply: %r" % got[off:off + 300])
+            off = end + 4
+            if 100 <= status < 200:
+                continue
+            cl = hdrs.get(b"content-length")
+            if head_req or cl is None or not cl.isdigit() or len(got) < off + int(cl):
+                break
+            body = got[off:off + int(cl)]
+            off += int(cl)
+            if hdrs.get(b"content-type", b"").split(b";")[0].strip().lower() == b"application/json":
+                try:
+                    obj = json.loads(body.decode("utf-8"))
+                    json.dumps(obj, ensure_ascii=False).encode("utf-8")  # no lone surrogates
+                except (UnicodeError, ValueError) as e:
+                    problems.append("%d reply body is not UTF-8 JSON (%s): %r" % (status, e, body[:300]))
+        return problems
+
     def mutate(self, rnd, data):
         data = bytearray(data)
         for _ in range(rnd.randint(1, 6)):
@@ -314,12 +433,22 @@ class Fuzz(OffloadTestCase):
                 cases.append(bytes(rnd.randrange(256) for _ in range(rnd.randint(1, 300))))
             else:
                 cases.append(self.mutate(rnd, rnd.choice(self.BASES)))
+        # Text cases from their own generator, so a seed replays the cases above unchanged.
+        trnd = random.Random(seed ^ 0x5A5A5A)
+        n_plain = len(cases)
+        for i in range(160):
+            base = trnd.choice(self.TEXT_BASES + self.BASES)
+            data = self.mutate_text(trnd, base)
+            if i % 4 == 3:
+                data = self.mutate(trnd, data)
+            cases.append(data)
         errors = []
+        bad_replies = []
         lock = threading.Lock()
 
         def worker(chunk):
             wr = random.Random(rnd.random())
-            for data in chunk:
+            for data, text_case in chunk:
                 if not srv.alive():
                     return
                 try:
@@ -328,24 +457,34 @@ class Fuzz(OffloadTestCase):
                     with lock:
                         errors.append("connect failed: %r" % e)
                     continue
+                got = b""
                 try:
                     s.settimeout(0.5)
                     s.sendall(data)
-                    if wr.random() < 0.5:
+                    # (text cases are mostly complete requests: a half-close
+                    # ends them as soon as they are answered)
+                    if wr.random() < (0.9 if text_case else 0.5):
                         s.shutdown(socket.SHUT_WR)
                     deadline = time.monotonic() + 1.5
                     while time.monotonic() < deadline:
                         try:
-                            if not s.recv(65536):
+                            d = s.recv(65536)
+                            if not d:
                                 break
+                            got += d
                         except socket.timeout:
                             break
                 except OSError:
                     pass
                 finally:
                     s.close()
-        n_threads = 8
-        threads = [threading.Thread(target=worker, args=(cases[i::n_threads],)) for i in range(n_threads)]
+                problems = self.check_replies(data, got)
+                if problems:
+                    with lock:
+                        bad_replies.append("sent %r\n    %s" % (data[:300], "\n    ".join(problems)))
+        n_threads = 10
+        tagged = [(data, i >= n_plain) for i, data in enumerate(cases)]
+        threads = [threading.Thread(target=worker, args=(tagged[i::n_threads],)) for i in range(n_threads)]
         for t in threads:
             t.start()
         for t in threads:
@@ -357,6 +496,9 @@ class Fuzz(OffloadTestCase):
         self.assertEqual(r.json()["status"], "ok")
         c = self.raw(srv)
         self.assertEqual(c.request("GET", "/fibonacci/12").json(), {"n": 12, "result": 144})
+        if bad_replies:
+            self.fail("seed %d: %d of %d cases got a 500 or a JSON body that is not UTF-8:\n%s"
+                      % (seed, len(bad_replies), len(cases), "\n".join(bad_replies[:15])))
 
 
 if __name__ == "__main__":
