@@ -311,7 +311,7 @@ static void on_parse_error(conn_t *c, llhttp_errno_t e) {
     }
     return;
   }
-  dispatch_error(c, err, err == HTTP_ERR_PARSE ? llhttp_errno_name(e) : NULL);
+  dispatch_error(c, err, c->err_detail ? c->err_detail : err == HTTP_ERR_PARSE ? llhttp_errno_name(e) : NULL);
 }
 
 static bool can_parse(const conn_t *c) {

@@ -122,6 +122,7 @@ struct conn {
   bool dispatched;   /* the request callback has run for this request */
   bool msg_complete; /* the parser reached this request's end */
   http_req_error_t err;
+  const char *err_detail; /* static text for err, or NULL */
 
   /* A streamed request body. */
   bool body_reading, body_paused;

@@ -10,7 +10,7 @@
 
 /* RFC 9110 5.6.2: tchar = "!" / "#" / "$" / "%" / "&" / "'" / "*" / "+" /
  * "-" / "." / "^" / "_" / "`" / "|" / "~" / DIGIT / ALPHA */
-static bool is_tchar(unsigned char c) {
+bool http_header_token_char(unsigned char c) {
   if ((c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9'))
     return true;
   return c && strchr("!#$%&'*+-.^_`|~", c) != NULL;
@@ -20,7 +20,7 @@ bool http_header_name_ok(const char *name) {
   if (!name || !*name)
     return false;
   for (const unsigned char *p = (const unsigned char *)name; *p; p++)
-    if (!is_tchar(*p))
+    if (!http_header_token_char(*p))
       return false;
   return true;
 }

@@ -33,6 +33,7 @@ void http_headers_fini(http_headers_t *h);
 /* True when `name` is a token and `value` has no CR, LF, NUL or other
  * control byte but horizontal tab. */
 bool http_header_name_ok(const char *name);
+bool http_header_token_char(unsigned char c);
 bool http_header_value_ok(const char *value);
 
 #endif

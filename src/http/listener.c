@@ -8,11 +8,17 @@
  * socket option that fails) is accepted into a preallocated spare handle and
  * closed at once, and counted. If the spare is still closing from the
  * previous shed, the connection waits in the backlog until the spare's close
- * callback sheds it (same loop turn). EMFILE/ENFILE are shed by libuv itself
- * (its reserve-descriptor trick) and reported here as a failed status, which
- * we count. */
+ * callback sheds it (same loop turn).
+ *
+ * Descriptors: a connection whose descriptor number comes within
+ * FD_HEADROOM of RLIMIT_NOFILE (read at each accept: an operator may change
+ * it with prlimit) is shed and counted, so the process keeps a few
+ * descriptors for its own work. Past that, accept(2) fails with EMFILE and
+ * libuv sheds by itself (its reserve-descriptor trick) without telling us
+ * unless its trick fails too (then the failed status is counted here). */
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 
 #include "http/conn.h"
 #include "util/fault.h"
@@ -87,6 +93,16 @@ static const conn_io_t tcp_io = {tcp_write, tcp_read_start, tcp_read_stop, tcp_s
 
 /* ---- accepting ---- */
 
+#define FD_HEADROOM 2
+
+static bool fd_near_limit(const uv_tcp_t *t) {
+  uv_os_fd_t fd;
+  struct rlimit rl;
+  if (uv_fileno((const uv_handle_t *)t, &fd) != 0 || getrlimit(RLIMIT_NOFILE, &rl) != 0 || rl.rlim_cur == RLIM_INFINITY)
+    return false;
+  return (rlim_t)fd + FD_HEADROOM >= rl.rlim_cur;
+}
+
 static void shed(http_server_t *s);
 
 static void on_spare_closed(uv_handle_t *h) {
@@ -139,7 +155,7 @@ static void on_connection(uv_stream_t *listener, int status) {
   conn_init(c, s, &tcp_io, t);
   uv_tcp_init(s->loop, &t->tcp);
   t->tcp.data = c;
-  if (uv_accept(listener, (uv_stream_t *)&t->tcp) != 0 || FAULT_HIT(FAULT_ACCEPT_SOCKOPT) ||
+  if (uv_accept(listener, (uv_stream_t *)&t->tcp) != 0 || fd_near_limit(&t->tcp) || FAULT_HIT(FAULT_ACCEPT_SOCKOPT) ||
       uv_tcp_nodelay(&t->tcp, 1) != 0) {
     s->stats.accept_failures++;
     conn_close(c);

@@ -4,9 +4,11 @@
  * The callbacks only collect and count; they never dispatch. They pause the
  * parser (HPE_PAUSED) at the end of the head, at the end of the message, and
  * when a streamed body's handler asks to stop, and conn_process (conn.c)
- * acts on the pause outside llhttp. llhttp is built in strict mode
- * (LLHTTP_STRICT_MODE, CMakeLists.txt): a header name with a space or other
- * non-token byte is a parse error, never a silently ignored header. */
+ * acts on the pause outside llhttp. A header name with a space or other
+ * non-token byte is a parse error here, never a header llhttp skips (it
+ * would let "Content Length: 5" leave the body to be read as a second
+ * request). llhttp's own strict mode would do it too, but also refuses raw
+ * UTF-8 bytes in request targets, which real clients send. */
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -31,6 +33,7 @@ void parse_request_reset(conn_t *c) {
   c->continue_sent = false;
   c->dispatched = c->msg_complete = false;
   c->err = HTTP_ERR_NONE;
+  c->err_detail = NULL;
   c->body_reading = c->body_paused = false;
   c->body_data = NULL;
   c->body_end = NULL;
@@ -75,6 +78,13 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   conn_t *c = conn_of(p);
   if (count_head(c, n))
     return HPE_USER;
+  for (size_t i = 0; i < n; i++) {
+    if (!http_header_token_char((unsigned char)at[i])) {
+      c->err = HTTP_ERR_PARSE;
+      c->err_detail = "HPE_INVALID_HEADER_TOKEN";
+      return HPE_USER;
+    }
+  }
   if (!c->in_field) {
     c->in_field = true;
     if (c->nhdrs == HTTP_REQ_HEADERS_MAX) {
