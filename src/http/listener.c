@@ -112,7 +112,7 @@ static void on_spare_closed(uv_handle_t *h) {
     free(s);
     return;
   }
-  if (s->shed_waiting && !s->freeing) {
+  if (s->shed_waiting && !s->freeing && s->listening) {
     s->shed_waiting = false;
     shed(s);
   }
