@@ -1,3 +1,4 @@
+/* tasks/tasks: see tasks.h. */
 #include "tasks/tasks.h"
 
 #include <inttypes.h>

@@ -1,3 +1,4 @@
+/* util/clock: see clock.h. */
 #include "util/clock.h"
 
 #include <time.h>

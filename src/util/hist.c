@@ -1,3 +1,4 @@
+/* util/hist: see hist.h. */
 #include "util/hist.h"
 
 #include <assert.h>

@@ -1,3 +1,4 @@
+/* util/log: see log.h. */
 #include "util/log.h"
 
 #include <stdarg.h>

@@ -1,3 +1,4 @@
+/* util/looplag: see looplag.h. */
 #include "util/looplag.h"
 
 static const double lag_bounds[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10};
