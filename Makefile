@@ -23,14 +23,13 @@ build: deps
 	@cmake -S . -B $(BUILD) -DCMAKE_BUILD_TYPE=Release >/dev/null
 	@cmake --build $(BUILD) -j$(JOBS)
 
+# The "try: curl" banner shows once the server listens (scripts/run.sh);
+# a port in use gets a hint to pick another: make run PORT=3001.
 run: build
-	@echo "offload: http://$(HOST):$(PORT)/  (Ctrl-C drains and stops)"
-	@echo "  try: curl \"http://$(HOST):$(PORT)/tasks/reports/start?heavyIterations=100000000\""
-	@echo "       curl -X POST http://$(HOST):$(PORT)/jobs -H 'Content-Type: application/json' -d '{\"task\":\"primes\",\"params\":{\"max\":100000000}}'"
-	@exec $(BUILD)/offload serve --host $(HOST) --port $(PORT)
+	@scripts/run.sh $(BUILD)/offload $(HOST) $(PORT)
 
 # Plain -Werror build + every test, then the whole suite again under
-# ASan+UBSan, then the unit tests (pool, registry) under TSan.
+# ASan+UBSan, then the unit tests (ctest -L unit) under TSan.
 test: deps-test
 	@cmake -S . -B $(TEST_BUILD) -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
 	@cmake --build $(TEST_BUILD) -j$(JOBS)

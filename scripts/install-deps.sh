@@ -8,7 +8,10 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev node-llhttp libjansson-dev
       libcmocka-dev curl python3)
 case "${1:-build}" in
-  bench) pkgs+=(wrk gnuplot-nox nginx-light nodejs npm) ;;
+  # make test's bench.smoke (bench/run.py --smoke) runs git and node (for the
+  # report's commit and Node version lines) besides cc and the built binaries.
+  test)  pkgs+=(git nodejs) ;;
+  bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light) ;;
 esac
 
 missing=()
