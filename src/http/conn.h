@@ -163,6 +163,8 @@ void conn_reply_done(conn_t *c);
 int conn_write(conn_t *c, wreq_t *w);
 /* A write request with room for `extra` bytes in data[]. NULL on ENOMEM. */
 wreq_t *conn_wreq_new(conn_t *c, size_t extra);
+/* A write request holding a copy of `text`. NULL on ENOMEM. */
+wreq_t *conn_wreq_text(conn_t *c, const char *text, size_t len);
 
 /* parse.c */
 void parse_settings_init(llhttp_settings_t *s);

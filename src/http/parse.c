@@ -242,15 +242,11 @@ void parse_send_continue(conn_t *c) {
     return;
   c->continue_sent = true;
   static const char text[] = "HTTP/1.1 100 Continue\r\n\r\n";
-  wreq_t *w = conn_wreq_new(c, sizeof text - 1);
+  wreq_t *w = conn_wreq_text(c, text, sizeof text - 1);
   if (!w) {
     conn_close(c);
     return;
   }
-  memcpy(w->data, text, sizeof text - 1);
-  w->bufs[0] = uv_buf_init(w->data, sizeof text - 1);
-  w->nbufs = 1;
-  w->len = sizeof text - 1;
   conn_write(c, w);
 }
 

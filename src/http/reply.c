@@ -66,6 +66,17 @@ wreq_t *conn_wreq_new(conn_t *c, size_t extra) {
   return w;
 }
 
+wreq_t *conn_wreq_text(conn_t *c, const char *text, size_t len) {
+  wreq_t *w = conn_wreq_new(c, len);
+  if (!w)
+    return NULL;
+  memcpy(w->data, text, len);
+  w->bufs[0] = uv_buf_init(w->data, (unsigned)len);
+  w->nbufs = 1;
+  w->len = len;
+  return w;
+}
+
 int conn_write(conn_t *c, wreq_t *w) {
   if (c->state == ST_CLOSED) {
     free(w->owned);
@@ -308,16 +319,12 @@ void http_stream_end(http_req_t *req) {
   }
   if (c->chunked_out) {
     static const char last[] = "0\r\n\r\n";
-    wreq_t *w = conn_wreq_new(c, sizeof last - 1);
+    wreq_t *w = conn_wreq_text(c, last, sizeof last - 1);
     if (!w) {
       c->abort_cb = NULL;
       conn_close(c);
       return;
     }
-    memcpy(w->data, last, sizeof last - 1);
-    w->bufs[0] = uv_buf_init(w->data, sizeof last - 1);
-    w->nbufs = 1;
-    w->len = sizeof last - 1;
     if (stream_queue(c, w) != 0)
       return;
   }

@@ -52,17 +52,11 @@ static void finish(file_send_t *f, int status) {
   conn_t *c = f->conn;
   c->file = NULL;
   if (status == 0 && f->trailer) {
-    wreq_t *w = conn_wreq_new(c, 2);
-    if (!w) {
+    wreq_t *w = conn_wreq_text(c, "\r\n", 2);
+    if (!w)
       status = OFF_ENOMEM;
-    } else {
-      memcpy(w->data, "\r\n", 2);
-      w->bufs[0] = uv_buf_init(w->data, 2);
-      w->nbufs = 1;
-      w->len = 2;
-      if (conn_write(c, w) != 0)
-        status = OFF_ESYS;
-    }
+    else if (conn_write(c, w) != 0)
+      status = OFF_ESYS;
   }
   http_sent_cb cb = f->cb;
   void *data = f->data;
@@ -236,15 +230,13 @@ int http_stream_file(http_req_t *req, int fd, int64_t offset, uint64_t len, http
   if (c->out_left >= 0)
     c->out_left -= (int64_t)len;
   if (c->chunked_out) {
-    wreq_t *w = conn_wreq_new(c, 24);
+    char size_line[24];
+    int n = snprintf(size_line, sizeof size_line, "%llx\r\n", (unsigned long long)len);
+    wreq_t *w = conn_wreq_text(c, size_line, (size_t)n);
     if (!w) {
       free(f);
       return OFF_ENOMEM;
     }
-    int n = snprintf(w->data, 24, "%llx\r\n", (unsigned long long)len);
-    w->bufs[0] = uv_buf_init(w->data, (unsigned)n);
-    w->nbufs = 1;
-    w->len = (size_t)n;
     f->trailer = true;
     http_abort_cb keep = c->abort_cb;
     c->abort_cb = NULL;
