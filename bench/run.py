@@ -3,7 +3,7 @@
 with the Node.js peers (and nginx as the raw-C front-door reference) in one
 run on this machine.
 
-Usage: bench/run.py [--quick] [--only S1,S2,...] [--out DIR]
+Usage: bench/run.py [--quick] [--only S1,S2,...,S9] [--out DIR]
   --quick   the same scenarios, smaller and shorter (make bench QUICK=1)
   --smoke   scenarios 2 and 4 for a few seconds against offload alone; fails
             unless they ran and produced numbers (run by make test)
@@ -31,6 +31,8 @@ import urllib.error
 import urllib.request
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, os.path.join(ROOT, "bench"))
+import hostile  # noqa: E402  (bench/hostile.py: the hostile clients of S9)
 BUILD = os.environ.get("OFFLOAD_BUILD", os.path.join(ROOT, "build"))
 PEERS = os.path.join(ROOT, "bench", "peers")
 CORES = os.cpu_count() or 1
@@ -566,6 +568,55 @@ def s8_memory(cfg):
     return {"jobs": jobs, "servers": out}
 
 
+HOSTILE_TARGETS = {"a_health_max_ms": 250.0, "a_rss_growth_mib": 200.0, "b_health_p99_ms": 50.0}
+
+
+def s9_hostile(cfg):
+    """Hostile clients (issue 6, item 9), offload alone: the Node peers have no
+    GET /jobs listing. Each case on a fresh server with 1000 finished jobs, so
+    `GET /jobs?limit=1000` is a ~240 KB reply.
+    A: C connections x R pipelined listings, never read, kept open while
+       fresh-connection /health probes run (every 250 ms) and until the server
+       goes quiet (at most hostile_hold_max_s); RSS before / peak / after.
+    B: 4 connections keep 16 listings in flight each and read every reply for
+       hostile_b_s seconds; a paced /health probe every 20 ms on fresh
+       connections: p50 / p99 / max."""
+    jobs = cfg["hostile_jobs"]
+    out = {"jobs": jobs, "targets": HOSTILE_TARGETS, "a": {}, "b": {}}
+    for conns, reqs in cfg["hostile_a"]:
+        s = make("offload")
+        try:
+            s.start()
+            hostile.prefill(s.port, jobs)
+            out["listing_bytes"] = hostile.listing_size(s.port)
+            r = hostile.case_a(s.port, s.pid, conns=conns, reqs=reqs, probe_gap=0.25, min_probes=8,
+                               probe_timeout=cfg["hostile_hold_max_s"], hold_min_s=2.0,
+                               hold_max_s=cfg["hostile_hold_max_s"], expect_jobs=jobs)
+        finally:
+            s.stop()
+        r["met"] = (r["probes_ok"] == r["probes"] and r["health_max_ms"] is not None
+                    and r["health_max_ms"] < HOSTILE_TARGETS["a_health_max_ms"]
+                    and r["rss_growth_mib"] < HOSTILE_TARGETS["a_rss_growth_mib"] and not r["after_problems"])
+        out["a"][f"{conns}x{reqs}"] = r
+        log(f"S9 A {conns}x{reqs}: /health max {fmt(r['health_max_ms'], 1)} ms "
+            f"({r['probes_ok']}/{r['probes']} answered), RSS {r['rss_before_kib'] // 1024} -> "
+            f"{r['rss_peak_kib'] // 1024} -> {r['rss_after_kib'] // 1024} MiB")
+    s = make("offload")
+    try:
+        s.start()
+        hostile.prefill(s.port, jobs)
+        r = hostile.case_b(s.port, s.pid, conns=4, depth=cfg["hostile_b_depth"], seconds=cfg["hostile_b_s"],
+                           probe_interval=0.02, probe_timeout=30.0, expect_jobs=jobs)
+    finally:
+        s.stop()
+    r["met"] = (not r["probe_errors"] and r["health_p99_ms"] is not None
+                and r["health_p99_ms"] < HOSTILE_TARGETS["b_health_p99_ms"] and not r["after_problems"])
+    out["b"][f"4x{cfg['hostile_b_depth']}"] = r
+    log(f"S9 B: /health p50 {fmt(r['health_p50_ms'], 1)} p99 {fmt(r['health_p99_ms'], 1)} ms "
+        f"({r['probes']} probes), {fmt(r.get('listings_per_s'))} listings/s read")
+    return out
+
+
 # ---------------------------------------------------------------- report
 
 def fmt(x, nd=2):
@@ -730,6 +781,50 @@ def render(results, cfg, cmdline):
                  "the run; the Node peers keep up to 100000 finished jobs (count cap) and never evict by age. "
                  "glibc keeps freed heap pages mapped, so offload's RSS stays at its high-water mark after "
                  "eviction; the second pass of the same load shows that memory is reused, not leaked.\n")
+    if "S9" in results:
+        r = results["S9"]
+        t = r["targets"]
+        kb = r.get("listing_bytes")
+        L.append(f"## 9. Hostile clients: {r['jobs']} finished jobs retained, `GET /jobs?limit=1000` "
+                 f"({fmt(kb and kb / 1000, 0)} KB a reply)\n")
+        L.append("offload alone (the Node peers have no `GET /jobs` listing); a fresh server per case. "
+                 "/health is probed on a fresh connection each time, one probe after another.\n")
+        L.append(f"**A**: C connections each pipeline R listings and never read; they stay open until the "
+                 f"server goes quiet (at most {cfg['hostile_hold_max_s']} s), probes every 250 ms. Target: every "
+                 f"/health under {t['a_health_max_ms']:.0f} ms, RSS growth under {t['a_rss_growth_mib']:.0f} MiB.\n")
+        L.append("| C × R | /health max (ms) | p99 (ms) | p50 (ms) | answered | RSS before (MiB) | peak (MiB) | "
+                 "after they left (MiB) | server CPU (s) | held (s) | target |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        unanswered = []
+        for k, v in r["a"].items():
+            # over every probe: an unanswered one counts with its wait, shown as "> wait"
+            worst = fmt(v["health_max_ms"], 1)
+            if v["probes_ok"] < v["probes"]:
+                worst = "> " + worst
+                unanswered.append(f"{k.replace('x', ' × ')}: " + "; ".join(v["probe_errors"]))
+            p99 = fmt(v["health_p99_ms"], 1)
+            if v["probes_ok"] < v["probes"] and v["health_p99_ms"] == v["health_max_ms"]:
+                p99 = "> " + p99
+            L.append(f"| {k.replace('x', ' × ')} | {worst} | {p99} | "
+                     f"{fmt(v['health_p50_ms'], 1)} | {v['probes_ok']}/{v['probes']} | "
+                     f"{v['rss_before_kib'] / 1024:.1f} | "
+                     f"{v['rss_peak_kib'] / 1024:.1f} | {v['rss_after_kib'] / 1024:.1f} | "
+                     f"{fmt(v['server_cpu_s'], 1)} | {fmt(v['held_s'], 1)} | {'met' if v['met'] else 'missed'} |")
+        if unanswered:
+            L.append("\nUnanswered probes (counted with how long they waited): " + " — ".join(unanswered))
+        L.append(f"\n**B**: 4 connections keep {cfg['hostile_b_depth']} listings in flight each and read every "
+                 f"reply for {cfg['hostile_b_s']} s; a /health probe every 20 ms. Target: p99 under "
+                 f"{t['b_health_p99_ms']:.0f} ms.\n")
+        L.append("| conns × in flight | /health p50 (ms) | p99 (ms) | max (ms) | answered | listings read/s | "
+                 "RSS before (MiB) | peak (MiB) | after (MiB) | target |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for k, v in r["b"].items():
+            L.append(f"| {k.replace('x', ' × ')} | {fmt(v['health_p50_ms'], 1)} | {fmt(v['health_p99_ms'], 1)} | "
+                     f"{fmt(v['health_max_ms'], 1)} | {v['probes_ok']}/{v['probes']} | "
+                     f"{fmt(v.get('listings_per_s'), 0)} | "
+                     f"{v['rss_before_kib'] / 1024:.1f} | {v['rss_peak_kib'] / 1024:.1f} | "
+                     f"{v['rss_after_kib'] / 1024:.1f} | {'met' if v['met'] else 'missed'} |")
+        L.append("")
     return "\n".join(L) + "\n"
 
 
@@ -799,6 +894,11 @@ def config(quick, smoke):
         "mem_jobs": 20000 if quick else 200000,
         "mem_retention_s": 3 if quick else 5,
         "mem_max_s": 120 if quick else 300,
+        "hostile_jobs": 1000,
+        "hostile_a": [[100, 100]] if (quick or smoke) else [[100, 100], [200, 200]],
+        "hostile_hold_max_s": 30 if (quick or smoke) else 40,
+        "hostile_b_s": 3.0 if (quick or smoke) else 5.0,
+        "hostile_b_depth": 16,
     }
     return cfg
 
@@ -822,7 +922,7 @@ def main():
             only = ["S2", "S4"]
         else:
             only = [s.strip().upper() for s in args.only.split(",") if s.strip()] or \
-                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8"]
+                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"]
         scen = {
             "S1": lambda: s1_worker_benchmark(cfg),
             "S2": lambda: s2_saturation(cfg, names=["offload"] if args.smoke else None, series_dir=tmpdir),
@@ -832,6 +932,7 @@ def main():
             "S6": lambda: s6_kernel(cfg),
             "S7": lambda: s7_scaling(cfg),
             "S8": lambda: s8_memory(cfg),
+            "S9": lambda: s9_hostile(cfg),
         }
         for key in only:
             t = time.time()
