@@ -313,7 +313,7 @@ void http_stream_end(http_req_t *req) {
   if (c->state != ST_DISPATCHED || !c->streaming || c->file)
     return;
   c->drain_cb = NULL;
-  if (c->out_left > 0) {
+  if (c->out_left > 0 && !c->no_body_out) { /* HEAD, 204, 304: no body is owed */
     log_error("http: streamed reply ended %" PRId64 " bytes short of its Content-Length; closing", c->out_left);
     c->close_after = true;
   }
