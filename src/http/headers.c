@@ -60,7 +60,7 @@ int http_headers_addf(http_headers_t *h, const char *name, const char *fmt, ...)
   va_start(ap, fmt);
   int n = vsnprintf(small, sizeof small, fmt, ap);
   va_end(ap);
-  if (n < 0)
+  if (n < 0 || ((size_t)n < sizeof small && strlen(small) != (size_t)n)) /* a NUL would cut the value */
     return fail(h, OFF_EINVAL);
   if ((size_t)n < sizeof small)
     return http_headers_add(h, name, small);
@@ -70,7 +70,7 @@ int http_headers_addf(http_headers_t *h, const char *name, const char *fmt, ...)
   va_start(ap, fmt);
   vsnprintf(big, (size_t)n + 1, fmt, ap);
   va_end(ap);
-  int rc = http_headers_add(h, name, big);
+  int rc = strlen(big) == (size_t)n ? http_headers_add(h, name, big) : fail(h, OFF_EINVAL);
   free(big);
   return rc;
 }

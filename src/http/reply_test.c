@@ -131,6 +131,7 @@ static void test_headers_builder(void **state) {
   char big[1000];
   memset(big, 'b', sizeof big - 1);
   big[sizeof big - 1] = '\0';
+  assert_int_equal(http_headers_addf(&h, "X-Nul", "%s%cb", big, 0), OFF_EINVAL);
   size_t before = h.lines.len;
   assert_int_equal(http_headers_addf(&h, "X-Big", "<%s>", big), 0);
   assert_int_equal(h.lines.len - before, strlen("X-Big: <") + 999 + strlen(">\r\n"));
