@@ -74,7 +74,7 @@ typedef enum {
   HTTP_BODY_REFUSE,     /* no handler wants it: dispatch now, never read it */
 } http_body_mode_t;
 
-#define HTTP_REQ_HEADERS_MAX 32 /* request headers kept; more are dropped (and counted) */
+#define HTTP_REQ_HEADERS_MAX 32 /* request headers kept for lookup; later ones are parsed and ignored */
 
 struct http_req {
   http_method_t method;
@@ -150,8 +150,13 @@ void http_req_on_abort(http_req_t *req, http_abort_cb cb, void *data);
  * the kernel; http_stream_on_drain asks for one callback once that falls to
  * HTTP_STREAM_LOW_WATER or below. A writer that queues more than
  * HTTP_STREAM_MAX_UNSENT has a client that stopped reading: the connection is
- * dropped (abort callback, counted in stats.dropped_slow) and the write
- * returns OFF_EFULL. */
+ * dropped (counted in stats.dropped_slow) and the write returns OFF_EFULL.
+ *
+ * Failures: a stream call that fails closes the connection WITHOUT calling
+ * the abort callback (the writer learns it from the return value, inside
+ * its own call, and must not be called back into); the request is gone.
+ * A client that leaves between calls is reported, as for any request, by
+ * the abort callback (and a pending http_stream_file's callback never runs). */
 
 #define HTTP_LEN_UNKNOWN (-1)
 #define HTTP_STREAM_LOW_WATER (64 * 1024)
@@ -163,20 +168,23 @@ typedef void (*http_sent_cb)(http_req_t *req, int status, void *data);
 
 /* Sends the head. content_length >= 0 announces the length; HTTP_LEN_UNKNOWN
  * uses chunked transfer encoding on HTTP/1.1 and a close-delimited body on
- * HTTP/1.0 (the connection closes at the end). Returns 0 or OFF_ENOMEM
- * (the connection is closed: the abort callback has run). */
+ * HTTP/1.0 (the connection closes at the end). Returns 0, or OFF_ENOMEM /
+ * OFF_ESYS (closed, see Failures). */
 int http_stream_start(http_req_t *req, int status, const char *content_type, const http_headers_t *headers,
                       int64_t content_length);
 /* Queues `len` bytes (copied) as the next piece of the body. Returns 0,
- * OFF_EFULL (dropped: see above) or OFF_ENOMEM (closed). The request is gone
- * after a failure. */
+ * OFF_EFULL (dropped: see above), OFF_ENOMEM or OFF_ESYS (closed), or
+ * OFF_EINVAL (no streamed reply is open, or a file send is in progress:
+ * nothing happened). */
 int http_stream_write(http_req_t *req, const void *data, size_t len);
 /* Sends `len` bytes of `fd` from `offset`: sendfile(2) on libuv's thread
  * pool while the socket takes them, reads on the thread pool otherwise; the
  * loop never touches the disk. `fd` is borrowed until `cb`, which runs once
- * every byte is queued (status 0) or on failure (then the connection is
- * closed; the abort callback does not run). No other write may be issued on
- * this request until `cb`. */
+ * every byte is queued (status 0) or on a read/send failure (then the
+ * connection is closed; the abort callback does not run). It may run before
+ * this call returns (nothing to send: a HEAD request, len 0). Returns 0 or,
+ * with nothing started and no callback, OFF_EINVAL / OFF_ENOMEM. No other
+ * write may be issued on this request until `cb`. */
 int http_stream_file(http_req_t *req, int fd, int64_t offset, uint64_t len, http_sent_cb cb, void *data);
 size_t http_stream_unsent(const http_req_t *req);
 void http_stream_on_drain(http_req_t *req, http_drain_cb cb, void *data);
