@@ -6,8 +6,7 @@
  * tests (http_fake.c). The transport reports back with conn_on_data/_eof/
  * _read_error, conn_write_done, conn_shutdown_done and conn_io_closed.
  *
- * States and the flags that matter in each (checked by conn_check in debug
- * builds):
+ * States and the flags that matter in each:
  *   IDLE        between requests: keep-alive timer (or the first head's
  *               deadline); parsing unless out_paused (unsent output over
  *               HTTP_OUT_HIGH_WATER) or a burst yielded (resume_pending)
@@ -189,6 +188,7 @@ struct http_server {
   uv_loop_t *loop;
   uv_tcp_t listener;
   bool listening;
+  bool stopped; /* http_server_stop_accepting ran: replies say Connection: close */
   bool freeing;
   http_config_t cfg;
   http_head_cb head_cb;

@@ -202,10 +202,6 @@ http_fake_t *http_fake_new(http_server_t *srv) {
     free(c);
     return NULL;
   }
-  /* The fake stands in for the listener: until http_server_stop_accepting
-   * the server counts as accepting (else every reply says Connection: close). */
-  if (!uv_is_closing((uv_handle_t *)&srv->listener))
-    srv->listening = true;
   uv_idle_init(srv->loop, &f->idle);
   f->idle.data = f;
   f->conn = c;

@@ -219,6 +219,7 @@ void http_server_stop_accepting(http_server_t *s) {
   if (!uv_is_closing((uv_handle_t *)&s->listener))
     uv_close((uv_handle_t *)&s->listener, on_server_handle_closed);
   s->listening = false;
+  s->stopped = true;
 }
 
 void http_server_free(http_server_t *s) {

@@ -144,7 +144,7 @@ static void reply_begin(conn_t *c, int status) {
   http_server_t *s = c->srv;
   if (status >= 100 && status < 600)
     s->stats.by_status[status]++;
-  if (s->freeing || !s->listening)
+  if (s->freeing || s->stopped)
     c->close_after = true;
   /* A request whose body was not read to its end cannot be followed by
    * another on this connection. */
