@@ -66,15 +66,17 @@ static inline client_t *env_open(env_t *e, int i) {
   return &e->c[i];
 }
 
-static inline void env_init(env_t *e, unsigned workers) {
+/* `max_queue`: jobs that may wait; `timeout_ms`: the default job timeout
+ * (--job-timeout-ms; 0 = none). */
+static inline void env_init_cfg(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms) {
   memset(e, 0, sizeof *e);
   assert_int_equal(uv_loop_init(&e->loop), 0);
   assert_int_equal(tasks_catalog_init(&e->cat), 0);
   registry_config_t rc = {
-      .catalog = &e->cat, .max_finished = 1000, .retention_ms = 3600 * 1000, .default_timeout_ms = 0};
+      .catalog = &e->cat, .max_finished = 1000, .retention_ms = 3600 * 1000, .default_timeout_ms = timeout_ms};
   e->reg = registry_new(&e->loop, &rc);
   assert_non_null(e->reg);
-  pool_config_t pc = {.workers = workers, .max_queue = 100, .nice = 0};
+  pool_config_t pc = {.workers = workers, .max_queue = max_queue, .nice = 0};
   e->pool = pool_new(&e->loop, &pc, registry_on_done, e->reg);
   assert_non_null(e->pool);
   registry_attach(e->reg, e->pool);
@@ -94,6 +96,8 @@ static inline void env_init(env_t *e, unsigned workers) {
   e->api.http = e->http;
   env_open(e, 0);
 }
+
+static inline void env_init(env_t *e, unsigned workers) { env_init_cfg(e, workers, 100, 0); }
 
 /* The order server.c uses: connections (held replies get their abort
  * callback), then the pool (running jobs are asked to stop first, so the
