@@ -158,16 +158,31 @@ static void test_post_errors(void **state) {
   env_fini(&e);
 }
 
+/* POSTs `body` on a fresh env and checks the error after tearing the env
+ * down, so a failing check leaks nothing (these two tests fail on purpose
+ * until jobs.c follows the contract). */
+static void post_expect_after_fini(const char *body, const char *code, const char *param) {
+  env_t e;
+  env_init(&e, 1);
+  reply_t *r = post_job(&e, body);
+  int status = r->status;
+  char got_code[64] = "", got_param[64] = "", got_body[512];
+  json_t *err = json_object_get(r->json, "error");
+  snprintf(got_code, sizeof got_code, "%s", jstr(err, "code") ? jstr(err, "code") : "");
+  snprintf(got_param, sizeof got_param, "%s", jstr(err, "param") ? jstr(err, "param") : "");
+  snprintf(got_body, sizeof got_body, "%s", r->body);
+  env_fini(&e);
+  if (status != 400 || strcmp(got_code, code) != 0 || strcmp(got_param, param) != 0)
+    fail_msg("want 400 %s param %s; got %d %s", code, param, status, got_body);
+}
+
 /* The contract's check order puts unknown top-level fields (step 5) before
  * every value check, whatever the value: an integer beyond int64 in an
  * unknown field is still unknown_param. */
 static void test_post_huge_integer_in_unknown_field(void **state) {
   (void)state;
-  env_t e;
-  env_init(&e, 1);
-  check_error(post_job(&e, "{\"task\":\"spin\",\"params\":{\"ms\":1},\"bogus\":99999999999999999999}"), 400,
-              "unknown_param", "bogus");
-  env_fini(&e);
+  post_expect_after_fini("{\"task\":\"spin\",\"params\":{\"ms\":1},\"bogus\":99999999999999999999}",
+                         "unknown_param", "bogus");
 }
 
 /* Valid JSON (RFC 8259 sets no integer range) with a too-big integer below
@@ -175,11 +190,8 @@ static void test_post_huge_integer_in_unknown_field(void **state) {
  * parameter is at fault (invalid_param, param names it). */
 static void test_post_huge_integer_nested(void **state) {
   (void)state;
-  env_t e;
-  env_init(&e, 1);
-  check_error(post_job(&e, "{\"task\":\"spin\",\"params\":{\"ms\":[99999999999999999999]}}"), 400,
-              "invalid_param", "params.ms");
-  env_fini(&e);
+  post_expect_after_fini("{\"task\":\"spin\",\"params\":{\"ms\":[99999999999999999999]}}", "invalid_param",
+                         "params.ms");
 }
 
 static void test_get_job(void **state) {
