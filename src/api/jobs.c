@@ -12,43 +12,59 @@
 #define LIST_MAX 1000
 #define TIMEOUT_MAX_MS INT64_C(2147483647)
 
-/* The first member of `obj` holding a number beyond int64 (parsed as a
- * double), named "<prefix><key>" into `field`. */
-static bool huge_member(const json_t *obj, const char *prefix, char *field, size_t size) {
-  const char *key;
-  json_t *v;
-  json_object_foreach((json_t *)obj, key, v) {
-    if (json_is_real(v) && fabs(json_real_value(v)) >= 9.2233720368547758e18) {
-      snprintf(field, size, "%s%.64s", prefix, key);
+/* True when `v` is, or holds at any depth, a number beyond int64 (parsed as
+ * a double: jansson refuses such integers otherwise). */
+static bool has_huge(json_t *v) {
+  if (json_is_real(v))
+    return fabs(json_real_value(v)) >= 9.2233720368547758e18;
+  size_t i;
+  const char *k;
+  json_t *e;
+  if (json_is_array(v))
+    json_array_foreach(v, i, e) if (has_huge(e)) return true;
+  if (json_is_object(v))
+    json_object_foreach(v, k, e) if (has_huge(e)) return true;
+  return false;
+}
+
+/* Names the field holding such a number: "<key>" at the top level,
+ * "params.<key>" inside params. */
+static bool huge_field(json_t *body, char *field, size_t size) {
+  const char *key, *k2;
+  json_t *v, *v2;
+  json_object_foreach(body, key, v) {
+    if (strcmp(key, "params") == 0 && json_is_object(v)) {
+      json_object_foreach(v, k2, v2) {
+        if (has_huge(v2)) {
+          snprintf(field, size, "params.%.64s", k2);
+          return true;
+        }
+      }
+    } else if (has_huge(v)) {
+      snprintf(field, size, "%.64s", key);
       return true;
     }
   }
   return false;
 }
 
-/* Valid JSON whose number does not fit an int64: jansson refuses it. Parse
- * again with integers as doubles to name the field at fault, so the client
- * gets invalid_param with a param rather than a misleading invalid_json. */
-static bool find_huge_number(http_req_t *req, char *field, size_t size) {
-  json_t *body = json_loadb(req->body, req->body_len, JSON_DECODE_INT_AS_REAL | JSON_DECODE_ANY, NULL);
-  json_t *params = json_object_get(body, "params");
-  bool found = json_is_object(body) && (huge_member(body, "", field, size) ||
-                                        (json_is_object(params) && huge_member(params, "params.", field, size)));
-  json_decref(body);
-  return found;
-}
-
-/* The body as a JSON object, or NULL after answering 400. */
-static json_t *load_body_or_reply(http_req_t *req) {
+/* The body as a JSON object, or NULL after answering 400. Valid JSON with
+ * an integer beyond int64 is parsed again with integers as doubles and
+ * *overflow set, so the caller can name the field at fault (invalid_param)
+ * after the checks that come first, rather than answer a misleading
+ * invalid_json. */
+static json_t *load_body_or_reply(http_req_t *req, bool *overflow) {
   json_error_t jerr;
-  json_t *body = json_loadb(req->body, req->body_len, JSON_REJECT_DUPLICATES | JSON_DECODE_ANY, &jerr);
+  const size_t flags = JSON_REJECT_DUPLICATES | JSON_DECODE_ANY;
+  json_t *body = json_loadb(req->body, req->body_len, flags, &jerr);
+  *overflow = false;
+  if (!body && json_error_code(&jerr) == json_error_numeric_overflow) {
+    body = json_loadb(req->body, req->body_len, flags | JSON_DECODE_INT_AS_REAL, NULL);
+    *overflow = body != NULL;
+  }
   if (!body) {
-    char field[80];
-    if (json_error_code(&jerr) == json_error_numeric_overflow && find_huge_number(req, field, sizeof field))
-      api_error(req, API_E_INVALID_PARAM, NULL, field, "%s is out of range (beyond 64-bit integers).", field);
-    else
-      api_error(req, API_E_INVALID_JSON, NULL, NULL, "Malformed JSON at line %d, column %d: %s.", jerr.line,
-                jerr.column, jerr.text);
+    api_error(req, API_E_INVALID_JSON, NULL, NULL, "Malformed JSON at line %d, column %d: %s.", jerr.line,
+              jerr.column, jerr.text);
     return NULL;
   }
   if (!json_is_object(body)) {
@@ -60,10 +76,8 @@ static json_t *load_body_or_reply(http_req_t *req) {
   return body;
 }
 
-/* Checks the job description; on success sets *def, *params (borrowed from
- * body or a new empty object in *owned) and *timeout_ms. */
-static bool job_spec_or_reply(api_t *a, http_req_t *req, json_t *body, const offload_task_def_t **def,
-                              json_t **params, json_t **owned, int64_t *timeout_ms) {
+/* Every field is known and "task" names a task: sets *def, or answers 400. */
+static bool fields_and_task_or_reply(api_t *a, http_req_t *req, json_t *body, const offload_task_def_t **def) {
   const char *key;
   json_t *val;
   json_object_foreach(body, key, val) {
@@ -86,6 +100,16 @@ static bool job_spec_or_reply(api_t *a, http_req_t *req, json_t *body, const off
                 json_string_value(task), names);
     return false;
   }
+  return true;
+}
+
+/* Checks the job description in the contract's order; on success sets
+ * *def, *params (borrowed from body or a new empty object in *owned) and
+ * *timeout_ms. */
+static bool job_spec_or_reply(api_t *a, http_req_t *req, json_t *body, const offload_task_def_t **def,
+                              json_t **params, json_t **owned, int64_t *timeout_ms) {
+  if (!fields_and_task_or_reply(a, req, body, def))
+    return false;
   *params = json_object_get(body, "params");
   if (!*params) {
     *params = *owned = json_object();
@@ -126,12 +150,23 @@ void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m) {
               "POST /jobs takes a JSON body: send Content-Type: application/json.");
     return;
   }
-  json_t *body = load_body_or_reply(req);
+  bool overflow;
+  json_t *body = load_body_or_reply(req, &overflow);
   if (!body)
     return;
   const offload_task_def_t *def = NULL;
   json_t *params = NULL, *owned = NULL;
   int64_t timeout_ms;
+  if (overflow) {
+    char field[80];
+    if (!fields_and_task_or_reply(a, req, body, &def))
+      goto out_params;
+    if (huge_field(body, field, sizeof field))
+      api_error(req, API_E_INVALID_PARAM, NULL, field, "%s is out of range (beyond 64-bit integers).", field);
+    else
+      api_error(req, API_E_INVALID_JSON, NULL, NULL, "An integer in the body is beyond 64-bit integers.");
+    goto out_params;
+  }
   if (!job_spec_or_reply(a, req, body, &def, &params, &owned, &timeout_ms))
     goto out_params;
   job_t *j = NULL;
