@@ -30,6 +30,7 @@
 #include "http/conn.h"
 #include "util/clock.h"
 #include "util/dlist.h"
+#include "util/err.h"
 #include "util/log.h"
 
 void conn_set_timer(conn_t *c, uv_timer_cb cb, uint64_t ms) { uv_timer_start(&c->timer, cb, ms, 0); }
@@ -92,6 +93,7 @@ void conn_release(conn_t *c) {
   buf_free(&c->url);
   buf_free(&c->body);
   buf_free(&c->hdr_text);
+  buf_free(&c->hdr_index);
   free(c);
 }
 
@@ -149,16 +151,19 @@ void conn_close(conn_t *c) {
     c->listed = false;
     s->stats.connections--;
   }
-  if (pending && c->abort_cb) {
-    http_abort_cb cb = c->abort_cb;
-    c->abort_cb = NULL;
-    cb(&c->req, c->abort_data);
-  }
+  http_abort_cb cb = pending ? c->abort_cb : NULL;
+  c->abort_cb = NULL;
+  c->body_reading = false;
+  c->drain_cb = NULL;
   uv_close((uv_handle_t *)&c->timer, on_timer_closed);
-  /* A file operation in flight still uses the socket: it closes the
-   * transport when it returns. */
-  if (!stream_file_abort(c))
-    c->io->close(c);
+  /* A file operation in flight still uses the socket and the handler's file
+   * descriptor: when it returns, it calls the abort callback (only then may
+   * the handler close its file) and closes the transport. */
+  if (stream_file_abort(c, cb, c->abort_data))
+    return;
+  if (cb)
+    cb(&c->req, c->abort_data);
+  c->io->close(c);
 }
 
 static void shutdown_when_written(conn_t *c) {
@@ -180,9 +185,36 @@ void conn_shutdown_done(conn_t *c, int status) {
     conn_set_timer(c, on_linger_done, HTTP_LINGER_MS); /* read and discard its last bytes, then close */
 }
 
+/* Output still queued and the client took nothing for a keep-alive
+ * period: it stopped reading. */
+static void on_send_timeout(uv_timer_t *t) {
+  conn_t *c = t->data;
+  c->srv->stats.dropped_slow++;
+  log_debug("http: client took no reply bytes for %llu ms; dropped", (unsigned long long)c->srv->cfg.keepalive_timeout_ms);
+  conn_close(c);
+}
+
+/* The timer between replies (IDLE) or after the last one (LINGER, before
+ * the half-close): while replies are still queued it is a send timeout,
+ * restarted by every completed write, so a slow reader downloading a big
+ * reply is not cut off; once everything is written it is the keep-alive
+ * idle limit. */
+static void arm_after_reply(conn_t *c) {
+  uint64_t ms = c->srv->cfg.keepalive_timeout_ms;
+  if (c->queued > 0)
+    conn_set_timer(c, on_send_timeout, ms);
+  else if (c->state == ST_IDLE)
+    conn_set_timer(c, on_timeout_close, ms);
+}
+
 static void enter_linger(conn_t *c) {
   c->state = ST_LINGER;
-  conn_set_timer(c, on_linger_done, c->srv->cfg.keepalive_timeout_ms); /* for the replies to leave */
+  arm_after_reply(c);
+  /* Discard what the client still sends, so the close is not a reset that
+   * could destroy the last reply before the client read it. */
+  buf_free(&c->in);
+  if (!c->peer_eof)
+    start_reading(c);
   shutdown_when_written(c);
 }
 
@@ -193,12 +225,13 @@ void conn_reply_done(conn_t *c) {
     return;
   c->abort_cb = NULL;
   c->drain_cb = NULL;
+  c->body_reading = false; /* a streamed body the handler stopped wanting */
   if (c->close_after) {
     enter_linger(c);
     return;
   }
   c->state = ST_IDLE;
-  conn_set_timer(c, on_timeout_close, c->srv->cfg.keepalive_timeout_ms);
+  arm_after_reply(c);
   /* A held reply: resume the parser from the loop, not from this call stack. */
   if (!c->parsing && (c->paused_parser || c->in.len || c->peer_eof))
     conn_schedule_resume(c);
@@ -215,9 +248,13 @@ void conn_write_done(conn_t *c, wreq_t *w, int status) {
     return;
   }
   if (c->state == ST_LINGER) {
+    if (!c->shut_down)
+      arm_after_reply(c); /* progress: the send timeout starts again */
     shutdown_when_written(c);
     return;
   }
+  if (c->state == ST_IDLE)
+    arm_after_reply(c);
   if (c->drain_cb && c->queued <= HTTP_STREAM_LOW_WATER) {
     http_drain_cb cb = c->drain_cb;
     c->drain_cb = NULL;
@@ -289,8 +326,9 @@ static void on_end(conn_t *c) {
     dispatch(c);
     return;
   }
-  /* A streamed body ended (its request is already with the handler). */
-  if (c->body_reading) {
+  /* A streamed body ended (its request is already with the handler, which
+   * has not replied yet: a reply clears body_reading). */
+  if (c->state == ST_DISPATCHED && c->body_reading) {
     c->body_reading = false;
     uv_timer_stop(&c->timer);
     c->body_end(&c->req, HTTP_ERR_NONE, c->body_ud);
@@ -298,13 +336,15 @@ static void on_end(conn_t *c) {
 }
 
 static void on_parse_error(conn_t *c, llhttp_errno_t e) {
+  if (c->state == ST_LINGER)
+    return; /* a streamed body's handler already replied: we stopped the parser */
   http_req_error_t err = c->err ? c->err : HTTP_ERR_PARSE;
   if (e != HPE_USER || !c->err)
     log_debug("http: parse error: %s (%s)", llhttp_errno_name(e), llhttp_get_error_reason(&c->parser));
   if (c->dispatched && c->state == ST_DISPATCHED) {
     /* A streamed body went wrong: the handler answers; then close. */
     c->close_after = true;
-    if (c->body_reading) {
+    if (c->body_reading) { /* not replied yet */
       c->body_reading = false;
       uv_timer_stop(&c->timer);
       c->body_end(&c->req, err, c->body_ud);
@@ -369,8 +409,7 @@ void conn_process(conn_t *c) {
         on_head(c);
       } else if (c->pause_why == PAUSE_BODY) {
         c->body_paused = true;
-        if (c->state == ST_DISPATCHED)
-          conn_set_timer(c, on_timeout_close, c->srv->cfg.request_timeout_ms);
+        uv_timer_stop(&c->timer); /* the handler's own wait is not the client's fault */
       } else if (c->pause_why == PAUSE_END) {
         served++;
         on_end(c);
@@ -444,20 +483,25 @@ void conn_on_read_error(conn_t *c) { conn_close(c); }
 
 /* ---- streamed request bodies ---- */
 
-void http_body_read(http_req_t *req, http_body_data_cb on_data, http_body_end_cb on_end_cb, void *ud) {
+int http_body_read(http_req_t *req, http_body_data_cb on_data, http_body_end_cb on_end_cb, void *ud) {
   conn_t *c = req->_conn;
   if (c->state != ST_DISPATCHED || c->body_mode != HTTP_BODY_STREAM || c->body_data)
-    return;
+    return OFF_EINVAL;
   c->body_data = on_data;
   c->body_end = on_end_cb;
   c->body_ud = ud;
   c->body_reading = true;
   c->body_paused = false;
+  /* A failure here is reported by the return value, not the abort callback. */
+  http_abort_cb cb = c->abort_cb;
+  c->abort_cb = NULL;
   parse_send_continue(c);
   if (c->state == ST_CLOSED)
-    return;
+    return OFF_ESYS;
+  c->abort_cb = cb;
   conn_set_timer(c, on_timeout_close, c->srv->cfg.request_timeout_ms);
   conn_schedule_resume(c);
+  return 0;
 }
 
 void http_body_resume(http_req_t *req) {
@@ -465,5 +509,6 @@ void http_body_resume(http_req_t *req) {
   if (c->state != ST_DISPATCHED || !c->body_reading || !c->body_paused)
     return;
   c->body_paused = false;
+  conn_set_timer(c, on_timeout_close, c->srv->cfg.request_timeout_ms); /* waiting on the client again */
   conn_schedule_resume(c);
 }

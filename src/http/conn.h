@@ -109,8 +109,8 @@ struct conn {
   void *abort_data;
   buf_t url;
   buf_t body;
-  buf_t hdr_text; /* "name\0value\0..." */
-  conn_hdr_t hdrs[HTTP_REQ_HEADERS_MAX];
+  buf_t hdr_text;  /* "name\0value\0..." */
+  buf_t hdr_index; /* conn_hdr_t per header */
   size_t nhdrs;
   bool in_field; /* the last header callback was a field */
   size_t head_bytes;
@@ -178,8 +178,10 @@ const char *http_status_text(int status);
 
 /* stream.c */
 /* The connection closes: forget the file send. True when a pool operation
- * still uses the socket (it closes the transport when it returns). */
-bool stream_file_abort(conn_t *c);
+ * still uses the socket and the file: when it returns it calls `cb` (the
+ * request's abort callback, may be NULL) and closes the transport; the
+ * caller does neither. */
+bool stream_file_abort(conn_t *c, http_abort_cb cb, void *data);
 /* A write completed: the file send may go on. */
 void stream_file_written(conn_t *c);
 

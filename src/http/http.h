@@ -74,8 +74,6 @@ typedef enum {
   HTTP_BODY_REFUSE,     /* no handler wants it: dispatch now, never read it */
 } http_body_mode_t;
 
-#define HTTP_REQ_HEADERS_MAX 32 /* request headers kept for lookup; later ones are parsed and ignored */
-
 struct http_req {
   http_method_t method;
   const char *method_name; /* "GET", ... */
@@ -101,8 +99,8 @@ struct http_req {
 void http_req_plan(http_req_t *req, http_body_mode_t mode, size_t limit);
 
 /* A request header's value (first occurrence, case-insensitive name), or
- * NULL. Values are kept up to 8 KiB each (the whole head is at most the
- * server's header limit). */
+ * NULL. Every header is kept (the whole head is at most the server's
+ * header limit). */
 const char *http_req_header(const http_req_t *req, const char *name);
 
 typedef struct http_config {
@@ -149,8 +147,11 @@ void http_req_on_abort(http_req_t *req, http_abort_cb cb, void *data);
  * Backpressure: http_stream_unsent tells how much is queued and not yet in
  * the kernel; http_stream_on_drain asks for one callback once that falls to
  * HTTP_STREAM_LOW_WATER or below. A writer that queues more than
- * HTTP_STREAM_MAX_UNSENT has a client that stopped reading: the connection is
- * dropped (counted in stats.dropped_slow) and the write returns OFF_EFULL.
+ * HTTP_STREAM_MAX_UNSENT has a client that stopped reading: the next write
+ * drops the connection (counted in stats.dropped_slow) and returns
+ * OFF_EFULL; so a client costs at most that much plus one write. A reply
+ * whose bytes stay queued for a keep-alive period without progress after it
+ * ended is dropped too (counted the same way).
  *
  * Failures: a stream call that fails closes the connection WITHOUT calling
  * the abort callback (the writer learns it from the return value, inside
@@ -181,7 +182,10 @@ int http_stream_write(http_req_t *req, const void *data, size_t len);
  * pool while the socket takes them, reads on the thread pool otherwise; the
  * loop never touches the disk. `fd` is borrowed until `cb`, which runs once
  * every byte is queued (status 0) or on a read/send failure (then the
- * connection is closed; the abort callback does not run). It may run before
+ * connection is closed; the abort callback does not run). If the client
+ * leaves meanwhile, `cb` never runs and the abort callback is the signal,
+ * delayed until no thread-pool operation uses `fd`: close `fd` in `cb` or
+ * in the abort callback, never earlier. It may run before
  * this call returns (nothing to send: a HEAD request, len 0). Returns 0 or,
  * with nothing started and no callback, OFF_EINVAL / OFF_ENOMEM. No other
  * write may be issued on this request until `cb`. */
@@ -203,8 +207,13 @@ typedef int (*http_body_data_cb)(http_req_t *req, const char *data, size_t len, 
  * already did). */
 typedef void (*http_body_end_cb)(http_req_t *req, http_req_error_t status, void *ud);
 
-/* Starts delivering the body (sends 100 Continue if it was asked for). */
-void http_body_read(http_req_t *req, http_body_data_cb on_data, http_body_end_cb on_end, void *ud);
+/* Starts delivering the body (sends 100 Continue if it was asked for).
+ * Once the handler replies, no more pieces and no end callback come (the
+ * connection closes after the reply if the body was not read to its end).
+ * Returns 0, OFF_EINVAL (not a streamed-body request, or already reading)
+ * or OFF_ESYS (the connection failed and is closed; the abort callback does
+ * not run). */
+int http_body_read(http_req_t *req, http_body_data_cb on_data, http_body_end_cb on_end, void *ud);
 void http_body_resume(http_req_t *req);
 
 typedef struct http_stats {

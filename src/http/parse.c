@@ -24,6 +24,7 @@ void parse_request_reset(conn_t *c) {
   buf_reset(&c->body);
   buf_reset(&c->url);
   buf_reset(&c->hdr_text);
+  buf_reset(&c->hdr_index);
   c->nhdrs = 0;
   c->in_field = false;
   c->head_bytes = 0;
@@ -73,7 +74,11 @@ static int on_url(llhttp_t *p, const char *at, size_t n) {
 }
 
 /* Header names and values arrive in pieces; a name piece after a value
- * starts the next header. Every piece goes into hdr_text, NUL-separated. */
+ * starts the next header. Every piece goes into hdr_text, NUL-separated, and
+ * each header's offsets into hdr_index. Both are bounded by the head limit
+ * (max_header_bytes), so every header is kept, however many there are. */
+static conn_hdr_t *last_hdr(conn_t *c) { return (conn_hdr_t *)c->hdr_index.data + (c->nhdrs - 1); }
+
 static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   conn_t *c = conn_of(p);
   if (count_head(c, n))
@@ -87,28 +92,19 @@ static int on_header_field(llhttp_t *p, const char *at, size_t n) {
   }
   if (!c->in_field) {
     c->in_field = true;
-    if (c->nhdrs == HTTP_REQ_HEADERS_MAX) {
-      c->nhdrs++; /* over: kept no more (marker), later pieces dropped */
-      return 0;
-    }
-    if (c->nhdrs > HTTP_REQ_HEADERS_MAX)
-      return 0;
-    c->hdrs[c->nhdrs].name = (uint32_t)c->hdr_text.len;
-    c->hdrs[c->nhdrs].value = UINT32_MAX;
+    conn_hdr_t h = {(uint32_t)c->hdr_text.len, UINT32_MAX};
+    if (buf_append(&c->hdr_index, &h, sizeof h))
+      return HPE_USER;
     c->nhdrs++;
   }
-  if (c->nhdrs > HTTP_REQ_HEADERS_MAX)
-    return 0;
   return buf_append(&c->hdr_text, at, n) ? HPE_USER : 0;
 }
 
 static int on_header_field_complete(llhttp_t *p) {
   conn_t *c = conn_of(p);
-  if (c->nhdrs > HTTP_REQ_HEADERS_MAX)
-    return 0;
   if (buf_append(&c->hdr_text, "", 1)) /* the name's NUL */
     return HPE_USER;
-  c->hdrs[c->nhdrs - 1].value = (uint32_t)c->hdr_text.len;
+  last_hdr(c)->value = (uint32_t)c->hdr_text.len;
   return 0;
 }
 
@@ -117,27 +113,23 @@ static int on_header_value(llhttp_t *p, const char *at, size_t n) {
   if (count_head(c, n))
     return HPE_USER;
   c->in_field = false;
-  if (c->nhdrs > HTTP_REQ_HEADERS_MAX)
-    return 0;
   return buf_append(&c->hdr_text, at, n) ? HPE_USER : 0;
 }
 
 static int on_header_value_complete(llhttp_t *p) {
   conn_t *c = conn_of(p);
   c->in_field = false;
-  if (c->nhdrs > HTTP_REQ_HEADERS_MAX)
-    return 0;
   return buf_append(&c->hdr_text, "", 1) ? HPE_USER : 0; /* the value's NUL */
 }
 
 const char *http_req_header(const http_req_t *req, const char *name) {
   const conn_t *c = req->_conn;
-  size_t n = c->nhdrs < HTTP_REQ_HEADERS_MAX ? c->nhdrs : HTTP_REQ_HEADERS_MAX;
-  for (size_t i = 0; i < n; i++) {
-    if (c->hdrs[i].value == UINT32_MAX || c->hdrs[i].value >= c->hdr_text.len)
+  const conn_hdr_t *h = (const conn_hdr_t *)c->hdr_index.data;
+  for (size_t i = 0; i < c->nhdrs; i++) {
+    if (h[i].value == UINT32_MAX || h[i].value >= c->hdr_text.len)
       continue;
-    if (strcasecmp(c->hdr_text.data + c->hdrs[i].name, name) == 0)
-      return c->hdr_text.data + c->hdrs[i].value;
+    if (strcasecmp(c->hdr_text.data + h[i].name, name) == 0)
+      return c->hdr_text.data + h[i].value;
   }
   return NULL;
 }
@@ -182,12 +174,16 @@ static int on_body(llhttp_t *p, const char *at, size_t n) {
   switch (c->body_mode) {
   case HTTP_BODY_BUFFER: return buf_append(&c->body, at, n) ? HPE_USER : 0;
   case HTTP_BODY_REFUSE: return 0; /* read and dropped */
-  case HTTP_BODY_STREAM:
-    if (c->body_data(&c->req, at, n, c->body_ud) == HTTP_BODY_PAUSE) {
+  case HTTP_BODY_STREAM: {
+    int rc = c->body_data(&c->req, at, n, c->body_ud);
+    if (c->state != ST_DISPATCHED || !c->body_reading)
+      return HPE_USER; /* it replied (or the connection closed): no more pieces */
+    if (rc == HTTP_BODY_PAUSE) {
       c->pause_why = PAUSE_BODY;
       return HPE_PAUSED;
     }
-    return c->state == ST_CLOSED ? HPE_USER : 0;
+    return 0;
+  }
   }
   return 0;
 }

@@ -271,7 +271,7 @@ int http_stream_write(http_req_t *req, const void *data, size_t len) {
     if (len == 0)
       return 0;
   }
-  if (c->queued + len > HTTP_STREAM_MAX_UNSENT) {
+  if (c->queued > HTTP_STREAM_MAX_UNSENT) {
     c->srv->stats.dropped_slow++;
     c->abort_cb = NULL; /* the writer learns it from the return value */
     conn_close(c);

@@ -38,6 +38,8 @@ typedef struct file_send {
   bool aborted;     /* the connection closed meanwhile */
   bool no_sendfile; /* sendfile refused this pair of descriptors */
   bool trailer;     /* chunked: "\r\n" after the bytes */
+  http_abort_cb abort_cb; /* aborted while busy: the request's abort callback, run on return */
+  void *abort_data;
   uv_work_t work;
   int sock;
   ssize_t sent;
@@ -52,11 +54,14 @@ static void finish(file_send_t *f, int status) {
   conn_t *c = f->conn;
   c->file = NULL;
   if (status == 0 && f->trailer) {
+    http_abort_cb keep = c->abort_cb; /* a failure is reported through cb alone */
+    c->abort_cb = NULL;
     wreq_t *w = conn_wreq_text(c, "\r\n", 2);
     if (!w)
       status = OFF_ENOMEM;
     else if (conn_write(c, w) != 0)
       status = OFF_ESYS;
+    c->abort_cb = keep;
   }
   http_sent_cb cb = f->cb;
   void *data = f->data;
@@ -75,8 +80,12 @@ static bool op_returned(file_send_t *f) {
   conn_t *c = f->conn;
   f->busy = false;
   if (f->aborted) {
+    /* The connection closed while we used its socket and the handler's
+     * file: only now may the handler hear of it (and close the file). */
     free(f->piece ? f->piece->owned : NULL);
     free(f->piece);
+    if (f->abort_cb)
+      f->abort_cb(&c->req, f->abort_data);
     free(f);
     c->io->close(c);
     conn_release(c);
@@ -195,13 +204,15 @@ void stream_file_written(conn_t *c) {
     pump(c->file);
 }
 
-bool stream_file_abort(conn_t *c) {
+bool stream_file_abort(conn_t *c, http_abort_cb cb, void *data) {
   file_send_t *f = c->file;
   if (!f)
     return false;
   c->file = NULL;
   if (f->busy) {
-    f->aborted = true; /* its completion closes the transport */
+    f->aborted = true; /* its completion calls cb and closes the transport */
+    f->abort_cb = cb;
+    f->abort_data = data;
     return true;
   }
   free(f);
