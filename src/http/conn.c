@@ -22,7 +22,9 @@
  * The one timer serves, by state: the head deadline (from the connection's
  * opening or a request's first byte until its headers are complete), the
  * body deadline (the same length, from the end of the head; for a streamed
- * body, between two pieces), the keep-alive idle limit, and the lingering
+ * body, between two pieces, never while the handler paused it), the send
+ * timeout (replies queued: restarted by each completed write), the
+ * keep-alive idle limit (from the last byte written), and the lingering
  * close. */
 #include <stdlib.h>
 #include <string.h>

@@ -7,15 +7,17 @@
  * _read_error, conn_write_done, conn_shutdown_done and conn_io_closed.
  *
  * States and the flags that matter in each:
- *   IDLE        between requests: keep-alive timer (or the first head's
+ *   IDLE        between requests: send timeout while replies are queued,
+ *               then the keep-alive timer (or the first head's
  *               deadline); parsing unless out_paused (unsent output over
  *               HTTP_OUT_HIGH_WATER) or a burst yielded (resume_pending)
  *   HEAD, BODY  reading a request: head / body deadline
  *   DISPATCHED  the handler has the request; no timer. A streamed request
  *               body is parsed only while body_reading && !body_paused;
  *               a streamed reply is open while `streaming`
- *   LINGER      the last reply is queued (close_after): half-close once it
- *               is written, read and discard for a while, then close
+ *   LINGER      the last reply is queued (close_after): send timeout until
+ *               it is written, then half-close, read and discard for a
+ *               while, then close
  *   CLOSED      the transport is closing; freed when every hold is released
  *
  * Memory: freed only when the timer and the transport are closed and no
