@@ -42,6 +42,9 @@ typedef struct env {
   char body[4096];
   size_t body_len;
   http_req_t *req;
+  int naborts;
+  uv_timer_t timer;
+  bool resumed;
 } env_t;
 
 static void on_head(http_req_t *req, void *data) {
@@ -87,7 +90,8 @@ static void on_request(http_req_t *req, void *data) {
     http_body_read(req, on_data, on_end, e);
 }
 
-static void env_init(env_t *e, http_body_mode_t mode, size_t limit, on_req_t on_req) {
+static void env_init_cb(env_t *e, http_body_mode_t mode, size_t limit, on_req_t on_req, uint64_t request_timeout_ms,
+                        http_request_cb on_req_cb) {
   memset(e, 0, sizeof *e);
   e->mode = mode;
   e->limit = limit;
@@ -95,14 +99,18 @@ static void env_init(env_t *e, http_body_mode_t mode, size_t limit, on_req_t on_
   assert_int_equal(uv_loop_init(&e->loop), 0);
   http_config_t cfg = {.max_header_bytes = 8192,
                        .max_body = 1000,
-                       .request_timeout_ms = 600000,
+                       .request_timeout_ms = request_timeout_ms,
                        .keepalive_timeout_ms = 600000,
                        .max_connections = 16};
-  e->srv = http_server_new(&e->loop, &cfg, on_head, on_request, e);
+  e->srv = http_server_new(&e->loop, &cfg, on_head, on_req_cb, e);
   assert_non_null(e->srv);
   e->f = http_fake_new(e->srv);
   assert_non_null(e->f);
   http_fake_set_reading(e->f, true);
+}
+
+static void env_init(env_t *e, http_body_mode_t mode, size_t limit, on_req_t on_req) {
+  env_init_cb(e, mode, limit, on_req, 600000, on_request);
 }
 
 static void env_fini(env_t *e) {
@@ -319,6 +327,113 @@ static void test_stream_reply_without_reading(void **state) {
   env_fini(&e);
 }
 
+/* ---- the handler replies while the body streams ---- */
+
+static int on_data_reply(http_req_t *req, const char *data, size_t len, void *ud) {
+  env_t *e = ud;
+  on_data(req, data, len, ud);
+  if (e->ndata == 1)
+    http_reply(req, 403, "text/plain", NULL, "no", 2);
+  return 0;
+}
+
+static void on_end_count(http_req_t *req, http_req_error_t status, void *ud) {
+  env_t *e = ud;
+  e->nend++;
+  e->end_status = status;
+}
+
+static void on_request_reply_in_data(http_req_t *req, void *data) {
+  env_t *e = data;
+  e->nreq++;
+  e->req = req;
+  http_body_read(req, on_data_reply, on_end_count, e);
+}
+
+/* A data callback that replies (403 on the first piece): no further piece,
+ * no end callback, the reply goes out and the connection closes after it
+ * (the rest of the body, and what is pipelined behind it, is never read). */
+static void test_reply_from_data_callback(void **state) {
+  (void)state;
+  for (int i = 0; i < 2; i++) {
+    env_t e;
+    env_init_cb(&e, HTTP_BODY_STREAM, 0, ON_REQ_HOLD, 600000, on_request_reply_in_data);
+    if (i == 0) {
+      http_fake_send_str(e.f, "POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
+      turns(&e, 3);
+      http_fake_send_str(e.f, "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
+    } else {
+      http_fake_send_str(e.f, "POST /u HTTP/1.1\r\nContent-Length: 6\r\n\r\nab");
+      turns(&e, 3);
+      http_fake_send_str(e.f, "cdef");
+    }
+    turns(&e, 10);
+    assert_int_equal(e.nreq, 1);
+    assert_int_equal(e.ndata, 1);
+    assert_int_equal(e.nend, 0);
+    const char *out = http_fake_out(e.f);
+    assert_int_equal(strncmp(out, "HTTP/1.1 403 ", 13), 0);
+    assert_non_null(strstr(out, "\r\n\r\nno"));
+    assert_null(strstr(out + 1, "HTTP/1.1"));
+    expect_close(&e);
+    assert_int_equal(e.ndata, 1);
+    assert_int_equal(e.nend, 0);
+    assert_int_equal(e.nreq, 1);
+    env_fini(&e);
+  }
+}
+
+/* ---- a body paused by the handler ---- */
+
+#define TINY_TIMEOUT_MS 100
+
+static void on_abort_count(http_req_t *req, void *data) {
+  env_t *e = data;
+  e->naborts++;
+  e->req = NULL;
+}
+
+static void on_request_abortable(http_req_t *req, void *data) {
+  env_t *e = data;
+  e->nreq++;
+  e->req = req;
+  http_req_on_abort(req, on_abort_count, e);
+  http_body_read(req, on_data, on_end, e);
+}
+
+static void on_resume_timer(uv_timer_t *t) {
+  env_t *e = t->data;
+  e->resumed = true;
+  e->pause_each = false;
+  if (e->req) /* not aborted meanwhile */
+    http_body_resume(e->req);
+}
+
+/* The handler's pause is not the client's fault: paused for four request
+ * timeouts, the body still completes once resumed. */
+static void test_pause_longer_than_request_timeout(void **state) {
+  (void)state;
+  env_t e;
+  env_init_cb(&e, HTTP_BODY_STREAM, 0, ON_REQ_HOLD, TINY_TIMEOUT_MS, on_request_abortable);
+  e.pause_each = true;
+  uv_timer_init(&e.loop, &e.timer);
+  e.timer.data = &e;
+  http_fake_send_str(e.f, "POST /up HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\n");
+  assert_int_equal(e.nreq, 1);
+  POLL(&e.loop, true, e.ndata == 1);
+  uv_timer_start(&e.timer, on_resume_timer, 4 * TINY_TIMEOUT_MS, 0);
+  POLL(&e.loop, true, e.resumed);
+  POLL(&e.loop, true, e.nend == 1 || http_fake_closed(e.f));
+  uv_close((uv_handle_t *)&e.timer, NULL);
+  assert_int_equal(e.naborts, 0); /* not dropped while paused */
+  assert_int_equal(e.nend, 1);
+  assert_int_equal(e.end_status, HTTP_ERR_NONE);
+  assert_int_equal(e.body_len, 6);
+  assert_memory_equal(e.body, "abcdef", 6);
+  assert_non_null(strstr(http_fake_out(e.f), "HTTP/1.1 200 OK\r\n"));
+  env_fini(&e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_stream_content_length),
@@ -329,6 +444,8 @@ int main(void) {
       cmocka_unit_test(test_expect_continue_buffer),
       cmocka_unit_test(test_refuse),
       cmocka_unit_test(test_stream_reply_without_reading),
+      cmocka_unit_test(test_reply_from_data_callback),
+      cmocka_unit_test(test_pause_longer_than_request_timeout),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

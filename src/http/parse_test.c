@@ -13,6 +13,7 @@
 
 #include <stdbool.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 #include "http/http.h"
@@ -302,12 +303,61 @@ static void test_http10_keep_alive(void **state) {
   env_fini(&e);
 }
 
+/* Every header is kept, however many come before it (the head is bounded by
+ * max_header_bytes alone): 40 headers, then the ones the server and the
+ * handler look up. */
+static void test_many_headers(void **state) {
+  (void)state;
+  env_t e;
+  env_init(&e, 8192);
+  char head[4096] = "POST /many HTTP/1.1\r\n";
+  for (int i = 1; i <= 40; i++)
+    snprintf(head + strlen(head), sizeof head - strlen(head), "X-H%d: v%d\r\n", i, i);
+  snprintf(head + strlen(head), sizeof head - strlen(head),
+           "Host: late\r\nX-Thing: forty-second\r\nContent-Type: application/json\r\n"
+           "Expect: 100-continue\r\nContent-Length: 2\r\n\r\n");
+  http_fake_send_str(e.f, head);
+  assert_int_equal(e.nreq, 0);
+  assert_non_null(strstr(http_fake_out(e.f), "HTTP/1.1 100 Continue\r\n\r\n")); /* Expect was the 44th */
+  http_fake_send_str(e.f, "{}");
+  assert_int_equal(e.nreq, 1);
+  rec_t *r = &e.rec[0];
+  assert_int_equal(r->error, HTTP_ERR_NONE);
+  assert_string_equal(r->host, "late");
+  assert_string_equal(r->thing, "forty-second");
+  assert_string_equal(r->ctype, "application/json");
+  assert_int_equal(r->body_len, 2);
+
+  /* Many more, each looked up (the last of 300 too). */
+  e.hold = true;
+  char *big = malloc(8192);
+  assert_non_null(big);
+  strcpy(big, "GET /more HTTP/1.1\r\n");
+  for (int i = 1; i <= 300; i++)
+    snprintf(big + strlen(big), 8192 - strlen(big), "X-%d: %d\r\n", i, i);
+  strcat(big, "\r\n");
+  http_fake_send_str(e.f, big);
+  free(big);
+  assert_int_equal(e.nreq, 2);
+  assert_non_null(e.held);
+  const char *want[] = {"1", "32", "33", "40", "299", "300"};
+  const char *names[] = {"x-1", "X-32", "x-33", "X-40", "x-299", "X-300"};
+  for (size_t i = 0; i < 6; i++) {
+    const char *v = http_req_header(e.held, names[i]);
+    assert_non_null(v);
+    assert_string_equal(v, want[i]);
+  }
+  assert_null(http_req_header(e.held, "x-301"));
+  http_reply(e.held, 200, "text/plain", NULL, "ok", 2);
+  env_fini(&e);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_request_line_and_headers), cmocka_unit_test(test_absolute_form),
       cmocka_unit_test(test_header_name_with_space),   cmocka_unit_test(test_header_too_big),
       cmocka_unit_test(test_pipelined_in_order),       cmocka_unit_test(test_chunked_body),
-      cmocka_unit_test(test_http10_keep_alive),
+      cmocka_unit_test(test_http10_keep_alive),        cmocka_unit_test(test_many_headers),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
