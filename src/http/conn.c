@@ -26,6 +26,7 @@
  * timeout (replies queued: restarted by each completed write), the
  * keep-alive idle limit (from the last byte written), and the lingering
  * close. */
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -187,10 +188,19 @@ void conn_shutdown_done(conn_t *c, int status) {
     conn_set_timer(c, on_linger_done, HTTP_LINGER_MS); /* read and discard its last bytes, then close */
 }
 
-/* Output still queued and the client took nothing for a keep-alive
- * period: it stopped reading. */
+/* Output still queued: drop the client once it took no byte of it (our
+ * queue plus the kernel's) for a whole keep-alive period, measured from the
+ * first time this fires — so it is dropped after one to two periods. */
 static void on_send_timeout(uv_timer_t *t) {
   conn_t *c = t->data;
+  size_t unsent = c->io->unsent(c);
+  if (c->send_mark == SIZE_MAX || unsent < c->send_mark) {
+    /* First look, or the client took bytes of a reply still being written
+     * (it reads, if slowly): wait another period for more. */
+    c->send_mark = unsent;
+    conn_set_timer(c, on_send_timeout, c->srv->cfg.keepalive_timeout_ms);
+    return;
+  }
   c->srv->stats.dropped_slow++;
   log_debug("http: client took no reply bytes for %llu ms; dropped", (unsigned long long)c->srv->cfg.keepalive_timeout_ms);
   conn_close(c);
@@ -203,8 +213,10 @@ static void on_send_timeout(uv_timer_t *t) {
  * idle limit. */
 static void arm_after_reply(conn_t *c) {
   uint64_t ms = c->srv->cfg.keepalive_timeout_ms;
-  if (c->queued > 0)
+  if (c->queued > 0) {
+    c->send_mark = SIZE_MAX; /* measured when the timer fires: no syscall per reply */
     conn_set_timer(c, on_send_timeout, ms);
+  }
   else if (c->state == ST_IDLE)
     conn_set_timer(c, on_timeout_close, ms);
 }

@@ -73,6 +73,9 @@ typedef struct conn_io {
   void (*close)(conn_t *c);
   /* The socket for sendfile, or -1. */
   int (*fd)(const conn_t *c);
+  /* Bytes queued and not yet taken by the kernel (progress is measured in
+   * bytes: one large write completes only when all of it is taken). */
+  size_t (*unsent)(const conn_t *c);
 } conn_io_t;
 
 typedef struct conn_hdr {
@@ -104,6 +107,7 @@ struct conn {
   bool out_paused;        /* parsing stopped: unsent output over the high-water mark */
   size_t queued;          /* bytes in writes not yet completed */
   size_t burst_bytes;     /* reply bytes produced in this pass */
+  size_t send_mark;       /* io->unsent at the send timeout's last look; SIZE_MAX: none yet */
 
   /* The request being read. */
   http_req_t req;

@@ -117,7 +117,10 @@ static void fake_close(conn_t *c) {
 
 static int fake_fd(const conn_t *c) { return -1; }
 
-static const conn_io_t fake_io = {fake_write, fake_read_start, fake_read_stop, fake_shutdown, fake_close, fake_fd};
+static size_t fake_unsent(const conn_t *c) { return fake_of((conn_t *)c)->pending; }
+
+static const conn_io_t fake_io = {fake_write,   fake_read_start, fake_read_stop, fake_shutdown,
+                                  fake_close,   fake_fd,         fake_unsent};
 
 /* ---- the client's side ---- */
 

@@ -18,6 +18,8 @@
  * unless its trick fails too (then the failed status is counted here). */
 #include <stdlib.h>
 #include <string.h>
+#include <linux/sockios.h>
+#include <sys/ioctl.h>
 #include <sys/resource.h>
 
 #include "http/conn.h"
@@ -89,7 +91,21 @@ static int tcp_fd(const conn_t *c) {
   return uv_fileno((const uv_handle_t *)stream_of(c), &fd) == 0 ? fd : -1;
 }
 
-static const conn_io_t tcp_io = {tcp_write, tcp_read_start, tcp_read_stop, tcp_shutdown, tcp_close, tcp_fd};
+/* libuv's queue plus the kernel's send queue (SIOCOUTQ: bytes the peer has
+ * not acknowledged): the kernel buffer can hold megabytes, and libuv writes
+ * more into it only once a third of it is free, so a slow reader's progress
+ * shows in the kernel's count long before in libuv's. One ioctl, called
+ * only when a send timeout fires. */
+static size_t tcp_unsent(const conn_t *c) {
+  size_t n = uv_stream_get_write_queue_size(stream_of(c));
+  int fd = tcp_fd(c), outq = 0;
+  if (fd >= 0 && ioctl(fd, SIOCOUTQ, &outq) == 0 && outq > 0)
+    n += (size_t)outq;
+  return n;
+}
+
+static const conn_io_t tcp_io = {tcp_write, tcp_read_start, tcp_read_stop, tcp_shutdown,
+                                 tcp_close, tcp_fd,         tcp_unsent};
 
 /* ---- accepting ---- */
 
