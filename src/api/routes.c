@@ -43,7 +43,7 @@ void api_on_head(http_req_t *req, void *data) {
     return;
   }
   const api_route_t *r = m.route->data;
-  req->user = (void *)r;
+  req->user = (void *)m.route; /* api_on_request needs no second table scan */
   http_req_plan(req, r->body, r->body_limit);
 }
 
@@ -54,6 +54,10 @@ void api_on_request(http_req_t *req, void *data) {
     return;
   }
   router_match_t m;
+  if (req->user && router_match_one(req->user, req->path, &m)) {
+    ((const api_route_t *)m.route->data)->handler(a, req, &m);
+    return;
+  }
   switch (router_match(routes, NROUTES, req->method, req->path, &m)) {
   case ROUTER_FOUND: ((const api_route_t *)m.route->data)->handler(a, req, &m); return;
   case ROUTER_NOT_FOUND:

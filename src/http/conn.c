@@ -188,37 +188,43 @@ void conn_shutdown_done(conn_t *c, int status) {
     conn_set_timer(c, on_linger_done, HTTP_LINGER_MS); /* read and discard its last bytes, then close */
 }
 
-/* Output still queued: drop the client once it took no byte of it (our
- * queue plus the kernel's) for a whole keep-alive period, measured from the
- * first time this fires — so it is dropped after one to two periods. */
-static void on_send_timeout(uv_timer_t *t) {
+/* The one timer after a reply (IDLE, or LINGER before the half-close),
+ * armed once per reply: no timer work per completed write.
+ *  - Replies still queued: a send timeout. Progress is measured in bytes
+ *    (our queue plus the kernel's, io->unsent) when it fires, so a slow
+ *    reader of a big reply is never cut off; a client that took no byte for
+ *    a whole period, counted from the first time it fires, is dropped (after
+ *    one to two periods).
+ *  - Everything written: the keep-alive idle limit, counted from the moment
+ *    the last write completed (idle_since). */
+static void on_after_reply(uv_timer_t *t) {
   conn_t *c = t->data;
-  size_t unsent = c->io->unsent(c);
-  if (c->send_mark == SIZE_MAX || unsent < c->send_mark) {
-    /* First look, or the client took bytes of a reply still being written
-     * (it reads, if slowly): wait another period for more. */
-    c->send_mark = unsent;
-    conn_set_timer(c, on_send_timeout, c->srv->cfg.keepalive_timeout_ms);
+  uint64_t ms = c->srv->cfg.keepalive_timeout_ms;
+  if (c->queued > 0) {
+    size_t unsent = c->io->unsent(c);
+    if (c->send_mark == SIZE_MAX || unsent < c->send_mark) {
+      c->send_mark = unsent; /* first look, or it reads (if slowly) */
+      conn_set_timer(c, on_after_reply, ms);
+      return;
+    }
+    c->srv->stats.dropped_slow++;
+    log_debug("http: client took no reply bytes for %llu ms; dropped", (unsigned long long)ms);
+    conn_close(c);
     return;
   }
-  c->srv->stats.dropped_slow++;
-  log_debug("http: client took no reply bytes for %llu ms; dropped", (unsigned long long)c->srv->cfg.keepalive_timeout_ms);
+  uint64_t idle = uv_now(c->srv->loop) - c->idle_since;
+  if (idle < ms) {
+    conn_set_timer(c, on_after_reply, ms - idle);
+    return;
+  }
+  log_debug("http: keep-alive connection idle for %llu ms; closed", (unsigned long long)ms);
   conn_close(c);
 }
 
-/* The timer between replies (IDLE) or after the last one (LINGER, before
- * the half-close): while replies are still queued it is a send timeout,
- * restarted by every completed write, so a slow reader downloading a big
- * reply is not cut off; once everything is written it is the keep-alive
- * idle limit. */
 static void arm_after_reply(conn_t *c) {
-  uint64_t ms = c->srv->cfg.keepalive_timeout_ms;
-  if (c->queued > 0) {
-    c->send_mark = SIZE_MAX; /* measured when the timer fires: no syscall per reply */
-    conn_set_timer(c, on_send_timeout, ms);
-  }
-  else if (c->state == ST_IDLE)
-    conn_set_timer(c, on_timeout_close, ms);
+  c->send_mark = SIZE_MAX; /* measured when the timer fires: no syscall per reply */
+  c->idle_since = uv_now(c->srv->loop);
+  conn_set_timer(c, on_after_reply, c->srv->cfg.keepalive_timeout_ms);
 }
 
 static void enter_linger(conn_t *c) {
@@ -261,14 +267,12 @@ void conn_write_done(conn_t *c, wreq_t *w, int status) {
     conn_close(c);
     return;
   }
+  if (c->queued == 0)
+    c->idle_since = uv_now(c->srv->loop); /* the keep-alive period starts now */
   if (c->state == ST_LINGER) {
-    if (!c->shut_down)
-      arm_after_reply(c); /* progress: the send timeout starts again */
     shutdown_when_written(c);
     return;
   }
-  if (c->state == ST_IDLE)
-    arm_after_reply(c);
   if (c->drain_cb && c->queued <= HTTP_STREAM_LOW_WATER) {
     http_drain_cb cb = c->drain_cb;
     c->drain_cb = NULL;
@@ -328,10 +332,11 @@ static void on_head(conn_t *c) {
     dispatch(c); /* the handler takes the body, or it is never read */
     return;
   }
-  if (has_body)
-    parse_send_continue(c);
   c->state = ST_BODY;
-  conn_set_timer(c, on_timeout_close, c->srv->cfg.request_timeout_ms);
+  if (has_body) { /* (without one the message ends at once: no timer to set) */
+    parse_send_continue(c);
+    conn_set_timer(c, on_timeout_close, c->srv->cfg.request_timeout_ms);
+  }
 }
 
 /* The parser reached the end of a message. */

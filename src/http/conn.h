@@ -108,6 +108,7 @@ struct conn {
   size_t queued;          /* bytes in writes not yet completed */
   size_t burst_bytes;     /* reply bytes produced in this pass */
   size_t send_mark;       /* io->unsent at the send timeout's last look; SIZE_MAX: none yet */
+  uint64_t idle_since;    /* loop time the last write completed (keep-alive counts from it) */
 
   /* The request being read. */
   http_req_t req;

@@ -4,47 +4,37 @@
 #include <stdio.h>
 #include <string.h>
 
-/* Matches one pattern; fills params. */
+/* Matches one pattern; fills params. Literal runs are compared whole
+ * (strcspn + strncmp), not byte by byte. */
 static bool pattern_match(const char *pat, const char *path, router_match_t *m) {
   m->nparams = 0;
-  while (*pat && *path) {
-    if (*pat == ':' || *pat == '*') {
-      bool rest = *pat == '*';
-      const char *name = pat + 1;
-      size_t name_len = strcspn(name, "/");
-      size_t vlen = rest ? strlen(path) : strcspn(path, "/");
-      if (!rest && vlen == 0)
-        return false;
-      if (m->nparams == ROUTER_MAX_PARAMS)
-        return false;
-      m->params[m->nparams].name = rest && name_len == 0 ? "*" : name;
-      m->params[m->nparams].name_len = rest && name_len == 0 ? 1 : name_len;
-      m->params[m->nparams].value = path;
-      m->params[m->nparams].value_len = vlen;
-      m->nparams++;
-      pat = name + name_len;
-      path += vlen;
-      if (rest)
-        return *pat == '\0';
-      continue;
-    }
-    if (*pat != *path)
+  /* Most routes differ from the path in their first segment's first byte. */
+  if (pat[0] == '/' && path[0] == '/' && pat[1] != path[1] && pat[1] != ':' && pat[1] != '*' && pat[1])
+    return false;
+  for (;;) {
+    size_t lit = strcspn(pat, ":*");
+    if (strncmp(pat, path, lit) != 0)
+      return false; /* (a shorter path differs at its NUL) */
+    pat += lit;
+    path += lit;
+    if (!*pat)
+      return *path == '\0';
+    bool rest = *pat == '*';
+    const char *name = pat + 1;
+    size_t name_len = strcspn(name, "/");
+    size_t vlen = rest ? strlen(path) : strcspn(path, "/");
+    if ((!rest && vlen == 0) || m->nparams == ROUTER_MAX_PARAMS)
       return false;
-    pat++;
-    path++;
-  }
-  if (*pat == '*' && *path == '\0') { /* a star pattern against nothing left: "/ui/" */
-    size_t name_len = strlen(pat + 1);
-    if (m->nparams == ROUTER_MAX_PARAMS)
-      return false;
-    m->params[m->nparams].name = name_len ? pat + 1 : "*";
-    m->params[m->nparams].name_len = name_len ? name_len : 1;
+    m->params[m->nparams].name = rest && name_len == 0 ? "*" : name;
+    m->params[m->nparams].name_len = rest && name_len == 0 ? 1 : name_len;
     m->params[m->nparams].value = path;
-    m->params[m->nparams].value_len = 0;
+    m->params[m->nparams].value_len = vlen;
     m->nparams++;
-    return true;
+    pat = name + name_len;
+    path += vlen;
+    if (rest)
+      return *pat == '\0';
   }
-  return *pat == '\0' && *path == '\0';
 }
 
 router_result_t router_match(const http_route_t *routes, size_t n, http_method_t method, const char *path,
@@ -67,6 +57,14 @@ router_result_t router_match(const http_route_t *routes, size_t n, http_method_t
     m->allowed |= r->methods;
   }
   return first ? ROUTER_NOT_ALLOWED : ROUTER_NOT_FOUND;
+}
+
+bool router_match_one(const http_route_t *route, const char *path, router_match_t *m) {
+  memset(m, 0, sizeof *m);
+  if (!pattern_match(route->pattern, path, m))
+    return false;
+  m->route = route;
+  return true;
 }
 
 long router_param(const router_match_t *m, const char *name, char *buf, size_t size) {

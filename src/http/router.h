@@ -45,6 +45,10 @@ typedef struct router_match {
 router_result_t router_match(const http_route_t *routes, size_t n, http_method_t method, const char *path,
                              router_match_t *m);
 
+/* Matches one route (found earlier by router_match on the same path) again
+ * to fill in the parameters, without scanning the table. */
+bool router_match_one(const http_route_t *route, const char *path, router_match_t *m);
+
 /* Copies parameter `name` into buf (size >= 1; NUL-terminated, cut to fit).
  * Returns its full length (so a result >= size means it was cut), or -1 when
  * there is no such parameter. */
