@@ -17,6 +17,7 @@
 
 #include "http/http.h"
 #include "http/http_fake.h"
+#include "http/http_test_env.h"
 #include "util/test_poll.h"
 
 #define CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
@@ -24,9 +25,7 @@
 typedef enum { ON_REQ_HOLD, ON_REQ_READ, ON_REQ_REPLY } on_req_t;
 
 typedef struct env {
-  uv_loop_t loop;
-  http_server_t *srv;
-  http_fake_t *f;
+  HTTP_TEST_ENV; /* loop, srv, f */
   /* What the head callback plans, what the request callback does. */
   http_body_mode_t mode;
   size_t limit;
@@ -96,16 +95,10 @@ static void env_init_cb(env_t *e, http_body_mode_t mode, size_t limit, on_req_t 
   e->mode = mode;
   e->limit = limit;
   e->on_req = on_req;
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  http_config_t cfg = {.max_header_bytes = 8192,
-                       .max_body = 1000,
-                       .request_timeout_ms = request_timeout_ms,
-                       .keepalive_timeout_ms = 600000,
-                       .max_connections = 16};
-  e->srv = http_server_new(&e->loop, &cfg, on_head, on_req_cb, e);
-  assert_non_null(e->srv);
-  e->f = http_fake_new(e->srv);
-  assert_non_null(e->f);
+  http_config_t cfg = http_test_config();
+  cfg.max_body = 1000;
+  cfg.request_timeout_ms = request_timeout_ms;
+  http_test_env_open(&e->base, &cfg, on_head, on_req_cb, e);
   http_fake_set_reading(e->f, true);
 }
 
@@ -113,25 +106,12 @@ static void env_init(env_t *e, http_body_mode_t mode, size_t limit, on_req_t on_
   env_init_cb(e, mode, limit, on_req, 600000, on_request);
 }
 
-static void env_fini(env_t *e) {
-  http_server_free(e->srv);
-  POLL(&e->loop, true, http_fake_closed(e->f));
-  http_fake_free(e->f);
-  POLL(&e->loop, true, !uv_loop_alive(&e->loop));
-  assert_int_equal(uv_loop_close(&e->loop), 0);
-}
+static void env_fini(env_t *e) { http_test_env_close(&e->base); }
 
-static void turns(env_t *e, int n) {
-  for (int i = 0; i < n; i++)
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-}
-
-/* The connection closes after its reply: half-close, then the client's EOF. */
+/* The connection closes after its reply (which says so). */
 static void expect_close(env_t *e) {
   assert_non_null(strstr(http_fake_out(e->f), "Connection: close\r\n"));
-  POLL(&e->loop, true, http_fake_shut(e->f));
-  http_fake_eof(e->f);
-  POLL(&e->loop, true, http_fake_closed(e->f));
+  http_test_expect_close(&e->base);
 }
 
 static void test_stream_content_length(void **state) {
@@ -142,7 +122,7 @@ static void test_stream_content_length(void **state) {
   assert_int_equal(e.nhead, 1);
   assert_int_equal(e.nreq, 1); /* right after the head */
   assert_int_equal(e.ndata, 0);
-  turns(&e, 10);
+  http_test_turns(&e.loop, 10);
   assert_int_equal(e.ndata, 0); /* nothing until the handler asks */
   http_body_read(e.req, on_data, on_end, &e);
   POLL(&e.loop, true, e.body_len == 5);
@@ -161,7 +141,7 @@ static void test_stream_content_length(void **state) {
   POLL(&e.loop, true, e.nend == 2);
   assert_int_equal(e.end_status, HTTP_ERR_NONE);
   assert_memory_equal(e.body + 11, "xyz", 3);
-  turns(&e, 10);
+  http_test_turns(&e.loop, 10);
   assert_int_equal(e.nend, 2); /* once per request */
   assert_false(http_fake_shut(e.f));
   env_fini(&e);
@@ -176,12 +156,12 @@ static void test_stream_chunked_pause_resume(void **state) {
                           "3\r\nabc\r\n4\r\ndefg\r\n2\r\nhi\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
   assert_int_equal(e.nreq, 1);
   POLL(&e.loop, true, e.ndata == 1);
-  turns(&e, 10);
+  http_test_turns(&e.loop, 10);
   assert_int_equal(e.ndata, 1); /* paused */
   assert_memory_equal(e.body, "abc", 3);
   http_body_resume(e.req);
   POLL(&e.loop, true, e.ndata == 2);
-  turns(&e, 10);
+  http_test_turns(&e.loop, 10);
   assert_int_equal(e.ndata, 2);
   assert_int_equal(e.body_len, 7);
   e.pause_each = false;
@@ -194,7 +174,7 @@ static void test_stream_chunked_pause_resume(void **state) {
   assert_int_equal(e.end_st[1], HTTP_ERR_NONE);
   assert_int_equal(e.body_len, 9);
   assert_memory_equal(e.body, "abcdefghi", 9);
-  turns(&e, 5);
+  http_test_turns(&e.loop, 5);
   assert_int_equal(e.nend, 2);
   env_fini(&e);
 }
@@ -254,7 +234,7 @@ static void test_expect_continue_stream(void **state) {
   http_fake_send_str(e.f, "POST /up HTTP/1.1\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n");
   assert_int_equal(e.nreq, 1);
   assert_true(e.req->expect_continue);
-  turns(&e, 10);
+  http_test_turns(&e.loop, 10);
   assert_int_equal(http_fake_out_len(e.f), 0); /* not until the handler reads */
   http_body_read(e.req, on_data, on_end, &e);
   assert_string_equal(http_fake_out(e.f), CONTINUE);
@@ -360,14 +340,14 @@ static void test_reply_from_data_callback(void **state) {
     env_init_cb(&e, HTTP_BODY_STREAM, 0, ON_REQ_HOLD, 600000, on_request_reply_in_data);
     if (i == 0) {
       http_fake_send_str(e.f, "POST /u HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n");
-      turns(&e, 3);
+      http_test_turns(&e.loop, 3);
       http_fake_send_str(e.f, "3\r\nabc\r\n3\r\ndef\r\n0\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
     } else {
       http_fake_send_str(e.f, "POST /u HTTP/1.1\r\nContent-Length: 6\r\n\r\nab");
-      turns(&e, 3);
+      http_test_turns(&e.loop, 3);
       http_fake_send_str(e.f, "cdef");
     }
-    turns(&e, 10);
+    http_test_turns(&e.loop, 10);
     assert_int_equal(e.nreq, 1);
     assert_int_equal(e.ndata, 1);
     assert_int_equal(e.nend, 0);

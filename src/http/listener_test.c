@@ -26,12 +26,12 @@
 
 #include "http/conn.h" /* white-box: the server's shed_waiting flag */
 #include "http/http.h"
+#include "http/http_test_env.h"
 #include "util/fault.h"
 #include "util/test_poll.h"
 
 typedef struct env {
-  uv_loop_t loop;
-  http_server_t *srv;
+  HTTP_TEST_ENV; /* loop, srv (f stays NULL) */
   int port;
   int nreq;
   uv_check_t check; /* runs after the accepts of a pass, before close callbacks */
@@ -51,14 +51,10 @@ static void on_request(http_req_t *req, void *data) {
 
 static void env_init(env_t *e, size_t max_connections) {
   memset(e, 0, sizeof *e);
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  http_config_t cfg = {.max_header_bytes = 8192,
-                       .max_body = 1024,
-                       .request_timeout_ms = 600000,
-                       .keepalive_timeout_ms = 600000,
-                       .max_connections = max_connections};
-  e->srv = http_server_new(&e->loop, &cfg, NULL, on_request, e);
-  assert_non_null(e->srv);
+  http_config_t cfg = http_test_config();
+  cfg.max_body = 1024;
+  cfg.max_connections = max_connections;
+  http_test_server_open(&e->base, &cfg, NULL, on_request, e);
   assert_int_equal(http_server_listen(e->srv, "127.0.0.1", 0), 0);
   e->port = http_server_port(e->srv);
   assert_true(e->port > 0);
@@ -69,9 +65,7 @@ static void env_init(env_t *e, size_t max_connections) {
 
 static void env_fini(env_t *e) {
   uv_close((uv_handle_t *)&e->check, NULL);
-  http_server_free(e->srv);
-  POLL(&e->loop, true, !uv_loop_alive(&e->loop));
-  assert_int_equal(uv_loop_close(&e->loop), 0);
+  http_test_env_close(&e->base); /* no fake: the clients are real sockets */
   for (int p = 0; p < FAULT_NPOINTS; p++)
     fault_arm((fault_point_t)p, 0);
 }

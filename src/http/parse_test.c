@@ -18,6 +18,7 @@
 
 #include "http/http.h"
 #include "http/http_fake.h"
+#include "http/http_test_env.h"
 #include "util/test_poll.h"
 
 #define MAXREQ 8
@@ -37,9 +38,7 @@ typedef struct rec {
 } rec_t;
 
 typedef struct env {
-  uv_loop_t loop;
-  http_server_t *srv;
-  http_fake_t *f;
+  HTTP_TEST_ENV; /* loop, srv, f */
   int nreq;
   rec_t rec[MAXREQ];
   bool hold;         /* keep the request instead of replying */
@@ -82,46 +81,13 @@ static void on_request(http_req_t *req, void *data) {
 
 static void env_init(env_t *e, size_t max_header_bytes) {
   memset(e, 0, sizeof *e);
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  http_config_t cfg = {.max_header_bytes = max_header_bytes,
-                       .max_body = 64 * 1024,
-                       .request_timeout_ms = 600000,
-                       .keepalive_timeout_ms = 600000,
-                       .max_connections = 16};
-  e->srv = http_server_new(&e->loop, &cfg, NULL, on_request, e);
-  assert_non_null(e->srv);
-  e->f = http_fake_new(e->srv);
-  assert_non_null(e->f);
+  http_config_t cfg = http_test_config();
+  cfg.max_header_bytes = max_header_bytes;
+  http_test_env_open(&e->base, &cfg, NULL, on_request, e);
   http_fake_set_reading(e->f, true);
 }
 
-static void env_fini(env_t *e) {
-  http_server_free(e->srv);
-  POLL(&e->loop, true, http_fake_closed(e->f));
-  http_fake_free(e->f);
-  POLL(&e->loop, true, !uv_loop_alive(&e->loop));
-  assert_int_equal(uv_loop_close(&e->loop), 0);
-}
-
-/* The connection closes after its reply: half-close (every reply is out),
- * then the client's EOF ends the lingering read. */
-static void expect_close(env_t *e) {
-  POLL(&e->loop, true, http_fake_shut(e->f));
-  http_fake_eof(e->f);
-  POLL(&e->loop, true, http_fake_closed(e->f));
-}
-
-static void turns(env_t *e, int n) {
-  for (int i = 0; i < n; i++)
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-}
-
-static int count(const char *hay, const char *needle) {
-  int n = 0;
-  for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
-    n++;
-  return n;
-}
+static void env_fini(env_t *e) { http_test_env_close(&e->base); }
 
 static void test_request_line_and_headers(void **state) {
   (void)state;
@@ -189,10 +155,10 @@ static void test_header_name_with_space(void **state) {
   assert_int_equal(e.nreq, 1);
   assert_int_equal(e.rec[0].error, HTTP_ERR_PARSE);
   assert_string_equal(e.rec[0].detail, "HPE_INVALID_HEADER_TOKEN");
-  expect_close(&e);
+  http_test_expect_close(&e.base);
   assert_int_equal(e.nreq, 1);
   const char *out = http_fake_out(e.f);
-  assert_int_equal(count(out, "HTTP/1.1 "), 1);
+  assert_int_equal(http_test_count(out, "HTTP/1.1 "), 1);
   assert_non_null(strstr(out, "HTTP/1.1 400 Bad Request\r\n"));
   assert_non_null(strstr(out, "Connection: close\r\n"));
   assert_int_equal(http_server_stats(e.srv)->by_status[400], 1);
@@ -212,7 +178,7 @@ static void test_header_too_big(void **state) {
   http_fake_send_str(e.f, "\r\n\r\nGET /next HTTP/1.1\r\n\r\n");
   assert_int_equal(e.nreq, 1);
   assert_int_equal(e.rec[0].error, HTTP_ERR_HEADER_TOO_BIG);
-  expect_close(&e);
+  http_test_expect_close(&e.base);
   assert_int_equal(e.nreq, 1);
   assert_non_null(strstr(http_fake_out(e.f), "Connection: close\r\n"));
   env_fini(&e);
@@ -234,7 +200,7 @@ static void test_pipelined_in_order(void **state) {
   e.hold = true;
   http_fake_send_str(e.f, "GET /1 HTTP/1.1\r\n\r\nGET /2 HTTP/1.1\r\n\r\nGET /3 HTTP/1.1\r\n\r\n");
   assert_int_equal(e.nreq, 1);
-  turns(&e, 20);
+  http_test_turns(&e.loop, 20);
   assert_int_equal(e.nreq, 1);
   assert_int_equal(http_fake_out_len(e.f), 0);
   for (int i = 1; i <= 3; i++) {
@@ -245,12 +211,12 @@ static void test_pipelined_in_order(void **state) {
     if (i < 3)
       POLL(&e.loop, true, e.nreq == i + 1);
   }
-  turns(&e, 5);
+  http_test_turns(&e.loop, 5);
   assert_int_equal(e.nreq, 3);
   const char *out = http_fake_out(e.f);
   const char *r1 = strstr(out, "\r\n\r\nr1"), *r2 = strstr(out, "\r\n\r\nr2"), *r3 = strstr(out, "\r\n\r\nr3");
   assert_true(r1 && r2 && r3 && r1 < r2 && r2 < r3);
-  assert_int_equal(count(out, "HTTP/1.1 200 OK"), 3);
+  assert_int_equal(http_test_count(out, "HTTP/1.1 200 OK"), 3);
   env_fini(&e);
 }
 
@@ -289,7 +255,7 @@ static void test_http10_keep_alive(void **state) {
   assert_int_equal(e.nreq, 1);
   assert_true(e.rec[0].http10);
   assert_non_null(strstr(http_fake_out(e.f), "Connection: keep-alive\r\n"));
-  turns(&e, 5);
+  http_test_turns(&e.loop, 5);
   assert_false(http_fake_closed(e.f));
   http_fake_out_clear(e.f);
 

@@ -22,6 +22,7 @@
 #include "http/conn.h"
 #include "http/http.h"
 #include "http/http_fake.h"
+#include "http/http_test_env.h"
 #include "util/err.h"
 #include "util/test_poll.h"
 
@@ -29,9 +30,7 @@ typedef struct env env_t;
 typedef void (*handler_fn)(env_t *e, http_req_t *req);
 
 struct env {
-  uv_loop_t loop;
-  http_server_t *srv;
-  http_fake_t *f;
+  HTTP_TEST_ENV; /* loop, srv, f */
   handler_fn handler;
   int nreq, naborts, ndrains, nsent, sent_status;
   char paths[64][16];
@@ -54,47 +53,11 @@ static void on_abort(http_req_t *req, void *data) { ((env_t *)data)->naborts++; 
 static void env_init(env_t *e, handler_fn handler) {
   memset(e, 0, sizeof *e);
   e->handler = handler;
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  http_config_t cfg = {.max_header_bytes = 8192,
-                       .max_body = 64 * 1024,
-                       .request_timeout_ms = 600000,
-                       .keepalive_timeout_ms = 600000,
-                       .max_connections = 16};
-  e->srv = http_server_new(&e->loop, &cfg, NULL, on_request, e);
-  assert_non_null(e->srv);
-  e->f = http_fake_new(e->srv);
-  assert_non_null(e->f);
+  http_config_t cfg = http_test_config();
+  http_test_env_open(&e->base, &cfg, NULL, on_request, e);
 }
 
-static void env_fini(env_t *e) {
-  http_server_free(e->srv);
-  POLL(&e->loop, true, http_fake_closed(e->f));
-  http_fake_free(e->f);
-  POLL(&e->loop, true, !uv_loop_alive(&e->loop));
-  assert_int_equal(uv_loop_close(&e->loop), 0);
-}
-
-static void turns(env_t *e, int n) {
-  for (int i = 0; i < n; i++)
-    uv_run(&e->loop, UV_RUN_NOWAIT);
-}
-
-static int count(const char *hay, const char *needle) {
-  int n = 0;
-  for (const char *p = strstr(hay, needle); p; p = strstr(p + 1, needle))
-    n++;
-  return n;
-}
-
-/* The body of the only reply in the output. */
-static const char *body_of(env_t *e, size_t *len) {
-  const char *out = http_fake_out(e->f);
-  const char *b = strstr(out, "\r\n\r\n");
-  assert_non_null(b);
-  b += 4;
-  *len = http_fake_out_len(e->f) - (size_t)(b - out);
-  return b;
-}
+static void env_fini(env_t *e) { http_test_env_close(&e->base); }
 
 static void hold(env_t *e, http_req_t *req) { http_req_on_abort(req, on_abort, e); }
 
@@ -176,7 +139,7 @@ static void test_connection_close(void **state) {
   http_fake_eof(e.f); /* the client closes its side too */
   POLL(&e.loop, true, http_fake_closed(e.f));
   assert_int_equal(e.nreq, 1); /* nothing after the close */
-  assert_int_equal(count(http_fake_out(e.f), "HTTP/1.1"), 1);
+  assert_int_equal(http_test_count(http_fake_out(e.f), "HTTP/1.1"), 1);
   env_fini(&e);
 
   /* After stop_accepting, every reply says close. */
@@ -186,7 +149,7 @@ static void test_connection_close(void **state) {
   http_server_stop_accepting(e.srv);
   http_fake_send_str(e.f, "GET /2 HTTP/1.1\r\n\r\n");
   assert_int_equal(e.nreq, 2);
-  assert_int_equal(count(http_fake_out(e.f), "Connection: close\r\n"), 1);
+  assert_int_equal(http_test_count(http_fake_out(e.f), "Connection: close\r\n"), 1);
   env_fini(&e);
 }
 
@@ -214,7 +177,7 @@ static void test_stream_chunked(void **state) {
   assert_memory_equal(http_fake_out(e.f), one, n);
   assert_memory_equal(http_fake_out(e.f) + n, one, n);
   assert_int_equal(e.naborts, 0);
-  turns(&e, 3);
+  http_test_turns(&e.loop, 3);
   assert_false(http_fake_closed(e.f)); /* keep-alive */
   env_fini(&e);
 }
@@ -228,9 +191,7 @@ static void test_stream_http10_close_delimited(void **state) {
   assert_int_equal(e.nreq, 1);
   assert_string_equal(http_fake_out(e.f), "HTTP/1.1 200 OK\r\nContent-Type: text/plain\r\nConnection: close\r\n\r\n"
                                           "helloabcdefghijklmnopqrstuvwxyz");
-  POLL(&e.loop, true, http_fake_shut(e.f)); /* the end of the body is the close */
-  http_fake_eof(e.f);
-  POLL(&e.loop, true, http_fake_closed(e.f));
+  http_test_expect_close(&e.base); /* the end of the body is the close */
   env_fini(&e);
 }
 
@@ -256,7 +217,7 @@ static void test_stream_content_length(void **state) {
   assert_memory_equal(http_fake_out(e.f) + n + 10, one, n);
   /* HEAD owes no body: its reply is complete, the connection stays. */
   http_fake_set_reading(e.f, true);
-  turns(&e, 5);
+  http_test_turns(&e.loop, 5);
   assert_false(http_fake_shut(e.f));
   http_fake_out_clear(e.f);
   http_fake_send_str(e.f, "GET /c HTTP/1.1\r\n\r\n");
@@ -292,7 +253,7 @@ static void test_stream_drain(void **state) {
   assert_int_equal(e.nreq, 1);
   size_t head = http_fake_out_len(e.f) - 8 * PIECE;
   assert_int_equal(http_stream_unsent(e.req), head + 8 * PIECE);
-  turns(&e, 5);
+  http_test_turns(&e.loop, 5);
   assert_int_equal(e.ndrains, 0); /* the client does not read */
   http_fake_flush(e.f);
   assert_int_equal(e.ndrains, 1);
@@ -300,7 +261,7 @@ static void test_stream_drain(void **state) {
   assert_true(e.unsent_at_drain <= HTTP_STREAM_LOW_WATER);
   assert_int_equal(http_stream_unsent(e.req), 0);
   http_fake_flush(e.f);
-  turns(&e, 3);
+  http_test_turns(&e.loop, 3);
   assert_int_equal(e.ndrains, 1); /* once */
   http_stream_end(e.req);
   assert_int_equal(e.naborts, 0);
@@ -395,7 +356,7 @@ static void test_stream_file(void **state) {
   POLL(&e.loop, true, e.nsent == 1);
   assert_int_equal(e.sent_status, 0);
   size_t len;
-  const char *b = body_of(&e, &len);
+  const char *b = http_test_body_of(e.f, &len);
   assert_int_equal(len, 3 + SIZE + 4);
   assert_memory_equal(b, "pre", 3);
   assert_memory_equal(b + 3, data, SIZE);
@@ -410,7 +371,7 @@ static void test_stream_file(void **state) {
   http_fake_send_str(e.f, "GET /f HTTP/1.1\r\n\r\n");
   POLL(&e.loop, true, e.nsent == 1);
   assert_int_equal(e.sent_status, 0);
-  b = body_of(&e, &len);
+  b = http_test_body_of(e.f, &len);
   const char *pre = "3\r\npre\r\n11170\r\n", *post = "\r\n4\r\npost\r\n0\r\n\r\n";
   assert_int_equal(len, strlen(pre) + 70000 + strlen(post));
   assert_memory_equal(b, pre, strlen(pre));
@@ -448,7 +409,7 @@ static void test_pipelined_after_stream(void **state) {
   http_fake_set_reading(e.f, true);
   http_fake_send_str(e.f, "GET /one HTTP/1.1\r\n\r\nGET /two HTTP/1.1\r\n\r\n");
   assert_int_equal(e.nreq, 1);
-  turns(&e, 20);
+  http_test_turns(&e.loop, 20);
   assert_int_equal(e.nreq, 1); /* waits for the end of the streamed reply */
   http_req_t *first = e.req;
   assert_int_equal(http_stream_write(first, "+more", 5), 0);
@@ -479,7 +440,7 @@ static void test_output_high_water(void **state) {
   for (int i = 0; i < NREQ; i++)
     snprintf(reqs + strlen(reqs), 32, "GET /%d HTTP/1.1\r\n\r\n", i);
   http_fake_send_str(e.f, reqs);
-  turns(&e, 50);
+  http_test_turns(&e.loop, 50);
   const http_stats_t *st = http_server_stats(e.srv);
   assert_true(st->paused_output > 0);
   assert_true(e.nreq < NREQ);
@@ -487,7 +448,7 @@ static void test_output_high_water(void **state) {
   assert_true(http_fake_pending(e.f) > HTTP_OUT_HIGH_WATER);
   assert_true(http_fake_pending(e.f) <= HTTP_OUT_HIGH_WATER + e.reply_size + head);
   int stalled = e.nreq;
-  turns(&e, 20);
+  http_test_turns(&e.loop, 20);
   assert_int_equal(e.nreq, stalled); /* nothing more while the client does not read */
 
   http_fake_flush(e.f); /* the client reads once: parsing resumes */

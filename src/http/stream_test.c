@@ -20,13 +20,12 @@
 
 #include "http/http.h"
 #include "http/http_fake.h"
+#include "http/http_test_env.h"
 #include "util/err.h"
 #include "util/test_poll.h"
 
 typedef struct env {
-  uv_loop_t loop;
-  http_server_t *srv;
-  http_fake_t *f;
+  HTTP_TEST_ENV; /* loop, srv, f */
   int nreq, naborts, nsent;
   http_req_t *req;
   int fd; /* the handler's file: closed in its abort callback */
@@ -42,25 +41,11 @@ static void on_request(http_req_t *req, void *data) {
 static void env_init(env_t *e) {
   memset(e, 0, sizeof *e);
   e->fd = -1;
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  http_config_t cfg = {.max_header_bytes = 8192,
-                       .max_body = 64 * 1024,
-                       .request_timeout_ms = 600000,
-                       .keepalive_timeout_ms = 600000,
-                       .max_connections = 16};
-  e->srv = http_server_new(&e->loop, &cfg, NULL, on_request, e);
-  assert_non_null(e->srv);
-  e->f = http_fake_new(e->srv);
-  assert_non_null(e->f);
+  http_config_t cfg = http_test_config();
+  http_test_env_open(&e->base, &cfg, NULL, on_request, e);
 }
 
-static void env_fini(env_t *e) {
-  http_server_free(e->srv);
-  POLL(&e->loop, true, http_fake_closed(e->f));
-  http_fake_free(e->f);
-  POLL(&e->loop, true, !uv_loop_alive(&e->loop));
-  assert_int_equal(uv_loop_close(&e->loop), 0);
-}
+static void env_fini(env_t *e) { http_test_env_close(&e->base); }
 
 /* ---- a file send the client leaves ---- */
 

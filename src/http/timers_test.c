@@ -21,15 +21,14 @@
 
 #include "http/http.h"
 #include "http/http_fake.h"
+#include "http/http_test_env.h"
 #include "util/test_poll.h"
 
 #define KA_MS 400
 #define REPLY_SIZE (300 * 1024)
 
 typedef struct env {
-  uv_loop_t loop;
-  http_server_t *srv;
-  http_fake_t *f;
+  HTTP_TEST_ENV; /* loop, srv, f */
   int nreq;
   uv_timer_t flush_timer, check_timer;
   bool flushed, checked;
@@ -48,16 +47,10 @@ static void on_request(http_req_t *req, void *data) {
 
 static void env_init(env_t *e) {
   memset(e, 0, sizeof *e);
-  assert_int_equal(uv_loop_init(&e->loop), 0);
-  http_config_t cfg = {.max_header_bytes = 8192,
-                       .max_body = 1000,
-                       .request_timeout_ms = 600000,
-                       .keepalive_timeout_ms = KA_MS,
-                       .max_connections = 16};
-  e->srv = http_server_new(&e->loop, &cfg, NULL, on_request, e);
-  assert_non_null(e->srv);
-  e->f = http_fake_new(e->srv);
-  assert_non_null(e->f);
+  http_config_t cfg = http_test_config();
+  cfg.max_body = 1000;
+  cfg.keepalive_timeout_ms = KA_MS;
+  http_test_env_open(&e->base, &cfg, NULL, on_request, e);
   uv_timer_init(&e->loop, &e->flush_timer);
   uv_timer_init(&e->loop, &e->check_timer);
   e->flush_timer.data = e->check_timer.data = e;
@@ -66,11 +59,7 @@ static void env_init(env_t *e) {
 static void env_fini(env_t *e) {
   uv_close((uv_handle_t *)&e->flush_timer, NULL);
   uv_close((uv_handle_t *)&e->check_timer, NULL);
-  http_server_free(e->srv);
-  POLL(&e->loop, true, http_fake_closed(e->f));
-  http_fake_free(e->f);
-  POLL(&e->loop, true, !uv_loop_alive(&e->loop));
-  assert_int_equal(uv_loop_close(&e->loop), 0);
+  http_test_env_close(&e->base);
 }
 
 static void on_flush_timer(uv_timer_t *t) {
