@@ -99,6 +99,8 @@ int conn_write(conn_t *c, wreq_t *w) {
 
 typedef enum { FRAME_LENGTH, FRAME_CHUNKED, FRAME_CLOSE } frame_t;
 
+#define HTTP_REPLY_COPY_MAX (16 * 1024) /* bodies up to this are copied behind the head */
+
 /* Builds the head into a new write request with `extra` more bytes of room
  * after it. Sets *head_len. */
 static wreq_t *head_new(conn_t *c, int status, const char *ctype, const http_headers_t *h, frame_t frame,
@@ -152,6 +154,7 @@ static void reply_begin(conn_t *c, int status) {
     c->close_after = true;
 }
 
+/* `owned`, when not NULL, is `body` handed over (malloc'd). */
 static void reply_whole(http_req_t *req, int status, const char *ctype, const http_headers_t *h, const char *body,
                         size_t len, char *owned) {
   conn_t *c = req->_conn;
@@ -164,9 +167,11 @@ static void reply_whole(http_req_t *req, int status, const char *ctype, const ht
    * close the connection (and call the abort callback). */
   c->abort_cb = NULL;
   reply_begin(c, status);
-  bool head_only = req->method == HTTP_M_HEAD;
-  size_t body_len = head_only ? 0 : len;
-  size_t copy = owned ? 0 : body_len;
+  size_t body_len = req->method == HTTP_M_HEAD ? 0 : len;
+  /* A small body is copied behind the head (one buffer, one plain write);
+   * a large one handed over is sent from where it is. */
+  bool send_owned = owned && body_len > HTTP_REPLY_COPY_MAX;
+  size_t copy = send_owned ? 0 : body_len;
   size_t hlen;
   wreq_t *w = head_new(c, status, ctype, h, FRAME_LENGTH, len, copy, &hlen);
   if (!w) {
@@ -174,17 +179,16 @@ static void reply_whole(http_req_t *req, int status, const char *ctype, const ht
     conn_close(c);
     return;
   }
-  w->bufs[0] = uv_buf_init(w->data, (unsigned)hlen);
+  if (copy)
+    memcpy(w->data + hlen, body, copy);
+  w->bufs[0] = uv_buf_init(w->data, (unsigned)(hlen + copy));
   w->nbufs = 1;
-  if (owned && body_len) {
+  if (send_owned) {
     w->owned = owned;
     w->bufs[1] = uv_buf_init(owned, (unsigned)body_len);
     w->nbufs = 2;
   } else {
     free(owned);
-    if (copy)
-      memcpy(w->data + hlen, body, copy);
-    w->bufs[0].len = (unsigned)(hlen + copy);
   }
   w->len = hlen + body_len;
   /* The handler is done with the request: give back a large body buffer now
