@@ -74,14 +74,7 @@ def http(port, method, path, body=None, timeout=120):
 
 def rss_kib(pid):
     """Resident set of a process and all its threads (Node workers are threads)."""
-    try:
-        with open(f"/proc/{pid}/status") as f:
-            for line in f:
-                if line.startswith("VmRSS:"):
-                    return int(line.split()[1])
-    except OSError:
-        pass
-    return 0
+    return hostile.vm_rss_kib(pid)
 
 
 def run_json(cmd, timeout):
