@@ -655,3 +655,17 @@ def rel_close(a, b, rel):
 
 def main():
     unittest.main(verbosity=2)
+
+
+class SharedServerTestCase(OffloadTestCase):
+    """One server for the whole class, started with SERVER_ARGS and stopped
+    (by PID, as every harness server) when the class is done."""
+    SERVER_ARGS = ["--workers", "1"]
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server([str(a) for a in cls.SERVER_ARGS])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()

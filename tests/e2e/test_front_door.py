@@ -96,15 +96,9 @@ class FrontDoorCase(OffloadTestCase):
 # 1. Expect: 100-continue
 # --------------------------------------------------------------------------
 
-class ExpectContinue(FrontDoorCase):
+class ExpectContinue(FrontDoorCase, SharedServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(["--workers", "1", "--max-body", "1000"])
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
+    SERVER_ARGS = ["--workers", "1", "--max-body", "1000"]
 
     def first_reply(self, c, what):
         r = c.read_response(timeout=10)
@@ -329,15 +323,9 @@ class ListenerOutOfDescriptors(FrontDoorCase):
 # 3. Client errors are 4xx with valid UTF-8 JSON
 # --------------------------------------------------------------------------
 
-class Utf8ClientErrors(FrontDoorCase):
+class Utf8ClientErrors(FrontDoorCase, SharedServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(["--workers", "1"])
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
+    SERVER_ARGS = ["--workers", "1"]
 
     def post_json_bytes(self, c, body):
         return c.request("POST", "/jobs", body, {"Content-Type": "application/json"})
@@ -494,15 +482,9 @@ class NulInQuery(FrontDoorCase):
 # 5. A header name with a space
 # --------------------------------------------------------------------------
 
-class HeaderNameWithSpace(FrontDoorCase):
+class HeaderNameWithSpace(FrontDoorCase, SharedServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(["--workers", "1"])
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
+    SERVER_ARGS = ["--workers", "1"]
 
     def test_no_request_smuggled_after_a_bad_header_name(self):
         inner = b"GET /health HTTP/1.1\r\nHost: x\r\n\r\n"

@@ -200,15 +200,9 @@ class SlowReaders(OffloadTestCase):
             self.fail("connection still open after it was counted as dropped (%d bytes read)" % got)
 
 
-class ManyHeaders(OffloadTestCase):
+class ManyHeaders(SharedServerTestCase):
 
-    @classmethod
-    def setUpClass(cls):
-        cls.srv = Server(["--workers", "1"])
-
-    @classmethod
-    def tearDownClass(cls):
-        cls.srv.stop()
+    SERVER_ARGS = ["--workers", "1"]
 
     @staticmethod
     def head(extra):
