@@ -148,6 +148,18 @@ def probe_health(port, timeout):
     return dt, 200
 
 
+def probe_into(port, timeout, waited, lat, errs):
+    """One probe_health, recorded: how long it waited (ms), its latency (ms,
+    None when unanswered) and any error. Returns when the probe started."""
+    t_probe = time.monotonic()
+    dt, st = probe_health(port, timeout)
+    waited.append((time.monotonic() - t_probe) * 1000.0)
+    lat.append(None if dt is None else dt * 1000.0)
+    if dt is None:
+        errs.append(st)
+    return t_probe
+
+
 def metric(port, name, timeout=10.0):
     st, body, _ = http_once(port, "GET", "/metrics", timeout=timeout)
     if st != 200:
@@ -383,12 +395,7 @@ def case_a(port, pid, conns=100, reqs=100, probe_gap=0.25, min_probes=6, probe_t
                 if quiet:
                     break
             at.append(round(el, 3))
-            t_probe = time.monotonic()
-            dt, st = probe_health(port, probe_timeout)
-            waited.append((time.monotonic() - t_probe) * 1000.0)
-            lat.append(None if dt is None else dt * 1000.0)
-            if dt is None:
-                errs.append(st)
+            t_probe = probe_into(port, probe_timeout, waited, lat, errs)
             nxt = t_probe + probe_gap - time.monotonic()  # no catching up after a slow probe
             if nxt > 0:
                 time.sleep(nxt)
@@ -516,12 +523,7 @@ def case_b(port, pid, conns=4, depth=16, seconds=5.0, probe_interval=0.02, probe
         end = t0 + seconds - 0.5
         i = 0
         while time.monotonic() < end:
-            t_probe = time.monotonic()
-            dt, st = probe_health(port, probe_timeout)
-            waited.append((time.monotonic() - t_probe) * 1000.0)
-            lat.append(None if dt is None else dt * 1000.0)
-            if dt is None:
-                errs.append(st)
+            probe_into(port, probe_timeout, waited, lat, errs)
             i += 1
             wait = t0 + i * probe_interval - time.monotonic()
             if wait > 0:
