@@ -1,48 +1,115 @@
-/* main: the command line. Parses flags into a server_config_t and runs the
- * server; no other logic lives here. */
+/* main: the command line. `offload serve [flags]` parses flags into a
+ * server_config_t and runs the server; `offload worker` is the internal
+ * subcommand a server starts its worker processes with. No other logic
+ * lives here.
+ *
+ * Flags are one table: name, what they set, range and help, so adding one is
+ * one line (and the usage text cannot drift from the parser). */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
 #include <signal.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "pool/child.h"
 #include "server.h"
 #include "util/log.h"
+
+typedef enum { F_STR, F_I32, F_INT, F_U64, F_UNSIGNED, F_SIZE, F_BOOL, F_LOG, F_ISOLATION } flag_kind_t;
+
+typedef struct flag {
+  const char *name;
+  const char *arg; /* the placeholder in the usage text; NULL for a switch */
+  flag_kind_t kind;
+  size_t offset; /* into server_config_t */
+  int64_t min, max;
+  const char *help; /* "(default %s)" is appended from the defaults */
+} flag_t;
+
+#define OFF(field) offsetof(server_config_t, field)
+
+static const flag_t flags[] = {
+    {"host", "ADDR", F_STR, OFF(host), 0, 0, "address to listen on"},
+    {"port", "N", F_I32, OFF(port), 0, 65535, "TCP port, 0 picks a free one"},
+    {"workers", "N", F_UNSIGNED, OFF(workers), 1, 1024, "worker threads (and processes); default = online CPUs"},
+    {"isolation", "MODE", F_ISOLATION, OFF(isolation_process), 0, 0,
+     "thread or process: where jobs run (kinds that declare process always run in processes)"},
+    {"process-workers", "N", F_UNSIGNED, OFF(process_workers), 0, 1024,
+     "worker processes, 0 = as many as --workers"},
+    {"worker-memory-mb", "N", F_U64, OFF(worker_memory_mb), 0, 1 << 20,
+     "data-segment cap of each worker process in MiB, 0 = none"},
+    {"worker-cpu-s", "N", F_U64, OFF(worker_cpu_s), 0, 86400 * 365, "CPU seconds a job may use in a worker process, 0 = none"},
+    {"kill-grace-ms", "N", F_U64, OFF(kill_grace_ms), 0, 3600000,
+     "after a cancel or timeout, how long a task may take to stop before its worker is killed (processes) or "
+     "reported stuck (threads)"},
+    {"max-jobs-per-worker", "N", F_U64, OFF(max_jobs_per_worker), 0, INT64_C(1) << 40,
+     "replace a worker process after N jobs, 0 = never"},
+    {"retry-backoff-ms", "N", F_INT, OFF(retry_backoff_ms), 1, 3600000,
+     "a job's k-th retry waits N x 2^(k-1) ms (plus up to 10% jitter)"},
+    {"max-queue", "N", F_SIZE, OFF(max_queue), 1, 100000000, "jobs that may wait for a worker"},
+    {"max-iterations", "N", F_INT, OFF(max_iterations), 1, INT64_C(1000000000000000),
+     "largest heavyIterations for report jobs"},
+    {"max-body", "BYTES", F_SIZE, OFF(max_body), 1, INT64_C(1) << 30, "largest request body"},
+    {"job-timeout-ms", "N", F_INT, OFF(job_timeout_ms), 0, INT64_C(2147483647),
+     "default job timeout from start of processing, 0 = none"},
+    {"retention-s", "N", F_INT, OFF(retention_s), 1, INT64_C(315360000), "keep finished jobs this long"},
+    {"max-finished", "N", F_SIZE, OFF(max_finished), 1, 100000000, "keep at most this many finished jobs"},
+    {"keepalive-timeout-s", "N", F_INT, OFF(keepalive_timeout_s), 1, 86400,
+     "close idle keep-alive connections after N s"},
+    {"max-connections", "N", F_SIZE, OFF(max_connections), 1, 10000000,
+     "open connections at most; more are closed at once"},
+    {"drain-timeout-s", "N", F_INT, OFF(drain_timeout_s), 0, 86400,
+     "on SIGTERM/SIGINT, let running jobs finish this long"},
+    {"request-timeout-ms", "N", F_INT, OFF(request_timeout_ms), 1, 3600000,
+     "a request head must arrive within N ms of its first byte (or of the connection opening), its body within "
+     "N ms more; else the connection is closed"},
+    {"worker-nice", "N", F_I32, OFF(worker_nice), 0, 19, "niceness added to workers, 0..19"},
+    {"log-level", "LEVEL", F_LOG, 0, 0, 0, "error, warn, info or debug"},
+    {"enable-test-tasks", NULL, F_BOOL, OFF(test_tasks), 0, 0,
+     "TESTS ONLY: offer the crash task and spin's ignoreCancel, which break workers on purpose"},
+    {"inline", NULL, F_BOOL, OFF(run_inline), 0, 0,
+     "DEMONSTRATION ONLY, never for production: run thread-isolated jobs on the event-loop thread, blocking "
+     "every other request meanwhile"},
+};
+
+#define NFLAGS (sizeof flags / sizeof flags[0])
+
+/* The default of one flag as text, for the usage. */
+static void default_text(const flag_t *f, const server_config_t *d, char *buf, size_t size) {
+  const char *base = (const char *)d + f->offset;
+  switch (f->kind) {
+  case F_STR: snprintf(buf, size, "%s", *(const char *const *)base); break;
+  case F_I32: snprintf(buf, size, "%d", *(const int *)base); break;
+  case F_INT: snprintf(buf, size, "%" PRId64, *(const int64_t *)base); break;
+  case F_U64: snprintf(buf, size, "%" PRIu64, *(const uint64_t *)base); break;
+  case F_UNSIGNED: snprintf(buf, size, "%u", *(const unsigned *)base); break;
+  case F_SIZE: snprintf(buf, size, "%zu", *(const size_t *)base); break;
+  case F_ISOLATION: snprintf(buf, size, "%s", *(const bool *)base ? "process" : "thread"); break;
+  case F_LOG: snprintf(buf, size, "info"); break;
+  case F_BOOL: buf[0] = '\0'; break;
+  }
+}
 
 static void usage(FILE *out) {
   server_config_t d;
   server_config_defaults(&d);
-  fprintf(out,
-          "usage: offload serve [flags]\n"
-          "\n"
-          "Runs the offload HTTP job server: CPU-heavy jobs run on a pool of worker\n"
-          "threads while the event loop keeps answering every other request.\n"
-          "\n"
-          "  --host ADDR              address to listen on (default %s)\n"
-          "  --port N                 TCP port, 0 picks a free one (default %d)\n"
-          "  --workers N              worker threads (default %u = online CPUs)\n"
-          "  --max-queue N            jobs that may wait for a worker (default %zu)\n"
-          "  --max-iterations N       largest heavyIterations for report jobs (default %" PRId64 ")\n"
-          "  --max-body BYTES         largest request body (default %zu)\n"
-          "  --job-timeout-ms N       default job timeout from start of processing, 0 = none (default %" PRId64 ")\n"
-          "  --retention-s N          keep finished jobs this long (default %" PRId64 ")\n"
-          "  --max-finished N         keep at most this many finished jobs (default %zu)\n"
-          "  --keepalive-timeout-s N  close idle keep-alive connections after N s (default %" PRId64 ")\n"
-          "  --max-connections N      open connections at most; more are closed at once (default %zu)\n"
-          "  --drain-timeout-s N      on SIGTERM/SIGINT, let running jobs finish this long (default %" PRId64 ")\n"
-          "  --request-timeout-ms N   a request head must arrive within N ms of its first byte (or of\n"
-          "                           the connection opening), its body within N ms more; else the\n"
-          "                           connection is closed (default %" PRId64 ")\n"
-          "  --worker-nice N          niceness added to worker threads, 0..19 (default %d)\n"
-          "  --log-level LEVEL        error, warn, info or debug (default info)\n"
-          "  --inline                 DEMONSTRATION ONLY, never for production: run jobs on the\n"
-          "                           event-loop thread, blocking every other request meanwhile\n"
-          "  -h, --help               this text\n",
-          d.host, d.port, d.workers, d.max_queue, d.max_iterations, d.max_body, d.job_timeout_ms, d.retention_s,
-          d.max_finished, d.keepalive_timeout_s, d.max_connections, d.drain_timeout_s, d.request_timeout_ms,
-          d.worker_nice);
+  fprintf(out, "usage: offload serve [flags]\n"
+               "\n"
+               "Runs the offload HTTP job server: CPU-heavy jobs run on a pool of workers (threads or\n"
+               "isolated processes) while the event loop keeps answering every other request.\n"
+               "\n");
+  for (size_t i = 0; i < NFLAGS; i++) {
+    const flag_t *f = &flags[i];
+    char left[48], dflt[64];
+    snprintf(left, sizeof left, "--%s%s%s", f->name, f->arg ? " " : "", f->arg ? f->arg : "");
+    default_text(f, &d, dflt, sizeof dflt);
+    fprintf(out, "  %-26s %s%s%s%s\n", left, f->help, dflt[0] ? " (default " : "", dflt, dflt[0] ? ")" : "");
+  }
+  fprintf(out, "  %-26s %s\n\n", "-h, --help", "this text");
+  fprintf(out, "`offload worker` is internal: the command a server starts its worker processes with.\n");
 }
 
 /* Parses a decimal integer in [min, max] or exits with a message naming the flag. */
@@ -58,7 +125,43 @@ static int64_t int_flag(const char *flag, const char *text, int64_t min, int64_t
   return v;
 }
 
+static void set_flag(const flag_t *f, server_config_t *cfg, const char *arg) {
+  char *base = (char *)cfg + f->offset;
+  switch (f->kind) {
+  case F_STR: *(const char **)base = arg; break;
+  case F_I32: *(int *)base = (int)int_flag(f->name, arg, f->min, f->max); break;
+  case F_INT: *(int64_t *)base = int_flag(f->name, arg, f->min, f->max); break;
+  case F_U64: *(uint64_t *)base = (uint64_t)int_flag(f->name, arg, f->min, f->max); break;
+  case F_UNSIGNED: *(unsigned *)base = (unsigned)int_flag(f->name, arg, f->min, f->max); break;
+  case F_SIZE: *(size_t *)base = (size_t)int_flag(f->name, arg, f->min, f->max); break;
+  case F_BOOL: *(bool *)base = true; break;
+  case F_ISOLATION:
+    if (strcmp(arg, "thread") != 0 && strcmp(arg, "process") != 0) {
+      fprintf(stderr, "offload: --isolation must be thread or process; got \"%s\"\n", arg);
+      exit(2);
+    }
+    *(bool *)base = strcmp(arg, "process") == 0;
+    break;
+  case F_LOG:
+    if (strcmp(arg, "error") == 0)
+      log_level = LOG_ERROR;
+    else if (strcmp(arg, "warn") == 0)
+      log_level = LOG_WARN;
+    else if (strcmp(arg, "info") == 0)
+      log_level = LOG_INFO;
+    else if (strcmp(arg, "debug") == 0)
+      log_level = LOG_DEBUG;
+    else {
+      fprintf(stderr, "offload: --log-level must be error, warn, info or debug\n");
+      exit(2);
+    }
+    break;
+  }
+}
+
 int main(int argc, char **argv) {
+  if (argc >= 2 && strcmp(argv[1], "worker") == 0)
+    return pool_child_main(argc, argv);
   if (argc < 2 || strcmp(argv[1], "serve") != 0) {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
       usage(stdout);
@@ -70,80 +173,24 @@ int main(int argc, char **argv) {
   server_config_t cfg;
   server_config_defaults(&cfg);
 
-  enum {
-    O_HOST = 256,
-    O_PORT,
-    O_WORKERS,
-    O_MAX_QUEUE,
-    O_MAX_ITER,
-    O_MAX_BODY,
-    O_JOB_TIMEOUT,
-    O_RETENTION,
-    O_MAX_FINISHED,
-    O_KEEPALIVE,
-    O_MAX_CONN,
-    O_DRAIN,
-    O_REQ_TIMEOUT,
-    O_NICE,
-    O_LOG,
-    O_INLINE,
-  };
-  static const struct option opts[] = {
-      {"host", required_argument, NULL, O_HOST},
-      {"port", required_argument, NULL, O_PORT},
-      {"workers", required_argument, NULL, O_WORKERS},
-      {"max-queue", required_argument, NULL, O_MAX_QUEUE},
-      {"max-iterations", required_argument, NULL, O_MAX_ITER},
-      {"max-body", required_argument, NULL, O_MAX_BODY},
-      {"job-timeout-ms", required_argument, NULL, O_JOB_TIMEOUT},
-      {"retention-s", required_argument, NULL, O_RETENTION},
-      {"max-finished", required_argument, NULL, O_MAX_FINISHED},
-      {"keepalive-timeout-s", required_argument, NULL, O_KEEPALIVE},
-      {"max-connections", required_argument, NULL, O_MAX_CONN},
-      {"drain-timeout-s", required_argument, NULL, O_DRAIN},
-      {"request-timeout-ms", required_argument, NULL, O_REQ_TIMEOUT},
-      {"worker-nice", required_argument, NULL, O_NICE},
-      {"log-level", required_argument, NULL, O_LOG},
-      {"inline", no_argument, NULL, O_INLINE},
-      {"help", no_argument, NULL, 'h'},
-      {NULL, 0, NULL, 0},
-  };
+  struct option opts[NFLAGS + 2];
+  for (size_t i = 0; i < NFLAGS; i++)
+    opts[i] = (struct option){flags[i].name, flags[i].arg ? required_argument : no_argument, NULL, 256 + (int)i};
+  opts[NFLAGS] = (struct option){"help", no_argument, NULL, 'h'};
+  opts[NFLAGS + 1] = (struct option){NULL, 0, NULL, 0};
   optind = 2;
   int c;
   while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    switch (c) {
-    case O_HOST: cfg.host = optarg; break;
-    case O_PORT: cfg.port = (int)int_flag("port", optarg, 0, 65535); break;
-    case O_WORKERS: cfg.workers = (unsigned)int_flag("workers", optarg, 1, 1024); break;
-    case O_MAX_QUEUE: cfg.max_queue = (size_t)int_flag("max-queue", optarg, 1, 100000000); break;
-    case O_MAX_ITER: cfg.max_iterations = int_flag("max-iterations", optarg, 1, INT64_C(1000000000000000)); break;
-    case O_MAX_BODY: cfg.max_body = (size_t)int_flag("max-body", optarg, 1, INT64_C(1) << 30); break;
-    case O_JOB_TIMEOUT: cfg.job_timeout_ms = int_flag("job-timeout-ms", optarg, 0, INT64_C(2147483647)); break;
-    case O_RETENTION: cfg.retention_s = int_flag("retention-s", optarg, 1, INT64_C(315360000)); break;
-    case O_MAX_FINISHED: cfg.max_finished = (size_t)int_flag("max-finished", optarg, 1, 100000000); break;
-    case O_KEEPALIVE: cfg.keepalive_timeout_s = int_flag("keepalive-timeout-s", optarg, 1, 86400); break;
-    case O_MAX_CONN: cfg.max_connections = (size_t)int_flag("max-connections", optarg, 1, 10000000); break;
-    case O_DRAIN: cfg.drain_timeout_s = int_flag("drain-timeout-s", optarg, 0, 86400); break;
-    case O_REQ_TIMEOUT: cfg.request_timeout_ms = int_flag("request-timeout-ms", optarg, 1, 3600000); break;
-    case O_NICE: cfg.worker_nice = (int)int_flag("worker-nice", optarg, 0, 19); break;
-    case O_LOG:
-      if (strcmp(optarg, "error") == 0)
-        log_level = LOG_ERROR;
-      else if (strcmp(optarg, "warn") == 0)
-        log_level = LOG_WARN;
-      else if (strcmp(optarg, "info") == 0)
-        log_level = LOG_INFO;
-      else if (strcmp(optarg, "debug") == 0)
-        log_level = LOG_DEBUG;
-      else {
-        fprintf(stderr, "offload: --log-level must be error, warn, info or debug\n");
-        return 2;
-      }
-      break;
-    case O_INLINE: cfg.run_inline = true; break;
-    case 'h': usage(stdout); return 0;
-    default: usage(stderr); return 2;
+    if (c >= 256 && c < 256 + (int)NFLAGS) {
+      set_flag(&flags[c - 256], &cfg, optarg);
+      continue;
     }
+    if (c == 'h') {
+      usage(stdout);
+      return 0;
+    }
+    usage(stderr);
+    return 2;
   }
   if (optind < argc) {
     fprintf(stderr, "offload: unexpected argument \"%s\"\n", argv[optind]);

@@ -15,6 +15,7 @@
 #include "api/api.h"
 #include "http/http.h"
 #include "offload/pool.h"
+#include "pool/item.h"
 #include "registry/registry.h"
 #include "tasks/tasks.h"
 #include "util/clock.h"
@@ -26,7 +27,7 @@ typedef struct server {
   const server_config_t *cfg;
   tasks_catalog_t catalog;
   registry_t *reg;
-  pool_t *pool;
+  pool_t *pools[LANE_N];
   http_server_t *http;
   api_t api;
   looplag_t lag;
@@ -53,6 +54,8 @@ void server_config_defaults(server_config_t *c) {
       .drain_timeout_s = 30,
       .request_timeout_ms = 10000,
       .worker_nice = 19,
+      .kill_grace_ms = 200,
+      .retry_backoff_ms = 500,
   };
 }
 
@@ -67,8 +70,70 @@ static void stop_everything(server_t *s) {
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   uv_close((uv_handle_t *)&s->sigint, NULL);
   looplag_stop(&s->lag);
-  pool_free(s->pool); /* no job in flight: the workers are idle */
-  s->pool = NULL;
+  for (int l = 0; l < LANE_N; l++) { /* no job in flight: the workers are idle */
+    if (s->pools[l])
+      pool_free(s->pools[l]);
+    s->pools[l] = NULL;
+  }
+}
+
+static const char *const worker_argv[] = {"offload", "worker", NULL};
+
+/* The pools the catalog needs: threads for kinds that run in threads,
+ * processes for kinds that run in processes. Returns false on failure. */
+static bool start_pools(server_t *s) {
+  const server_config_t *cfg = s->cfg;
+  unsigned next_id = 0;
+  if (tasks_catalog_uses(&s->catalog, OFFLOAD_ISOLATION_THREAD)) {
+    pool_config_t pc = {
+        .kind = POOL_THREADS,
+        .workers = cfg->workers,
+        .run_inline = cfg->run_inline,
+        .max_queue = cfg->max_queue,
+        .nice = cfg->worker_nice,
+        .kill_grace_ms = cfg->kill_grace_ms,
+        .stall = registry_on_stall,
+    };
+    if (cfg->run_inline)
+      log_warn("--inline: jobs run on the event-loop thread and block every request while they run "
+               "(a demonstration of what offload avoids; never use it in production)");
+    s->pools[LANE_THREAD] = pool_new(&s->loop, &pc, registry_on_done, s->reg);
+    if (!s->pools[LANE_THREAD])
+      return false;
+    next_id = pool_workers(s->pools[LANE_THREAD]);
+  }
+  if (tasks_catalog_uses(&s->catalog, OFFLOAD_ISOLATION_PROCESS)) {
+    pool_config_t pc = {
+        .kind = POOL_PROCS,
+        .workers = cfg->process_workers ? cfg->process_workers : cfg->workers,
+        .max_queue = cfg->max_queue,
+        .nice = cfg->worker_nice,
+        .kill_grace_ms = cfg->kill_grace_ms,
+        .first_id = next_id,
+        .stall = registry_on_stall,
+        .proc =
+            {
+                .argv = worker_argv,
+                .encode = item_encode,
+                .decode = item_decode,
+                .memory_mb = cfg->worker_memory_mb,
+                .cpu_s = cfg->worker_cpu_s,
+                .max_jobs = cfg->max_jobs_per_worker,
+            },
+    };
+    s->pools[LANE_PROCESS] = pool_new(&s->loop, &pc, registry_on_done, s->reg);
+    if (!s->pools[LANE_PROCESS])
+      return false;
+  }
+  registry_attach(s->reg, s->pools[LANE_THREAD], s->pools[LANE_PROCESS]);
+  return true;
+}
+
+static unsigned total_workers(const server_t *s) {
+  unsigned n = 0;
+  for (int l = 0; l < LANE_N; l++)
+    n += s->pools[l] ? pool_workers(s->pools[l]) : 0;
+  return n;
 }
 
 static void on_stop_timer(uv_timer_t *t) { stop_everything(t->data); }
@@ -110,8 +175,15 @@ int server_run(const server_config_t *cfg) {
   s->cfg = cfg;
   if (uv_loop_init(&s->loop) != 0)
     goto out_free;
-  if (tasks_catalog_init(&s->catalog) != 0)
+  tasks_options_t to = {
+      .isolation = cfg->isolation_process ? OFFLOAD_ISOLATION_PROCESS : OFFLOAD_ISOLATION_THREAD,
+      .test_tasks = cfg->test_tasks,
+  };
+  if (tasks_catalog_init_with(&s->catalog, &to) != 0)
     goto out_loop;
+  if (cfg->test_tasks)
+    log_warn("--enable-test-tasks: the crash task (and spin's ignoreCancel) can break workers on purpose; "
+             "for tests only");
   tasks_catalog_set_max(&s->catalog, "report", "heavyIterations", cfg->max_iterations);
 
   registry_config_t rc = {
@@ -119,19 +191,14 @@ int server_run(const server_config_t *cfg) {
       .max_finished = cfg->max_finished,
       .retention_ms = cfg->retention_s * 1000,
       .default_timeout_ms = cfg->job_timeout_ms,
+      .retry_backoff_ms = cfg->retry_backoff_ms,
+      .memory_mb = cfg->worker_memory_mb,
   };
   s->reg = registry_new(&s->loop, &rc);
   if (!s->reg)
     goto out_catalog;
-  pool_config_t pc = {
-      .workers = cfg->workers, .run_inline = cfg->run_inline, .max_queue = cfg->max_queue, .nice = cfg->worker_nice};
-  if (cfg->run_inline)
-    log_warn("--inline: jobs run on the event-loop thread and block every request while they run "
-             "(a demonstration of what offload avoids; never use it in production)");
-  s->pool = pool_new(&s->loop, &pc, registry_on_done, s->reg);
-  if (!s->pool)
-    goto out_registry;
-  registry_attach(s->reg, s->pool);
+  if (!start_pools(s))
+    goto out_pool;
 
   http_config_t hc = {
       .max_header_bytes = 16 * 1024,
@@ -143,7 +210,7 @@ int server_run(const server_config_t *cfg) {
   s->api = (api_t){
       .loop = &s->loop,
       .reg = s->reg,
-      .pool = s->pool,
+      .pools = {s->pools[LANE_THREAD], s->pools[LANE_PROCESS]},
       .cat = &s->catalog,
       .lag = &s->lag,
       .started_ms = (uint64_t)clock_mono_ms(),
@@ -168,9 +235,10 @@ int server_run(const server_config_t *cfg) {
   uv_signal_start(&s->sigterm, on_signal, SIGTERM);
   uv_signal_start(&s->sigint, on_signal, SIGINT);
 
-  printf("offload listening on http://%s%s%s:%d (%u %s)\n", cfg->host[0] && strchr(cfg->host, ':') ? "[" : "",
-         cfg->host, strchr(cfg->host, ':') ? "]" : "", http_server_port(s->http), pool_workers(s->pool),
-         cfg->run_inline ? "inline, blocking" : pool_workers(s->pool) == 1 ? "worker" : "workers");
+  printf("offload listening on http://%s%s%s:%d (%u %s%s)\n", cfg->host[0] && strchr(cfg->host, ':') ? "[" : "",
+         cfg->host, strchr(cfg->host, ':') ? "]" : "", http_server_port(s->http), total_workers(s),
+         cfg->run_inline ? "inline, blocking" : total_workers(s) == 1 ? "worker" : "workers",
+         s->pools[LANE_PROCESS] ? (s->pools[LANE_THREAD] ? ", threads and processes" : ", processes") : "");
   fflush(stdout);
 
   uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -181,8 +249,10 @@ int server_run(const server_config_t *cfg) {
   goto out_catalog;
 
 out_pool:
-  pool_free(s->pool);
-out_registry:
+  for (int l = 0; l < LANE_N; l++)
+    if (s->pools[l])
+      pool_free(s->pools[l]);
+  uv_run(&s->loop, UV_RUN_DEFAULT); /* worker processes exit, handles close */
   registry_free(s->reg);
   uv_run(&s->loop, UV_RUN_DEFAULT);
 out_catalog:

@@ -24,6 +24,15 @@ typedef struct server_config {
   int64_t request_timeout_ms;
   int worker_nice;
   bool run_inline; /* --inline: demonstration only, jobs block the loop */
+  /* Isolation (see docs/ARCHITECTURE.md). */
+  bool isolation_process;       /* --isolation process: every kind in worker processes */
+  unsigned process_workers;     /* 0 = as many as --workers */
+  uint64_t worker_memory_mb;    /* 0 = none */
+  uint64_t worker_cpu_s;        /* 0 = none; per job */
+  uint64_t kill_grace_ms;
+  uint64_t max_jobs_per_worker; /* 0 = never recycle */
+  int64_t retry_backoff_ms;
+  bool test_tasks;              /* --enable-test-tasks */
 } server_config_t;
 
 /* Fills in every default (workers = online CPUs). */

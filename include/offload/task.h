@@ -19,14 +19,21 @@
 typedef struct offload_task offload_task_t;
 typedef void (*offload_task_fn)(offload_task_t *t);
 
-typedef enum { OFFLOAD_PARAM_INTEGER = 1 } offload_param_type_t;
+typedef enum { OFFLOAD_PARAM_INTEGER = 1, OFFLOAD_PARAM_BOOLEAN, OFFLOAD_PARAM_STRING } offload_param_type_t;
 
 typedef struct offload_param_spec {
   const char *name;
   offload_param_type_t type;
   bool required;
-  int64_t min, max; /* inclusive */
+  int64_t min, max;           /* integers: inclusive */
+  const char *const *choices; /* strings: the allowed values, NULL-terminated */
+  bool test_only;             /* offered only when the server enables test tasks */
 } offload_param_spec_t;
+
+/* Where a task's jobs run. DEFAULT follows the server's --isolation; a task
+ * that declares PROCESS (untrusted inputs, third-party code) always runs in
+ * a worker process, whatever the flag says. */
+typedef enum { OFFLOAD_ISOLATION_DEFAULT = 0, OFFLOAD_ISOLATION_THREAD, OFFLOAD_ISOLATION_PROCESS } offload_isolation_t;
 
 typedef struct offload_task_def {
   const char *name;        /* [a-z0-9_]+ */
@@ -34,10 +41,15 @@ typedef struct offload_task_def {
   offload_task_fn run;
   const offload_param_spec_t *params;
   size_t nparams;
+  offload_isolation_t isolation;
+  bool test_only; /* offered only when the server enables test tasks */
 } offload_task_def_t;
 
-/* The value of integer parameter `name`; `dflt` when it is optional and absent. */
+/* The value of parameter `name`; `dflt` when it is optional and absent.
+ * A string stays valid for the run. */
 int64_t offload_task_param_int(const offload_task_t *t, const char *name, int64_t dflt);
+bool offload_task_param_bool(const offload_task_t *t, const char *name, bool dflt);
+const char *offload_task_param_str(const offload_task_t *t, const char *name, const char *dflt);
 
 /* Progress in 0..1; values below an earlier report are ignored. Cheap (one
  * relaxed atomic store): call it from the task's outer loop, every few ms. */

@@ -7,7 +7,7 @@
  * Files: routes.c (the table, head and request callbacks), errors.c (error
  * table and replies), json.c (job objects, cached when final), params.c
  * (query and path parameters), hold.c (held replies), and one file per
- * resource: jobs.c, seed.c, system.c, metrics.c.
+ * resource: jobs.c, seed.c, system.c, workers.c, metrics.c.
  *
  * Held replies (GET /jobs/<id>?wait=S, GET /fibonacci/<n>) are waiters: a
  * registry watch on the job, the request, and (for wait) a timer. A waiter is
@@ -31,7 +31,7 @@
 typedef struct api {
   uv_loop_t *loop;
   registry_t *reg;
-  pool_t *pool;
+  pool_t *pools[LANE_N]; /* a lane no kind uses has none */
   http_server_t *http;
   const tasks_catalog_t *cat;
   const looplag_t *lag;

@@ -89,6 +89,7 @@ void api_reply_fib(http_req_t *req, job_t *j);
 
 void h_health(api_t *a, http_req_t *req, const router_match_t *m);
 void h_tasks(api_t *a, http_req_t *req, const router_match_t *m);
+void h_workers(api_t *a, http_req_t *req, const router_match_t *m);
 void h_metrics(api_t *a, http_req_t *req, const router_match_t *m);
 void h_report_start(api_t *a, http_req_t *req, const router_match_t *m);
 void h_report_status(api_t *a, http_req_t *req, const router_match_t *m);

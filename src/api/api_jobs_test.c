@@ -13,13 +13,14 @@
 
 #include "api/api_test_env.h"
 
-static const char *const job_keys[] = {"id",       "task",          "params",    "status",    "progress",  "result",
-                                       "error",    "queuePosition", "createdAt", "startedAt", "finishedAt"};
+static const char *const job_keys[] = {"id",        "task",       "params",    "status",     "progress",
+                                       "result",    "error",      "queuePosition", "createdAt", "startedAt",
+                                       "finishedAt", "attempts"};
 
 /* The job object's fields, in the documented order. */
 static void check_job_shape(const json_t *o) {
   assert_true(json_is_object(o));
-  assert_int_equal(json_object_size(o), 11);
+  assert_int_equal(json_object_size(o), 12);
   size_t i = 0;
   const char *key;
   json_t *v;

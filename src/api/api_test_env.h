@@ -79,7 +79,7 @@ static inline void env_init_cfg(env_t *e, unsigned workers, size_t max_queue, in
   pool_config_t pc = {.workers = workers, .max_queue = max_queue, .nice = 0};
   e->pool = pool_new(&e->loop, &pc, registry_on_done, e->reg);
   assert_non_null(e->pool);
-  registry_attach(e->reg, e->pool);
+  registry_attach(e->reg, e->pool, NULL);
   http_config_t hc = {.max_header_bytes = 16 * 1024,
                       .max_body = ENV_MAX_BODY,
                       .request_timeout_ms = 600000,
@@ -87,7 +87,7 @@ static inline void env_init_cfg(env_t *e, unsigned workers, size_t max_queue, in
                       .max_connections = 16};
   e->api = (api_t){.loop = &e->loop,
                    .reg = e->reg,
-                   .pool = e->pool,
+                   .pools = {e->pool, NULL},
                    .cat = &e->cat,
                    .lag = &e->lag,
                    .started_ms = (uint64_t)clock_mono_ms()};

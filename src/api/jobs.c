@@ -11,6 +11,7 @@
 #define LIST_DEFAULT 100
 #define LIST_MAX 1000
 #define TIMEOUT_MAX_MS INT64_C(2147483647)
+#define RETRIES_MAX 10
 
 /* True when `v` is, or holds at any depth, a number beyond int64 (parsed as
  * a double: jansson refuses such integers otherwise). */
@@ -81,9 +82,9 @@ static bool fields_and_task_or_reply(api_t *a, http_req_t *req, json_t *body, co
   const char *key;
   json_t *val;
   json_object_foreach(body, key, val) {
-    if (strcmp(key, "task") && strcmp(key, "params") && strcmp(key, "timeoutMs")) {
-      api_error(req, API_E_UNKNOWN_PARAM, NULL, key, "Unknown field \"%.64s\"; a job has task, params and timeoutMs.",
-                key);
+    if (strcmp(key, "task") && strcmp(key, "params") && strcmp(key, "timeoutMs") && strcmp(key, "retries")) {
+      api_error(req, API_E_UNKNOWN_PARAM, NULL, key,
+                "Unknown field \"%.64s\"; a job has task, params, timeoutMs and retries.", key);
       return false;
     }
   }
@@ -104,10 +105,10 @@ static bool fields_and_task_or_reply(api_t *a, http_req_t *req, json_t *body, co
 }
 
 /* Checks the job description in the contract's order; on success sets
- * *def, *params (borrowed from body or a new empty object in *owned) and
- * *timeout_ms. */
+ * *def, *params (borrowed from body or a new empty object in *owned),
+ * *timeout_ms and *retries. */
 static bool job_spec_or_reply(api_t *a, http_req_t *req, json_t *body, const offload_task_def_t **def,
-                              json_t **params, json_t **owned, int64_t *timeout_ms) {
+                              json_t **params, json_t **owned, int64_t *timeout_ms, int *retries) {
   if (!fields_and_task_or_reply(a, req, body, def))
     return false;
   *params = json_object_get(body, "params");
@@ -130,6 +131,16 @@ static bool job_spec_or_reply(api_t *a, http_req_t *req, json_t *body, const off
       return false;
     }
     *timeout_ms = json_integer_value(t);
+  }
+  *retries = 0;
+  json_t *rt = json_object_get(body, "retries");
+  if (rt) {
+    if (!json_is_integer(rt) || json_integer_value(rt) < 0 || json_integer_value(rt) > RETRIES_MAX) {
+      api_error(req, API_E_INVALID_PARAM, NULL, "retries", "\"retries\" must be an integer from 0 to %d.",
+                RETRIES_MAX);
+      return false;
+    }
+    *retries = (int)json_integer_value(rt);
   }
   param_error_t perr;
   if (!tasks_validate(*def, *params, &perr)) {
@@ -157,6 +168,7 @@ void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m) {
   const offload_task_def_t *def = NULL;
   json_t *params = NULL, *owned = NULL;
   int64_t timeout_ms;
+  int retries;
   if (overflow) {
     char field[80];
     if (!fields_and_task_or_reply(a, req, body, &def))
@@ -167,10 +179,10 @@ void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m) {
       api_error(req, API_E_INVALID_JSON, NULL, NULL, "An integer in the body is beyond 64-bit integers.");
     goto out_params;
   }
-  if (!job_spec_or_reply(a, req, body, &def, &params, &owned, &timeout_ms))
+  if (!job_spec_or_reply(a, req, body, &def, &params, &owned, &timeout_ms, &retries))
     goto out_params;
   job_t *j = NULL;
-  int rc = registry_submit(a->reg, def, params, timeout_ms, &j);
+  int rc = registry_submit(a->reg, def, params, timeout_ms, retries, &j);
   if (rc != 0) {
     api_reply_submit_error(req, rc);
     goto out_params;
@@ -245,10 +257,12 @@ void h_jobs_list(api_t *a, http_req_t *req, const router_match_t *m) {
     return;
   }
   /* O(workers) to catch up with the workers, then O(limit): a status list
-   * (or the creation list) is walked newest first. Queued jobs meet in reverse
-   * queue order, so their places count down from the number queued. The
-   * body is the jobs' texts joined; final jobs' texts are cached. */
-  size_t queued = registry_sync(a->reg), seen_queued = 0;
+   * (or the creation list) is walked newest first. The jobs of one lane's
+   * queue meet in reverse queue order (both are sorted by creation), so
+   * their places count down from the number in that queue. The body is the
+   * jobs' texts joined; final jobs' texts are cached. */
+  size_t queued[LANE_N], seen_queued[LANE_N] = {0};
+  registry_sync(a->reg, queued);
   buf_t b = BUF_INIT;
   int rc = buf_puts(&b, "{\"jobs\":[");
   int64_t n = 0;
@@ -258,8 +272,8 @@ void h_jobs_list(api_t *a, http_req_t *req, const router_match_t *m) {
     registry_refresh(a->reg, j);
     if (want < 0 || (int)j->status == want) {
       size_t place = 0;
-      if (j->status == JOB_QUEUED && seen_queued < queued)
-        place = queued - seen_queued++;
+      if (j->status == JOB_QUEUED && registry_in_queue(j) && seen_queued[job_lane(j)] < queued[job_lane(j)])
+        place = queued[job_lane(j)] - seen_queued[job_lane(j)]++;
       if (n > 0)
         rc = buf_append(&b, ",", 1);
       if (rc == 0)

@@ -37,7 +37,10 @@ json_t *api_job_json(const job_t *j, size_t pos) {
   if (!o)
     return NULL;
   if (json_object_set_new(o, "id", json_string(j->id)) | json_object_set_new(o, "task", json_string(j->def->name)) |
-      json_object_set(o, "params", j->params) || !job_common(o, j, pos)) {
+      json_object_set(o, "params", j->params) || !job_common(o, j, pos) ||
+      json_object_set_new(o, "attempts", json_integer(j->attempts)) ||
+      (j->retries && (json_object_set_new(o, "retries", json_integer(j->retries)) |
+                      json_object_set_new(o, "retryAt", time_json(j->retry_at))))) {
     json_decref(o);
     return NULL;
   }

@@ -37,15 +37,35 @@ static void write_jobs(FILE *f, api_t *a) {
       fprintf(f, "offload_jobs_total{task=\"%s\",status=\"%s\"} %" PRIu64 "\n", a->cat->defs[i].name,
               job_status_name((job_status_t)s), rs->finals[i][s]);
   put_u64(f, "counter", "offload_jobs_submitted_total", "Jobs accepted.", rs->submitted);
+  put_u64(f, "counter", "offload_job_attempts_total", "Runs started (a retried job runs more than once).",
+          rs->attempts);
+  put_u64(f, "counter", "offload_job_retries_total", "Runs scheduled again after a worker fault or a timeout.",
+          rs->retries);
   put_u64(f, "gauge", "offload_jobs_retained", "Jobs held in memory (live and finished).", rs->jobs);
   put_hist(f, "offload_job_duration_seconds", "Run time of jobs that ran (start to final status).", &rs->run_seconds);
 }
 
 static void write_pool(FILE *f, api_t *a) {
-  put_u64(f, "gauge", "offload_queue_depth", "Jobs waiting for a worker.", pool_depth(a->pool));
-  put_u64(f, "gauge", "offload_queue_capacity", "Most jobs that may wait.", pool_capacity(a->pool));
-  put_u64(f, "gauge", "offload_workers", "Worker threads.", pool_workers(a->pool));
-  put_u64(f, "gauge", "offload_workers_busy", "Workers running a job now.", pool_busy(a->pool));
+  uint64_t depth = 0, capacity = 0, workers = 0, busy = 0, restarts[POOL_NRESTART] = {0};
+  for (int l = 0; l < LANE_N; l++) {
+    pool_t *p = a->pools[l];
+    if (!p)
+      continue;
+    depth += pool_depth(p);
+    capacity += pool_capacity(p);
+    workers += pool_workers(p);
+    busy += pool_busy(p);
+    for (int c = 0; c < POOL_NRESTART; c++)
+      restarts[c] += pool_restarts(p, (pool_restart_t)c);
+  }
+  put_u64(f, "gauge", "offload_queue_depth", "Jobs waiting for a worker.", depth);
+  put_u64(f, "gauge", "offload_queue_capacity", "Most jobs that may wait.", capacity);
+  put_u64(f, "gauge", "offload_workers", "Workers (threads and processes).", workers);
+  put_u64(f, "gauge", "offload_workers_busy", "Workers running a job now.", busy);
+  put_metric(f, "counter", "offload_worker_restarts_total", "Worker processes replaced, by cause.");
+  for (int c = 0; c < POOL_NRESTART; c++)
+    fprintf(f, "offload_worker_restarts_total{cause=\"%s\"} %" PRIu64 "\n", pool_restart_name((pool_restart_t)c),
+            restarts[c]);
 }
 
 static void write_http(FILE *f, api_t *a) {

@@ -85,7 +85,7 @@ job_t *api_submit_int_job(api_t *a, http_req_t *req, const char *task, const cha
     return NULL;
   json_t *params = json_pack("{s:I}", param, (json_int_t)v);
   job_t *j = NULL;
-  int rc = params ? registry_submit(a->reg, def, params, -1, &j) : OFF_ENOMEM;
+  int rc = params ? registry_submit(a->reg, def, params, -1, 0, &j) : OFF_ENOMEM;
   json_decref(params);
   if (rc != 0) {
     api_reply_submit_error(req, rc);

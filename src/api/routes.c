@@ -14,7 +14,7 @@
 /* JSON bodies are buffered up to --max-body (limit 0). */
 #define ROUTE(h) {(h), HTTP_BODY_BUFFER, 0}
 
-static const api_route_t R_HEALTH = ROUTE(h_health), R_METRICS = ROUTE(h_metrics), R_TASKS = ROUTE(h_tasks),
+static const api_route_t R_HEALTH = ROUTE(h_health), R_METRICS = ROUTE(h_metrics), R_TASKS = ROUTE(h_tasks), R_WORKERS = ROUTE(h_workers),
                          R_REPORT_START = ROUTE(h_report_start), R_REPORT_STATUS = ROUTE(h_report_status),
                          R_FIBONACCI = ROUTE(h_fibonacci), R_JOBS_LIST = ROUTE(h_jobs_list),
                          R_JOBS_POST = ROUTE(h_jobs_post), R_JOB_GET = ROUTE(h_job_get),
@@ -24,6 +24,7 @@ static const http_route_t routes[] = {
     {GET_HEAD, "/health", &R_HEALTH},
     {GET_HEAD, "/metrics", &R_METRICS},
     {GET_HEAD, "/tasks", &R_TASKS},
+    {GET_HEAD, "/workers", &R_WORKERS},
     {HTTP_M_GET, "/tasks/reports/start", &R_REPORT_START},
     {GET_HEAD, "/tasks/reports/:id", &R_REPORT_STATUS},
     {HTTP_M_GET, "/fibonacci/:n", &R_FIBONACCI},

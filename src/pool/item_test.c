@@ -60,7 +60,7 @@ static void test_new_and_free(void **state) {
   assert_ptr_equal(it->work.run, item_run);
   assert_ptr_equal(it->work.ctl, &it->ctl);
   assert_ptr_equal(it->def, &task_fibonacci);
-  assert_int_equal(it->timeout_ms, 25);
+  assert_int_equal(it->work.timeout_ms, 25);
   assert_null(it->owner);
   assert_int_equal(pool_work_state(&it->work), POOL_WORK_IDLE);
   assert_int_equal(pool_work_started_ms(&it->work), 0);
@@ -92,13 +92,14 @@ static void test_run_complete(void **state) {
 
 static void test_run_timeout(void **state) {
   (void)state;
-  /* The deadline is set in the ctl slot when the run starts and stops a long
-   * spin; the outcome says timeout, not failed. */
+  /* The pool sets the deadline in the ctl slot when a worker takes the item
+   * (pool_test checks that); the run reads it, and it stops a long spin:
+   * the outcome says timeout, not failed. */
   item_t *it = new_item(&task_spin, "ms", 600000, 30);
-  uint64_t t0 = clock_mono_ns();
+  uint64_t deadline = clock_mono_ns() + 30u * 1000000u;
+  atomic_store(&it->ctl.deadline_ns, deadline);
   item_run(&it->work);
-  uint64_t deadline = atomic_load(&it->ctl.deadline_ns);
-  assert_true(deadline >= t0 + 30u * 1000000u && deadline <= clock_mono_ns());
+  assert_true(clock_mono_ns() >= deadline);
   assert_int_equal(item_outcome(it), ITEM_OUT_TIMEOUT);
   assert_true(atomic_load(&it->ctl.timed_out));
   assert_false(it->result.failed);

@@ -1,85 +1,131 @@
-/* pool: worker threads, the bounded queue, the done list. See offload/pool.h.
+/* pool: the queue, the done path, the worker slots and the watchdog, in
+ * front of a backend (pool/thread.c or pool/proc.c). See offload/pool.h.
  *
  * Lock rules: `mu` guards the queue (head/tail/depth, item links while queued,
  * ctl state changes QUEUED->RUNNING and QUEUED->IDLE) and `stopping`.
  * Workers hold `mu` only to pop; the loop holds it only to push or unlink one
  * item: both O(1).
  *
- * The done list takes no lock: workers push with a compare-and-swap on its
- * head (a Treiber stack) and the loop takes the whole list with one atomic
- * exchange. So the loop never waits for a worker that the scheduler
+ * The done list takes no lock: worker threads push with a compare-and-swap on
+ * its head (a Treiber stack) and the loop takes the whole list with one
+ * atomic exchange. So the loop never waits for a worker that the scheduler
  * preempted mid-push (workers run at the lowest priority: a mutex there would
- * be a priority inversion). Push-only plus take-all has no ABA problem.
+ * be a priority inversion). Push-only plus take-all has no ABA problem. A
+ * process pool finishes items on the loop thread and calls `done` directly.
  *
  * Ordering of a run's writes before the loop reads them (no lock does it):
  * the worker stores ctl->state = DONE (seq_cst) after the run returns, then
  * pushes with a release CAS; the loop either loads state == DONE (a lookup
  * between the two) or takes the list with an acquire exchange (the done
- * callback). Either way it synchronizes with the worker after the run. */
-#include "offload/pool.h"
+ * callback). Either way it synchronizes with the worker after the run.
+ *
+ * The watchdog is a 10 ms timer that runs only while an item with a timeout
+ * or a cancel request is in the pool. Each tick looks at every slot's
+ * current item: past its deadline it sets timed_out and tells the owner
+ * (stall TIMEOUT, once); past deadline or cancel plus kill_grace_ms it asks
+ * the backend to stop the worker by force. */
+#include "pool/pool_int.h"
 
 #include <assert.h>
-#include <errno.h>
-#include <pthread.h>
 #include <sched.h>
-#include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include "util/clock.h"
 #include "util/dlist.h"
 #include "util/err.h"
 #include "util/log.h"
 
-struct pool {
-  uv_async_t async; /* worker -> loop wake-up */
-  pool_done_cb done;
-  void *data;
-  pool_config_t cfg;
+#define WATCHDOG_MS 10
 
-  pthread_mutex_t mu;
-  pthread_cond_t cond;
-  pool_work_t *head, *tail; /* queue, FIFO; guarded by mu */
-  size_t depth;
-  bool stopping;
+/* A pool whose stuck worker threads still use it at exit: kept reachable on
+ * purpose (a leak checker would otherwise report it). */
+static pool_t *abandoned_pool;
 
-  _Atomic(pool_work_t *) done_head; /* LIFO, lock-free; reversed when drained */
+const char *pool_restart_name(pool_restart_t r) {
+  static const char *const names[] = {"crash", "oom", "timeout_kill", "recycled"};
+  return r < POOL_NRESTART ? names[r] : "unknown";
+}
 
-  _Atomic unsigned busy;
-  _Atomic size_t depth_pub; /* copy of depth for lock-free readers */
-  pthread_t *threads;
-  unsigned nthreads;
-};
+/* ---- watched items ---- */
 
-static void set_worker_priority(int nice_incr) {
-  /* SCHED_BATCH tells the scheduler these threads are CPU-bound and need not
-   * preempt anyone on wake-up; nice lowers their share so the loop thread
-   * (nice 0, SCHED_OTHER) runs first whenever it has something to do. */
-  struct sched_param sp = {.sched_priority = 0};
-  if (pthread_setschedparam(pthread_self(), SCHED_BATCH, &sp) != 0)
-    log_debug("pool: SCHED_BATCH not available");
-  if (nice_incr > 0) {
-    pid_t tid = (pid_t)syscall(SYS_gettid);
-    int cur = getpriority(PRIO_PROCESS, (id_t)tid);
-    if (setpriority(PRIO_PROCESS, (id_t)tid, cur + nice_incr) != 0)
-      log_debug("pool: setpriority: %s", strerror(errno));
+static void on_watchdog(uv_timer_t *t);
+
+static void watch_update(pool_t *p) {
+  bool want = p->watched > 0 && !p->closing;
+  if (want == p->watchdog_on)
+    return;
+  p->watchdog_on = want;
+  if (want)
+    uv_timer_start(&p->watchdog, on_watchdog, WATCHDOG_MS, WATCHDOG_MS);
+  else
+    uv_timer_stop(&p->watchdog);
+}
+
+static void watch_add(pool_t *p, pool_work_t *w) {
+  if (w->_watched)
+    return;
+  w->_watched = true;
+  p->watched++;
+  watch_update(p);
+}
+
+static void watch_drop(pool_t *p, pool_work_t *w) {
+  if (!w->_watched)
+    return;
+  w->_watched = false;
+  p->watched--;
+  watch_update(p);
+}
+
+static void watch_slot(pool_t *p, pool_slot_t *s, uint64_t now_ns) {
+  pool_work_t *w = atomic_load(&s->current);
+  if (w != s->seen) {
+    s->seen = w;
+    s->timeout_told = s->forced = false;
   }
+  if (!w || s->forced)
+    return;
+  uint64_t grace_ns = p->cfg.kill_grace_ms * 1000000u;
+  uint64_t deadline = atomic_load_explicit(&w->ctl->deadline_ns, memory_order_relaxed);
+  uint64_t force_at = 0;
+  if (deadline && now_ns >= deadline) {
+    atomic_store(&w->ctl->timed_out, true);
+    force_at = deadline + grace_ns;
+    if (!s->timeout_told) {
+      s->timeout_told = true;
+      if (p->cfg.stall)
+        p->cfg.stall(w, POOL_STALL_TIMEOUT, p->data);
+      if (atomic_load(&s->current) != w)
+        return; /* the owner's callback cannot finish it, but be safe */
+    }
+  }
+  bool by_cancel = false;
+  if (w->_cancel_ms) {
+    uint64_t at = w->_cancel_ms * 1000000u + grace_ns;
+    if (!force_at || at < force_at) {
+      force_at = at;
+      by_cancel = true;
+    }
+  }
+  if (!force_at || now_ns < force_at)
+    return;
+  s->forced = true;
+  if (!p->be->force_stop(p, s) && by_cancel && p->cfg.stall)
+    p->cfg.stall(w, POOL_STALL_CANCEL, p->data);
 }
 
-static void push_done(pool_t *p, pool_work_t *w) {
-  pool_work_t *head = atomic_load_explicit(&p->done_head, memory_order_relaxed);
-  do
-    w->_next = head; /* published by the release below */
-  while (!atomic_compare_exchange_weak_explicit(&p->done_head, &head, w, memory_order_release, memory_order_relaxed));
-  uv_async_send(&p->async);
+static void on_watchdog(uv_timer_t *t) {
+  pool_t *p = t->data;
+  uint64_t now = clock_mono_ns();
+  for (unsigned i = 0; i < p->nslots; i++)
+    watch_slot(p, &p->slots[i], now);
 }
 
-/* Takes the oldest queued item and marks it running. Caller holds `mu`; the
- * queue is not empty. */
-static pool_work_t *pop_head_locked(pool_t *p) {
+/* ---- the queue ---- */
+
+/* Caller holds `mu`; the queue is not empty. */
+static pool_work_t *pop_head_locked(pool_t *p, pool_slot_t *s) {
   pool_work_t *w = p->head;
   p->head = w->_next;
   if (p->head)
@@ -89,39 +135,60 @@ static pool_work_t *pop_head_locked(pool_t *p) {
   p->depth--;
   atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
   w->_next = w->_prev = NULL;
+  uint64_t deadline = w->timeout_ms > 0 ? clock_mono_ns() + (uint64_t)w->timeout_ms * 1000000u : 0;
+  atomic_store_explicit(&w->ctl->deadline_ns, deadline, memory_order_relaxed);
   atomic_store_explicit(&w->ctl->started_ms, clock_wall_ms(), memory_order_relaxed);
   atomic_store(&w->ctl->state, POOL_WORK_RUNNING);
+  atomic_store(&s->current, w);
+  atomic_fetch_add(&p->busy, 1);
   return w;
 }
 
-/* Runs a popped item, on a worker or (inline mode) the loop thread. The DONE
- * store comes after every write of the run: readers that see DONE may read
- * its results (see the top of this file). */
-static void run_item(pool_t *p, pool_work_t *w) {
-  atomic_fetch_add(&p->busy, 1);
-  w->run(w);
+pool_work_t *pool__pop(pool_t *p, pool_slot_t *s) {
+  pthread_mutex_lock(&p->mu);
+  pool_work_t *w = p->stopping || !p->head ? NULL : pop_head_locked(p, s);
+  pthread_mutex_unlock(&p->mu);
+  return w;
+}
+
+pool_work_t *pool__pop_wait(pool_t *p, pool_slot_t *s) {
+  pthread_mutex_lock(&p->mu);
+  while (p->head == NULL && !p->stopping)
+    pthread_cond_wait(&p->cond, &p->mu);
+  pool_work_t *w = p->stopping ? NULL : pop_head_locked(p, s);
+  pthread_mutex_unlock(&p->mu);
+  return w;
+}
+
+/* The DONE store comes after every write of the run: readers that see DONE
+ * may read its results (see the top of this file). */
+static void finish(pool_t *p, pool_slot_t *s, pool_work_t *w) {
+  atomic_store(&s->current, NULL);
+  atomic_fetch_add(&s->jobs_done, 1);
   atomic_fetch_sub(&p->busy, 1);
   atomic_store(&w->ctl->state, POOL_WORK_DONE);
 }
 
-static void *worker_main(void *arg) {
-  pool_t *p = arg;
-  set_worker_priority(p->cfg.nice);
-  for (;;) {
-    pthread_mutex_lock(&p->mu);
-    while (p->head == NULL && !p->stopping)
-      pthread_cond_wait(&p->cond, &p->mu);
-    if (p->stopping) {
-      pthread_mutex_unlock(&p->mu);
-      break;
-    }
-    pool_work_t *w = pop_head_locked(p);
-    pthread_mutex_unlock(&p->mu);
-
-    run_item(p, w);
-    push_done(p, w);
+void pool__finish_async(pool_t *p, pool_slot_t *s, pool_work_t *w) {
+  finish(p, s, w);
+  /* Dekker-style with pool__backend_gone (both seq_cst): either it sees us
+   * here and waits, or we see `abandoned` and leave the loop alone (a stuck
+   * thread that came back after the loop let go of the pool). */
+  atomic_fetch_add(&p->finishing, 1);
+  if (!atomic_load(&p->abandoned)) {
+    pool_work_t *head = atomic_load_explicit(&p->done_head, memory_order_relaxed);
+    do
+      w->_next = head; /* published by the release below */
+    while (!atomic_compare_exchange_weak_explicit(&p->done_head, &head, w, memory_order_release, memory_order_relaxed));
+    uv_async_send(&p->async);
   }
-  return NULL;
+  atomic_fetch_sub(&p->finishing, 1);
+}
+
+void pool__finish_here(pool_t *p, pool_slot_t *s, pool_work_t *w) {
+  finish(p, s, w);
+  watch_drop(p, w);
+  p->done(w, p->data);
 }
 
 /* Loop thread: hand every finished item to the owner, oldest first. */
@@ -139,22 +206,23 @@ static void drain_done(pool_t *p) {
   while (rev) {
     pool_work_t *next = rev->_next;
     rev->_next = NULL;
+    watch_drop(p, rev);
     p->done(rev, p->data);
     rev = next;
   }
 }
 
-/* Inline mode: run the oldest queued item here, on the loop thread. One per
- * wake-up, so the loop handles I/O between jobs (and only then). */
+/* Inline mode (thread pools): run the oldest queued item here, on the loop
+ * thread. One per wake-up, so the loop handles I/O between jobs (and only then). */
 static void run_one_inline(pool_t *p) {
-  pthread_mutex_lock(&p->mu);
-  pool_work_t *w = p->stopping || !p->head ? NULL : pop_head_locked(p);
-  bool more = p->head != NULL;
-  pthread_mutex_unlock(&p->mu);
+  pool_work_t *w = pool__pop(p, &p->slots[0]);
   if (!w)
     return;
-  run_item(p, w);
-  p->done(w, p->data);
+  w->run(w);
+  pool__finish_here(p, &p->slots[0], w);
+  pthread_mutex_lock(&p->mu);
+  bool more = p->head != NULL;
+  pthread_mutex_unlock(&p->mu);
   if (more)
     uv_async_send(&p->async);
 }
@@ -166,19 +234,40 @@ static void on_async(uv_async_t *h) {
     run_one_inline(p);
 }
 
+/* ---- life ---- */
+
+static void free_pool(pool_t *p) {
+  if (p->be->fini)
+    p->be->fini(p);
+  pthread_cond_destroy(&p->cond);
+  pthread_mutex_destroy(&p->mu);
+  free(p->slots);
+  free(p);
+}
+
+static void on_handle_closed(uv_handle_t *h) {
+  pool_t *p = h->data;
+  if (--p->open_handles == 0)
+    free_pool(p);
+}
+
 pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, void *data) {
   assert((cfg->workers >= 1 || cfg->run_inline) && cfg->max_queue >= 1 && done);
+  assert(cfg->kind == POOL_THREADS || (cfg->proc.argv && cfg->proc.encode && cfg->proc.decode && !cfg->run_inline));
   pool_t *p = calloc(1, sizeof *p);
   if (!p)
     return NULL;
+  p->loop = loop;
   p->done = done;
   p->data = data;
   p->cfg = *cfg;
-  if (cfg->run_inline)
-    p->cfg.workers = 0;
-  p->threads = calloc(p->cfg.workers ? p->cfg.workers : 1, sizeof *p->threads);
-  if (!p->threads)
-    goto fail_threads;
+  p->be = cfg->kind == POOL_PROCS ? &pool_proc_backend : &pool_thread_backend;
+  p->nslots = cfg->run_inline ? 1 : cfg->workers;
+  p->slots = calloc(p->nslots, sizeof *p->slots);
+  if (!p->slots)
+    goto fail_slots;
+  for (unsigned i = 0; i < p->nslots; i++)
+    p->slots[i].id = cfg->first_id + i;
   if (pthread_mutex_init(&p->mu, NULL) != 0)
     goto fail_mu;
   if (pthread_cond_init(&p->cond, NULL) != 0)
@@ -186,13 +275,12 @@ pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, v
   if (uv_async_init(loop, &p->async, on_async) != 0)
     goto fail_async;
   p->async.data = p;
-  for (; p->nthreads < p->cfg.workers; p->nthreads++) {
-    int rc = pthread_create(&p->threads[p->nthreads], NULL, worker_main, p);
-    if (rc != 0) {
-      log_error("pool: cannot start worker %u: %s", p->nthreads, strerror(rc));
-      pool_free(p); /* stops the ones that started */
-      return NULL;
-    }
+  uv_timer_init(loop, &p->watchdog);
+  p->watchdog.data = p;
+  p->open_handles = 2;
+  if (p->be->start(p) != 0) {
+    pool_free(p); /* stops what started */
+    return NULL;
   }
   return p;
 
@@ -201,18 +289,28 @@ fail_async:
 fail_cond:
   pthread_mutex_destroy(&p->mu);
 fail_mu:
-  free(p->threads);
-fail_threads:
+  free(p->slots);
+fail_slots:
   free(p);
   return NULL;
 }
 
-static void on_async_closed(uv_handle_t *h) {
-  pool_t *p = h->data;
-  pthread_cond_destroy(&p->cond);
-  pthread_mutex_destroy(&p->mu);
-  free(p->threads);
-  free(p);
+void pool__backend_gone(pool_t *p) {
+  bool stuck = false;
+  for (unsigned i = 0; i < p->nslots; i++)
+    stuck |= atomic_load(&p->slots[i].current) != NULL;
+  if (stuck) {
+    atomic_store(&p->abandoned, true);
+    while (atomic_load(&p->finishing) > 0)
+      sched_yield();
+  }
+  drain_done(p);
+  uv_close((uv_handle_t *)&p->watchdog, stuck ? NULL : on_handle_closed);
+  uv_close((uv_handle_t *)&p->async, stuck ? NULL : on_handle_closed);
+  if (stuck) {
+    log_warn("pool: a worker thread is still stuck in a task; leaving it the pool until exit");
+    abandoned_pool = p;
+  }
 }
 
 void pool_free(pool_t *p) {
@@ -224,42 +322,65 @@ void pool_free(pool_t *p) {
   atomic_store(&p->depth_pub, 0);
   pthread_cond_broadcast(&p->cond);
   pthread_mutex_unlock(&p->mu);
+  p->closing = true;
+  watch_update(p);
 
-  for (unsigned i = 0; i < p->nthreads; i++)
-    pthread_join(p->threads[i], NULL);
-  drain_done(p);
   /* Items that never ran go back through `done` still marked QUEUED. */
   while (never) {
     pool_work_t *next = never->_next;
     never->_next = never->_prev = NULL;
+    watch_drop(p, never);
     p->done(never, p->data);
     never = next;
   }
-  uv_close((uv_handle_t *)&p->async, on_async_closed);
+  p->be->stop(p); /* calls pool__backend_gone, now or once the workers are gone */
 }
 
-int pool_submit(pool_t *p, pool_work_t *w) {
-  assert(w->run && w->ctl);
+static int submit(pool_t *p, pool_work_t *w, bool force) {
+  assert(w->ctl && (p->cfg.kind == POOL_PROCS || w->run));
   pthread_mutex_lock(&p->mu);
   if (p->stopping) {
     pthread_mutex_unlock(&p->mu);
     return OFF_ESTOPPED;
   }
-  if (p->depth >= p->cfg.max_queue) {
+  if (!force && p->depth >= p->cfg.max_queue) {
     pthread_mutex_unlock(&p->mu);
     return OFF_EFULL;
   }
+  w->_home = w->ctl;
+  w->_cancel_ms = 0;
   atomic_store_explicit(&w->ctl->started_ms, 0, memory_order_relaxed);
   atomic_store(&w->ctl->state, POOL_WORK_QUEUED);
-  DLIST_APPEND(p->head, p->tail, w, _prev, _next);
+  pool_work_t *after = p->tail;
+  while (after && after->order > w->order)
+    after = after->_prev;
+  if (after == p->tail) {
+    DLIST_APPEND(p->head, p->tail, w, _prev, _next);
+  } else { /* before after->_next (or at the head) */
+    pool_work_t *before = after ? after->_next : p->head;
+    w->_prev = after;
+    w->_next = before;
+    before->_prev = w;
+    if (after)
+      after->_next = w;
+    else
+      p->head = w;
+  }
   p->depth++;
   atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
   pthread_cond_signal(&p->cond);
   pthread_mutex_unlock(&p->mu);
+  if (w->timeout_ms > 0)
+    watch_add(p, w);
   if (p->cfg.run_inline)
     uv_async_send(&p->async);
+  else
+    p->be->kick(p);
   return 0;
 }
+
+int pool_submit(pool_t *p, pool_work_t *w) { return submit(p, w, false); }
+int pool_submit_force(pool_t *p, pool_work_t *w) { return submit(p, w, true); }
 
 int pool_remove(pool_t *p, pool_work_t *w) {
   pthread_mutex_lock(&p->mu);
@@ -274,10 +395,40 @@ int pool_remove(pool_t *p, pool_work_t *w) {
   atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
   atomic_store(&w->ctl->state, POOL_WORK_IDLE);
   pthread_mutex_unlock(&p->mu);
+  watch_drop(p, w);
   return 0;
 }
 
-unsigned pool_workers(const pool_t *p) { return p->cfg.run_inline ? 1 : p->nthreads; }
+void pool_cancel(pool_t *p, pool_work_t *w) {
+  atomic_store(&w->ctl->cancel, true);
+  pool_work_state_t st = pool_work_state(w);
+  if (st == POOL_WORK_DONE || st == POOL_WORK_IDLE || w->_cancel_ms)
+    return;
+  w->_cancel_ms = (uint64_t)clock_mono_ms();
+  watch_add(p, w);
+}
+
+size_t pool_worker_info(pool_t *p, pool_worker_info_t *out, size_t max) {
+  for (unsigned i = 0; i < p->nslots && i < max; i++) {
+    pool_slot_t *s = &p->slots[i];
+    pool_worker_info_t *o = &out[i];
+    memset(o, 0, sizeof *o);
+    o->id = s->id;
+    o->kind = p->cfg.kind;
+    o->work = atomic_load(&s->current);
+    o->jobs_done = atomic_load(&s->jobs_done);
+    o->started_at_ms = atomic_load(&s->started_at_ms);
+    o->state = o->work ? POOL_W_BUSY : POOL_W_IDLE;
+    if (o->work && o->work == s->stuck)
+      o->state = POOL_W_STUCK;
+    p->be->info(p, s, o);
+  }
+  return p->nslots;
+}
+
+uint64_t pool_restarts(const pool_t *p, pool_restart_t cause) { return cause < POOL_NRESTART ? p->restarts[cause] : 0; }
+pool_kind_t pool_kind(const pool_t *p) { return p->cfg.kind; }
+unsigned pool_workers(const pool_t *p) { return p->nslots; }
 unsigned pool_busy(const pool_t *p) { return atomic_load_explicit(&p->busy, memory_order_relaxed); }
 size_t pool_depth(const pool_t *p) { return atomic_load_explicit(&p->depth_pub, memory_order_relaxed); }
 size_t pool_capacity(const pool_t *p) { return p->cfg.max_queue; }

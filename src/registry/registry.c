@@ -1,10 +1,5 @@
-/* registry: jobs by id, in creation, queue and finish order. See registry.h.
- *
- * DESIGN: four intrusive structures hang off each job: a hash chain (by id),
- * the creation-ordered list (for /jobs and ids), the loop's view of the queue
- * (for queuePosition), and the finished list (for eviction). The queue view
- * is pruned lazily: workers pop in FIFO order, so jobs that started sit at its
- * front and are dropped the next time anyone walks it. */
+/* registry: the life of a job: submit, what its worker left (outcomes),
+ * retries, cancel, drain, eviction. See registry.h; index.c finds jobs. */
 #include "registry/registry.h"
 
 #include <assert.h>
@@ -13,6 +8,9 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "pool/item.h"
+
+#include "registry/registry_int.h"
 #include "util/clock.h"
 #include "util/dlist.h"
 #include "util/err.h"
@@ -20,143 +18,26 @@
 
 static const double run_bounds[] = {0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1, 5, 10, 30, 60, 300, 1800};
 
-struct registry {
-  registry_config_t cfg;
-  pool_t *pool;
-  uv_timer_t evict_timer;
-
-  job_t **buckets;
-  size_t nbuckets; /* power of two */
-  size_t njobs;
-
-  job_t *newest, *oldest; /* creation order */
-  job_t *q_head, *q_tail; /* queue view */
-  job_t *f_head, *f_tail; /* finished, oldest first */
-  size_t nqview;          /* jobs in the queue view */
-  uint64_t next_seq;      /* creation order */
-  /* Per status (processing and the final ones), newest created first, so a
-   * filtered /jobs is O(limit). Queued jobs are found through the queue view. */
-  job_t *s_newest[JOB_NSTATUS], *s_oldest[JOB_NSTATUS];
-  size_t nfinished;
-  size_t in_flight;
-
-  bool draining;
-  void (*idle_cb)(void *);
-  void *idle_data;
-
-  registry_stats_t stats;
-};
-
 const char *job_status_name(job_status_t s) {
   static const char *const names[] = {"queued", "processing", "complete", "failed", "canceled"};
   return s < JOB_NSTATUS ? names[s] : "unknown";
 }
 
-/* ---- ids and the hash ---- */
+/* A job's backoff timer; the job points at `t`. */
+typedef struct retry {
+  uv_timer_t t;
+  registry_t *r;
+  job_t *j;
+} retry_t;
 
-static void new_id(char out[JOB_ID_LEN + 1]) {
-  static const char alphabet[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  uint8_t raw[17] = {0};
-  size_t got = 0;
-  while (got < 16) {
-    ssize_t n = getrandom(raw + got, 16 - got, 0);
-    if (n > 0)
-      got += (size_t)n;
-    else
-      assert(n >= 0); /* EINTR retries; any other failure means no entropy at all */
-  }
-  /* 128 bits -> 22 base64url characters (6 bits each, the last one 2 bits). */
-  for (int i = 0; i < JOB_ID_LEN; i++) {
-    int bit = i * 6;
-    unsigned v = ((unsigned)raw[bit / 8] << 8 | raw[bit / 8 + 1]) >> (10 - bit % 8);
-    out[i] = alphabet[v & 63];
-  }
-  out[JOB_ID_LEN] = '\0';
-}
-
-static size_t id_hash(const char *id) {
-  uint64_t h = 1469598103934665603u;
-  for (const char *p = id; *p; p++)
-    h = (h ^ (uint8_t)*p) * 1099511628211u;
-  return (size_t)h;
-}
-
-static int hash_grow(registry_t *r) {
-  size_t n = r->nbuckets ? r->nbuckets * 2 : 1024;
-  job_t **b = calloc(n, sizeof *b);
-  if (!b)
-    return OFF_ENOMEM;
-  for (size_t i = 0; i < r->nbuckets; i++) {
-    job_t *j = r->buckets[i];
-    while (j) {
-      job_t *next = j->_hnext;
-      size_t k = id_hash(j->id) & (n - 1);
-      j->_hnext = b[k];
-      b[k] = j;
-      j = next;
-    }
-  }
-  free(r->buckets);
-  r->buckets = b;
-  r->nbuckets = n;
-  return 0;
-}
-
-static job_t *hash_find(const registry_t *r, const char *id) {
-  if (strlen(id) != JOB_ID_LEN)
-    return NULL;
-  for (job_t *j = r->buckets[id_hash(id) & (r->nbuckets - 1)]; j; j = j->_hnext)
-    if (memcmp(j->id, id, JOB_ID_LEN) == 0)
-      return j;
-  return NULL;
-}
-
-static void hash_remove(registry_t *r, job_t *job) {
-  job_t **pp = &r->buckets[id_hash(job->id) & (r->nbuckets - 1)];
-  while (*pp != job)
-    pp = &(*pp)->_hnext;
-  *pp = job->_hnext;
-}
-
-/* ---- lists ---- */
-
-static void queue_unlink(registry_t *r, job_t *j) {
-  if (!j->_in_queue_list)
-    return;
-  DLIST_UNLINK(r->q_head, r->q_tail, j, _q_prev, _q_next);
-  j->_in_queue_list = false;
-  r->nqview--;
-}
-
-/* Files `j` in its status list by creation order. Jobs mostly change status
- * in creation order, so the walk from the newest end is short. */
-static void status_link(registry_t *r, job_t *j) {
-  job_status_t st = j->status;
-  job_t *newer = NULL, *older = r->s_newest[st];
-  while (older && older->_seq > j->_seq) {
-    newer = older;
-    older = older->_s_next;
-  }
-  j->_s_prev = newer;
-  j->_s_next = older;
-  if (newer)
-    newer->_s_next = j;
-  else
-    r->s_newest[st] = j;
-  if (older)
-    older->_s_prev = j;
-  else
-    r->s_oldest[st] = j;
-}
-
-static void status_unlink(registry_t *r, job_t *j) {
-  if (j->status == JOB_QUEUED)
-    return; /* queued jobs live in the queue view instead */
-  DLIST_UNLINK(r->s_newest[j->status], r->s_oldest[j->status], j, _s_prev, _s_next);
-}
+static void on_retry_closed(uv_handle_t *h) { free(h->data); }
 
 static void job_free(job_t *j) {
   assert(!j->_item && !j->_watches);
+  if (j->_retry) {
+    j->_retry->data = j->_retry; /* the retry_t, freed once closed */
+    uv_close((uv_handle_t *)j->_retry, on_retry_closed);
+  }
   json_decref(j->params);
   json_decref(j->result);
   free(j->err_code);
@@ -166,13 +47,7 @@ static void job_free(job_t *j) {
 }
 
 static void evict(registry_t *r, job_t *j) {
-  assert(job_is_final(j));
-  hash_remove(r, j);
-  DLIST_UNLINK(r->newest, r->oldest, j, _all_prev, _all_next);
-  DLIST_UNLINK(r->f_head, r->f_tail, j, _f_prev, _f_next);
-  status_unlink(r, j);
-  r->njobs--;
-  r->nfinished--;
+  index_remove(r, j);
   job_free(j);
 }
 
@@ -184,7 +59,7 @@ static void evict_expired(registry_t *r) {
 
 static void on_evict_timer(uv_timer_t *t) { evict_expired(t->data); }
 
-/* ---- life of a job ---- */
+/* ---- final states ---- */
 
 static void set_error(job_t *j, const char *code, const char *message) {
   free(j->err_code);
@@ -193,16 +68,22 @@ static void set_error(job_t *j, const char *code, const char *message) {
   j->err_message = strdup(message);
 }
 
+/* Moves `j` to another status list. */
+static void set_status(registry_t *r, job_t *j, job_status_t status) {
+  index_status_unlink(r, j);
+  j->status = status;
+  index_status_link(r, j);
+}
+
 /* Makes `j` final in the record: status, times, the finished list, stats.
  * Fires nothing and frees nothing, so it is safe anywhere, even while a
  * caller walks the job lists (registry_refresh uses it). */
 static void mark_final(registry_t *r, job_t *j, job_status_t status) {
   assert(!job_is_final(j) && status >= JOB_COMPLETE);
-  queue_unlink(r, j);
-  status_unlink(r, j);
-  j->status = status;
-  status_link(r, j);
+  index_queue_unlink(r, j);
+  set_status(r, j, status);
   j->finished_at = clock_wall_ms();
+  j->retry_at = 0;
   if (status == JOB_COMPLETE)
     j->progress = 1.0;
   j->_finished_mono_ms = (uint64_t)clock_mono_ms();
@@ -238,16 +119,72 @@ static void finalize(registry_t *r, job_t *j, job_status_t status) {
   notify_final(r, j);
 }
 
+static void maybe_idle(registry_t *r) {
+  if (r->draining && r->in_flight == 0 && !r->b_head && r->idle_cb) {
+    void (*cb)(void *) = r->idle_cb;
+    r->idle_cb = NULL;
+    cb(r->idle_data);
+  }
+}
+
 /* The error message of each way a job is canceled. */
 static const char msg_by_client[] = "The job was canceled by a client request.";
 static const char msg_shutdown_queued[] = "The server shut down before the job could run.";
 static const char msg_shutdown_running[] = "The server shut down before the job finished.";
 
+static const char *cancel_message(const job_t *j, bool ran) {
+  if (!j->canceled_by_shutdown)
+    return msg_by_client;
+  return ran ? msg_shutdown_running : msg_shutdown_queued;
+}
+
+/* ---- items ---- */
+
+/* Builds the job's next item and hands it to its lane's pool. */
+static int hand_to_pool(registry_t *r, job_t *j, bool force) {
+  item_t *it = item_new(j->def, j->params, j->_timeout_ms);
+  if (!it)
+    return OFF_ENOMEM;
+  it->owner = j;
+  memcpy(it->job_id, j->id, JOB_ID_LEN + 1);
+  it->work.order = j->_seq;
+  pool_t *pool = r->pools[j->_lane];
+  int rc = force ? pool_submit_force(pool, &it->work) : pool_submit(pool, &it->work);
+  if (rc != 0) {
+    item_free(it);
+    return rc;
+  }
+  j->_item = it;
+  j->_run_counted = false;
+  index_queue_insert(r, j);
+  r->in_flight++;
+  return 0;
+}
+
+/* Counts the run of the job's current item once it has started. */
+static void count_run(registry_t *r, job_t *j) {
+  if (j->_run_counted)
+    return;
+  j->_run_counted = true;
+  j->attempts++;
+  r->stats.attempts++;
+  j->started_at = pool_work_started_ms(&j->_item->work);
+}
+
+/* The job lets go of its item while a worker still holds it; the item is
+ * freed when the pool hands it back (registry_on_done). */
+static void orphan_item(registry_t *r, job_t *j) {
+  j->_item->owner = NULL;
+  j->_item = NULL;
+  r->in_flight--;
+  r->orphans++;
+}
+
 /* Takes a queued job's item back from the pool and makes the job canceled
  * (its watches fire). Returns false, changing nothing, when a worker already
  * has it or the pool is stopping. The caller checks maybe_idle. */
 static bool cancel_queued(registry_t *r, job_t *j, bool by_shutdown) {
-  if (pool_remove(r->pool, &j->_item->work) != 0)
+  if (pool_remove(r->pools[j->_lane], &j->_item->work) != 0)
     return false;
   item_free(j->_item);
   j->_item = NULL;
@@ -259,14 +196,94 @@ static bool cancel_queued(registry_t *r, job_t *j, bool by_shutdown) {
   return true;
 }
 
-/* Records what the worker left in `it` (its run is over: state DONE). */
-static void record_outcome(registry_t *r, job_t *j, item_t *it) {
-  if (!j->started_at)
-    j->started_at = pool_work_started_ms(&it->work);
+/* ---- retries ---- */
+
+static bool retryable(item_outcome_t out) {
+  return out == ITEM_OUT_CRASHED || out == ITEM_OUT_OOM || out == ITEM_OUT_TIMEOUT;
+}
+
+static bool may_retry(const registry_t *r, const job_t *j) {
+  return j->attempts <= j->retries && !r->draining && !j->cancel_requested;
+}
+
+static void on_retry_timer(uv_timer_t *t) {
+  retry_t *rt = (retry_t *)t;
+  registry_t *r = rt->r;
+  job_t *j = rt->j;
+  DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
+  j->retry_at = 0;
+  if (hand_to_pool(r, j, true) != 0) {
+    set_error(j, "internal", "The job could not be queued again (out of memory).");
+    finalize(r, j, JOB_FAILED);
+    maybe_idle(r);
+  }
+}
+
+/* Puts a job whose run failed (and whose item it let go of) back in the
+ * queue after its backoff: base x 2^(n-1) for the n-th retry, plus up to
+ * 10 % jitter (only ever added). */
+static void schedule_retry(registry_t *r, job_t *j) {
+  if (!j->_retry) {
+    retry_t *rt = calloc(1, sizeof *rt);
+    if (!rt) {
+      set_error(j, "internal", "The job could not be scheduled again (out of memory).");
+      finalize(r, j, JOB_FAILED);
+      return;
+    }
+    rt->r = r;
+    rt->j = j;
+    uv_timer_init(r->loop, &rt->t);
+    j->_retry = &rt->t;
+  }
+  int n = j->attempts; /* this is retry number n */
+  uint64_t base = (uint64_t)r->cfg.retry_backoff_ms;
+  uint64_t delay = base << (n - 1 < 20 ? n - 1 : 20);
+  uint32_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+    rnd = (uint32_t)clock_mono_ns();
+  delay += delay * (rnd % 1001) / 10000; /* 0 .. +10 % */
+  free(j->err_code);
+  free(j->err_message);
+  j->err_code = j->err_message = NULL;
+  j->started_at = 0;
+  set_status(r, j, JOB_QUEUED);
+  j->retry_at = clock_wall_ms() + (int64_t)delay;
+  DLIST_APPEND(r->b_head, r->b_tail, j, _b_prev, _b_next);
+  r->stats.retries++;
+  uv_timer_start(j->_retry, on_retry_timer, delay, 0);
+  log_info("job %s: attempt %d failed; retrying in %llu ms", j->id, j->attempts, (unsigned long long)delay);
+}
+
+/* ---- outcomes ---- */
+
+/* The error of a run that failed for its worker or its deadline. */
+static void fault_error(const registry_t *r, const job_t *j, const item_t *it, item_outcome_t out, const char **code,
+                        char *msg, size_t size) {
+  if (out == ITEM_OUT_TIMEOUT) {
+    *code = "timeout";
+    snprintf(msg, size, "The job ran longer than its timeout of %lld ms.", (long long)j->_timeout_ms);
+  } else {
+    *code = out == ITEM_OUT_OOM ? "out_of_memory" : "worker_crashed";
+    item_fault_message(it, r->cfg.memory_mb, msg, size);
+  }
+  if (j->attempts > 1) {
+    size_t len = strlen(msg);
+    snprintf(msg + len, size - len, " (attempt %d of %d)", j->attempts, j->retries + 1);
+  }
+}
+
+/* Records what the worker left in `it` (its run is over: state DONE).
+ * Returns true, changing nothing else, when the job should run again (the
+ * caller schedules that once it has freed the item). */
+static bool record_outcome(registry_t *r, job_t *j, item_t *it) {
+  count_run(r, j);
   double p = item_progress(it);
   if (p > j->progress)
     j->progress = p;
-  switch (item_outcome(it)) {
+  item_outcome_t out = item_outcome(it);
+  if (retryable(out) && may_retry(r, j))
+    return true;
+  switch (out) {
   case ITEM_OUT_COMPLETE:
     j->result = item_result_json(it);
     mark_final(r, j, JOB_COMPLETE);
@@ -275,18 +292,22 @@ static void record_outcome(registry_t *r, job_t *j, item_t *it) {
     set_error(j, it->result.err_code, it->result.err_message ? it->result.err_message : "The task failed.");
     mark_final(r, j, JOB_FAILED);
     break;
-  case ITEM_OUT_TIMEOUT: {
-    char msg[128];
-    snprintf(msg, sizeof msg, "The job ran longer than its timeout of %lld ms.", (long long)it->timeout_ms);
-    set_error(j, "timeout", msg);
+  case ITEM_OUT_TIMEOUT:
+  case ITEM_OUT_CRASHED:
+  case ITEM_OUT_OOM: {
+    const char *code;
+    char msg[256];
+    fault_error(r, j, it, out, &code, msg, sizeof msg);
+    set_error(j, code, msg);
     mark_final(r, j, JOB_FAILED);
     break;
   }
   case ITEM_OUT_CANCELED:
-    set_error(j, "canceled", j->canceled_by_shutdown ? msg_shutdown_running : msg_by_client);
+    set_error(j, "canceled", cancel_message(j, true));
     mark_final(r, j, JOB_CANCELED);
     break;
   }
+  return false;
 }
 
 void registry_refresh(registry_t *r, job_t *j) {
@@ -298,47 +319,88 @@ void registry_refresh(registry_t *r, job_t *j) {
      * the outcome now rather than when the loop gets to the done list, so no
      * reader sees more jobs processing than there are workers. The worker's
      * seq_cst store of DONE, which this load saw, came after its result
-     * writes, so reading them here is ordered. */
-    record_outcome(r, j, j->_item);
+     * writes, so reading them here is ordered. A run to be retried waits for
+     * the done callback (a retry moves the job between lists). */
+    item_outcome_t out = item_outcome(j->_item);
+    if (!(retryable(out) && may_retry(r, j)))
+      record_outcome(r, j, j->_item);
     return;
   }
   if (j->status == JOB_QUEUED && state == POOL_WORK_RUNNING) {
-    j->status = JOB_PROCESSING;
-    j->started_at = pool_work_started_ms(&j->_item->work);
-    status_link(r, j);
+    set_status(r, j, JOB_PROCESSING);
+    count_run(r, j);
   }
   double p = item_progress(j->_item);
   if (p > j->progress)
     j->progress = p;
 }
 
-static void maybe_idle(registry_t *r) {
-  if (r->draining && r->in_flight == 0 && r->idle_cb) {
-    void (*cb)(void *) = r->idle_cb;
-    r->idle_cb = NULL;
-    cb(r->idle_data);
-  }
-}
-
 void registry_on_done(pool_work_t *w, void *data) {
   registry_t *r = data;
   item_t *it = item_of(w);
   job_t *j = it->owner;
+  if (!j) { /* an orphan: its job finished without it */
+    r->orphans--;
+    item_free(it);
+    return;
+  }
   assert(j->_item == it);
   r->in_flight--;
+  bool retry = false;
   if (pool_work_state(w) == POOL_WORK_QUEUED) {
     /* The pool shut down before it ran. */
     j->canceled_by_shutdown = true;
     set_error(j, "canceled", msg_shutdown_queued);
     mark_final(r, j, JOB_CANCELED);
   } else if (!job_is_final(j)) {
-    record_outcome(r, j, it);
+    retry = record_outcome(r, j, it);
   }
   j->_item = NULL;
   item_free(it);
-  notify_final(r, j);
+  if (retry)
+    schedule_retry(r, j);
+  if (job_is_final(j))
+    notify_final(r, j);
   maybe_idle(r);
 }
+
+void registry_on_stall(pool_work_t *w, pool_stall_t why, void *data) {
+  registry_t *r = data;
+  item_t *it = item_of(w);
+  job_t *j = it->owner;
+  if (!j || job_is_final(j))
+    return;
+  registry_refresh(r, j);
+  if (job_is_final(j) || j->_item != it)
+    return;
+  count_run(r, j);
+  double p = item_progress(it);
+  if (p > j->progress)
+    j->progress = p;
+  if (why == POOL_STALL_CANCEL || j->cancel_requested) {
+    /* A thread that will not stop: the job is canceled now; the thread is
+     * reported stuck until its task returns. */
+    orphan_item(r, j);
+    set_error(j, "canceled", cancel_message(j, true));
+    finalize(r, j, JOB_CANCELED);
+  } else {
+    /* Its deadline passed: the job fails (or is retried) now, whether or
+     * not the task notices; its worker is stopped after the grace period. */
+    const char *code;
+    char msg[256];
+    fault_error(r, j, it, ITEM_OUT_TIMEOUT, &code, msg, sizeof msg);
+    orphan_item(r, j);
+    if (may_retry(r, j)) {
+      schedule_retry(r, j);
+    } else {
+      set_error(j, code, msg);
+      finalize(r, j, JOB_FAILED);
+    }
+  }
+  maybe_idle(r);
+}
+
+/* ---- registry.h ---- */
 
 registry_t *registry_new(uv_loop_t *loop, const registry_config_t *cfg) {
   assert(cfg->catalog && cfg->max_finished >= 1 && cfg->retention_ms >= 1);
@@ -346,8 +408,11 @@ registry_t *registry_new(uv_loop_t *loop, const registry_config_t *cfg) {
   if (!r)
     return NULL;
   r->cfg = *cfg;
-  r->stats.finals = calloc(cfg->catalog->n, sizeof *r->stats.finals);
-  if (!r->stats.finals || hash_grow(r) != 0) {
+  if (r->cfg.retry_backoff_ms <= 0)
+    r->cfg.retry_backoff_ms = 500;
+  r->loop = loop;
+  r->stats.finals = calloc(cfg->catalog->n ? cfg->catalog->n : 1, sizeof *r->stats.finals);
+  if (!r->stats.finals || index_hash_grow(r) != 0) {
     free(r->stats.finals);
     free(r);
     return NULL;
@@ -362,7 +427,10 @@ registry_t *registry_new(uv_loop_t *loop, const registry_config_t *cfg) {
   return r;
 }
 
-void registry_attach(registry_t *r, pool_t *pool) { r->pool = pool; }
+void registry_attach(registry_t *r, pool_t *threads, pool_t *procs) {
+  r->pools[LANE_THREAD] = threads;
+  r->pools[LANE_PROCESS] = procs;
+}
 
 static void on_timer_closed(uv_handle_t *h) {
   registry_t *r = h->data;
@@ -374,7 +442,7 @@ void registry_free(registry_t *r) {
   job_t *j = r->newest;
   while (j) {
     job_t *next = j->_all_next;
-    assert(!j->_item); /* the pool must be gone first */
+    assert(!j->_item); /* the pools must be gone first */
     j->_watches = NULL;
     job_free(j);
     j = next;
@@ -384,135 +452,74 @@ void registry_free(registry_t *r) {
 }
 
 int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
-                    job_t **out) {
+                    int retries, job_t **out) {
   /* Stats are indexed by the def's place in the catalog. */
   assert(def >= r->cfg.catalog->defs && def < r->cfg.catalog->defs + r->cfg.catalog->n);
   if (r->draining)
     return OFF_ESTOPPED;
-  if (r->njobs + 1 > r->nbuckets && hash_grow(r) != 0)
+  lane_t lane = def->isolation == OFFLOAD_ISOLATION_PROCESS ? LANE_PROCESS : LANE_THREAD;
+  assert(r->pools[lane]);
+  if (r->njobs + 1 > r->nbuckets && index_hash_grow(r) != 0)
     return OFF_ENOMEM;
   job_t *j = calloc(1, sizeof *j);
   if (!j)
     return OFF_ENOMEM;
   j->params = json_deep_copy(params);
-  j->_item = item_new(def, params, timeout_ms < 0 ? r->cfg.default_timeout_ms : timeout_ms);
-  if (!j->params || !j->_item) {
-    item_free(j->_item);
-    json_decref(j->params);
+  if (!j->params) {
     free(j);
     return OFF_ENOMEM;
   }
   j->def = def;
   j->status = JOB_QUEUED;
   j->created_at = clock_wall_ms();
-  j->_item->owner = j;
+  j->retries = retries;
+  j->_lane = lane;
+  j->_timeout_ms = timeout_ms < 0 ? r->cfg.default_timeout_ms : timeout_ms;
   do
-    new_id(j->id);
-  while (hash_find(r, j->id)); /* 2^-128 per pair: never, but cheap to be sure */
-
-  int rc = pool_submit(r->pool, &j->_item->work);
+    index_new_id(j->id);
+  while (index_find(r, j->id)); /* 2^-128 per pair: never, but cheap to be sure */
+  j->_seq = r->next_seq + 1;    /* what index_add gives it; the queues sort by it */
+  int rc = hand_to_pool(r, j, false);
   if (rc != 0) {
-    item_free(j->_item);
-    j->_item = NULL;
     job_free(j);
     return rc;
   }
-  size_t k = id_hash(j->id) & (r->nbuckets - 1);
-  j->_hnext = r->buckets[k];
-  r->buckets[k] = j;
-  j->_all_next = r->newest;
-  if (r->newest)
-    r->newest->_all_prev = j;
-  else
-    r->oldest = j;
-  r->newest = j;
-  DLIST_APPEND(r->q_head, r->q_tail, j, _q_prev, _q_next);
-  j->_in_queue_list = true;
-  r->nqview++;
-  j->_seq = ++r->next_seq;
-  r->njobs++;
-  r->in_flight++;
+  index_add(r, j);
+  index_status_link(r, j);
   r->stats.submitted++;
   *out = j;
   return 0;
 }
 
 job_t *registry_get(registry_t *r, const char *id) {
-  job_t *j = hash_find(r, id);
+  job_t *j = index_find(r, id);
   if (j)
     registry_refresh(r, j);
   return j;
-}
-
-/* Drops from the front of the queue view the jobs a worker has taken. Workers
- * pop in FIFO order, so they are all at the front: O(jobs started since the
- * last look), at most about the number of workers. */
-static void prune_queue(registry_t *r) {
-  while (r->q_head && pool_work_state(&r->q_head->_item->work) != POOL_WORK_QUEUED) {
-    job_t *j = r->q_head;
-    registry_refresh(r, j); /* processing, or final if already done */
-    queue_unlink(r, j);
-  }
-}
-
-size_t registry_sync(registry_t *r) {
-  prune_queue(r);
-  job_t *j = r->s_newest[JOB_PROCESSING];
-  while (j) {
-    job_t *older = j->_s_next;
-    registry_refresh(r, j); /* a finished one moves to its final list */
-    j = older;
-  }
-  return r->nqview;
-}
-
-size_t registry_position(registry_t *r, job_t *job) {
-  registry_refresh(r, job);
-  if (job->status != JOB_QUEUED)
-    return 0;
-  prune_queue(r);
-  if (job->status != JOB_QUEUED)
-    return 0;
-  /* Walk from both ends at once: O(min(place, jobs behind it)), so a job
-   * just submitted (the tail) costs O(1). */
-  job_t *front = r->q_head, *back = r->q_tail;
-  for (size_t k = 0; front && back; k++) {
-    if (front == job)
-      return k + 1;
-    if (back == job)
-      return r->nqview - k;
-    front = front->_q_next;
-    back = back->_q_prev;
-  }
-  assert(!"a queued job is always in the queue view");
-  return 0;
-}
-
-job_t *registry_first_with(registry_t *r, job_status_t status) {
-  return status == JOB_QUEUED ? r->q_tail : r->s_newest[status];
-}
-
-job_t *registry_next_with(const job_t *job, job_status_t status) {
-  return status == JOB_QUEUED ? job->_q_prev : job->_s_next;
 }
 
 int registry_cancel(registry_t *r, job_t *j) {
   registry_refresh(r, j);
   if (job_is_final(j))
     return OFF_EBUSY;
+  if (j->status == JOB_QUEUED && !j->_item) { /* waiting to retry */
+    uv_timer_stop(j->_retry);
+    DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
+    set_error(j, "canceled", msg_by_client);
+    finalize(r, j, JOB_CANCELED);
+    maybe_idle(r);
+    return 0;
+  }
   if (j->status == JOB_QUEUED && cancel_queued(r, j, false)) {
     maybe_idle(r);
     return 0;
   }
   /* A worker has it (perhaps since a moment ago): ask it to stop. */
   j->cancel_requested = true;
-  item_cancel(j->_item);
+  pool_cancel(r->pools[j->_lane], &j->_item->work);
   registry_refresh(r, j);
   return 1;
 }
-
-job_t *registry_newest(registry_t *r) { return r->newest; }
-job_t *registry_older(job_t *job) { return job->_all_next; }
 
 void registry_watch(job_t *job, job_watch_t *w) {
   assert(!job_is_final(job));
@@ -537,26 +544,37 @@ void registry_unwatch(job_t *job, job_watch_t *w) {
 
 void registry_drain(registry_t *r) {
   r->draining = true;
-  job_t *j = r->q_head;
-  while (j) {
-    job_t *next = j->_q_next;
-    /* Only jobs no worker has taken: the running ones get the drain time. */
-    if (job_is_final(j) || !cancel_queued(r, j, true)) {
-      registry_refresh(r, j); /* a worker has it: file it as processing */
-      queue_unlink(r, j);
+  for (int l = 0; l < LANE_N; l++) {
+    job_t *j = r->q_head[l];
+    while (j) {
+      job_t *next = j->_q_next;
+      /* Only jobs no worker has taken: the running ones get the drain time. */
+      if (job_is_final(j) || !cancel_queued(r, j, true)) {
+        registry_refresh(r, j); /* a worker has it: file it as processing */
+        index_queue_unlink(r, j);
+      }
+      j = next;
     }
-    j = next;
+  }
+  while (r->b_head) {
+    job_t *j = r->b_head;
+    uv_timer_stop(j->_retry);
+    DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
+    j->canceled_by_shutdown = true;
+    set_error(j, "canceled", msg_shutdown_queued);
+    finalize(r, j, JOB_CANCELED);
   }
   maybe_idle(r);
 }
 
 void registry_cancel_running(registry_t *r) {
-  registry_sync(r); /* every started job is in the processing list now */
+  size_t queued[LANE_N];
+  registry_sync(r, queued); /* every started job is in the processing list now */
   for (job_t *j = r->s_newest[JOB_PROCESSING]; j; j = j->_s_next) {
     if (!j->cancel_requested) {
       j->canceled_by_shutdown = true;
       j->cancel_requested = true;
-      item_cancel(j->_item);
+      pool_cancel(r->pools[j->_lane], &j->_item->work);
     }
   }
 }

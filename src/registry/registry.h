@@ -14,7 +14,19 @@
  * registry_free. A job_t pointer is valid until control returns to the loop,
  * unless the holder keeps a watch on a non-final job: watches fire (and are
  * removed) when the job becomes final, before it can be evicted. A job whose
- * item is in the pool is never freed. */
+ * item is in the pool is never freed.
+ *
+ * Two pools may serve one registry: threads and processes, picked by each
+ * kind's isolation (lane). Each lane has its own queue view, and a job's
+ * queuePosition is its place in its lane. A job can give up on an item that
+ * a worker still holds (its deadline passed, or a thread would not stop
+ * after a cancel): the item is then an orphan, freed when the pool lets go
+ * of it, and the job is free to finish or be retried.
+ *
+ * Retries: a job submitted with retries k > 0 that fails with
+ * worker_crashed, out_of_memory or timeout goes back to `queued` after a
+ * backoff (retry_backoff_ms x 2^(n-1) for the n-th retry, plus up to 10 %
+ * jitter), at most k times; `attempts` counts the runs started. */
 #ifndef OFFLOAD_REGISTRY_H
 #define OFFLOAD_REGISTRY_H
 
@@ -32,6 +44,9 @@
 #define JOB_ID_LEN 22 /* 128 random bits, base64url without padding */
 
 typedef enum { JOB_QUEUED = 0, JOB_PROCESSING, JOB_COMPLETE, JOB_FAILED, JOB_CANCELED, JOB_NSTATUS } job_status_t;
+
+/* The pool a job's kind runs on. */
+typedef enum { LANE_THREAD = 0, LANE_PROCESS, LANE_N } lane_t;
 
 typedef struct job job_t;
 typedef struct job_watch job_watch_t;
@@ -57,6 +72,9 @@ struct job {
   int64_t finished_at;   /* wall ms, 0 = not yet */
   bool cancel_requested; /* DELETE while processing, or shutdown */
   bool canceled_by_shutdown;
+  int attempts;          /* runs started */
+  int retries;           /* runs allowed after the first, for worker faults and timeouts */
+  int64_t retry_at;      /* wall ms of the next run while waiting to retry, else 0 */
   /* The API's serialized JSON of this job once final (a final job never
    * changes, so big listings reuse it). Set by the API layer; owned by the
    * job (freed with it). NULL until then. */
@@ -65,10 +83,15 @@ struct job {
 
   /* Private to the registry. */
   item_t *_item; /* while in the pool */
+  lane_t _lane;
+  int64_t _timeout_ms;    /* each run's timeout; 0 = none */
+  bool _run_counted;      /* this item's start is in `attempts` */
+  uv_timer_t *_retry;     /* the backoff timer while waiting to retry */
+  job_t *_b_prev, *_b_next; /* waiting to retry */
   uint64_t _finished_mono_ms;
   job_t *_hnext;
   job_t *_all_prev, *_all_next; /* creation order, newest first */
-  job_t *_q_prev, *_q_next;     /* loop's view of the queue, oldest first */
+  job_t *_q_prev, *_q_next;     /* loop's view of its lane's queue, oldest first */
   job_t *_f_prev, *_f_next;     /* finished, oldest first */
   job_t *_s_prev, *_s_next;     /* its status list, newest created first */
   uint64_t _seq;                /* creation order */
@@ -81,6 +104,8 @@ typedef struct registry_config {
   size_t max_finished;            /* >= 1 */
   int64_t retention_ms;           /* >= 1 */
   int64_t default_timeout_ms;     /* 0 = none */
+  int64_t retry_backoff_ms;       /* base of the retry backoff */
+  uint64_t memory_mb;             /* the process workers' cap, for messages */
 } registry_config_t;
 
 /* Per-task counters for /metrics. */
@@ -88,40 +113,49 @@ typedef struct registry_stats {
   uint64_t (*finals)[JOB_NSTATUS]; /* [catalog index][status]; final statuses only */
   hist_t run_seconds;              /* started -> finished, jobs that ran */
   uint64_t submitted;
+  uint64_t attempts; /* runs started */
+  uint64_t retries;  /* runs scheduled again after a worker fault or timeout */
   size_t jobs, finished;
 } registry_stats_t;
 
 typedef struct registry registry_t;
 
-/* Returns NULL on allocation failure. The pool comes later (registry_attach)
- * because the pool needs registry_on_done as its callback. */
+/* Returns NULL on allocation failure. The pools come later (registry_attach)
+ * because a pool needs registry_on_done as its callback. */
 registry_t *registry_new(uv_loop_t *loop, const registry_config_t *cfg);
-void registry_attach(registry_t *r, pool_t *pool);
-/* Frees every job. The pool must be freed first (so no item is in flight). */
+/* The pool of each lane; a lane no kind uses may be NULL. */
+void registry_attach(registry_t *r, pool_t *threads, pool_t *procs);
+/* Frees every job. The pools must be freed first (so no item is in flight). */
 void registry_free(registry_t *r);
 
-/* The pool_done_cb to give pool_new, with the registry as data. */
+/* The pool_done_cb and pool_stall_cb to give pool_new, with the registry as data. */
 void registry_on_done(pool_work_t *w, void *data);
+void registry_on_stall(pool_work_t *w, pool_stall_t why, void *data);
 
 /* Creates a queued job running `def` with `params` (borrowed, copied; must be
- * valid for def) and hands it to the pool. timeout_ms < 0 takes the default.
- * Returns 0 and sets *out, or OFF_EFULL (queue full), OFF_ESTOPPED (draining)
- * or OFF_ENOMEM; on error nothing is registered. */
+ * valid for def) and hands it to its lane's pool. timeout_ms < 0 takes the
+ * default; retries 0..10. Returns 0 and sets *out, or OFF_EFULL (queue
+ * full), OFF_ESTOPPED (draining) or OFF_ENOMEM; on error nothing is
+ * registered. */
 int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
-                    job_t **out);
+                    int retries, job_t **out);
 
 /* The job with this id, its status and progress brought up to date, or NULL. */
 job_t *registry_get(registry_t *r, const char *id);
 /* Brings status/progress/startedAt up to date from the worker's atomics. */
 void registry_refresh(registry_t *r, job_t *job);
-/* 1-based place in the queue of a queued job; 0 when not queued.
- * O(min(place, jobs behind it)): O(1) for a job just submitted. */
+/* 1-based place in its lane's queue of a queued job; 0 when not queued (or
+ * waiting to retry). O(min(place, jobs behind it)): O(1) for a job just
+ * submitted. */
 size_t registry_position(registry_t *r, job_t *job);
 
 /* Brings every job's status up to date with its worker (O(workers)) and
- * returns the number of queued jobs. After it, the k-th queued job met going
- * from newest to oldest (k from 0) has place `returned - k`. */
-size_t registry_sync(registry_t *r);
+ * fills queued[lane] with the number of jobs in each lane's queue. After it,
+ * the k-th job of a lane's queue met going from newest to oldest (k from 0)
+ * has place `queued[lane] - k` (registry_in_queue says which queued jobs are
+ * in one). */
+void registry_sync(registry_t *r, size_t queued[LANE_N]);
+bool registry_in_queue(const job_t *job);
 
 /* Jobs of one status, newest created first: O(1) per step. Call
  * registry_sync first for an up-to-date view; take the next job before
@@ -142,6 +176,7 @@ void registry_watch(job_t *job, job_watch_t *w);
 void registry_unwatch(job_t *job, job_watch_t *w);
 
 static inline bool job_is_final(const job_t *j) { return j->status >= JOB_COMPLETE; }
+static inline lane_t job_lane(const job_t *j) { return j->_lane; }
 const char *job_status_name(job_status_t s);
 
 /* Shutdown: refuse new jobs (OFF_ESTOPPED) and cancel every queued one. */

@@ -64,7 +64,7 @@ static void env_start(env_t *e, env_config_t ec) {
   pool_config_t pc = {.workers = 1, .max_queue = ec.max_queue ? ec.max_queue : 16, .nice = 0};
   e->pool = pool_new(&e->loop, &pc, registry_on_done, e->r);
   assert_non_null(e->pool);
-  registry_attach(e->r, e->pool);
+  registry_attach(e->r, e->pool, NULL);
 }
 
 static void env_stop(env_t *e) {
@@ -80,7 +80,7 @@ static job_t *submit(env_t *e, const offload_task_def_t *def, const char *param,
   json_t *params = json_pack("{s:I}", param, (json_int_t)v);
   assert_non_null(params);
   job_t *j = NULL;
-  int rc = registry_submit(e->r, def, params, timeout_ms, &j);
+  int rc = registry_submit(e->r, def, params, timeout_ms, 0, &j);
   json_decref(params);
   if (rc != 0)
     fail_msg("registry_submit: %d", rc);
@@ -303,7 +303,10 @@ static void test_position_and_cancel(void **state) {
   assert_int_equal(registry_position(e.r, b), 1);
   assert_int_equal(registry_position(e.r, c), 2);
   assert_int_equal(registry_position(e.r, d), 3);
-  assert_int_equal(registry_sync(e.r), 3);
+  size_t queued[LANE_N];
+  registry_sync(e.r, queued);
+  assert_int_equal(queued[LANE_THREAD], 3);
+  assert_int_equal(queued[LANE_PROCESS], 0);
   assert_int_equal(registry_position(e.r, d), 3);
   assert_int_equal(registry_position(e.r, b), 1);
   assert_int_equal(registry_position(e.r, c), 2);
@@ -367,7 +370,7 @@ static void test_queue_full(void **state) {
   job_t *c = submit(&e, e.fib, "n", 1, -1);
   json_t *params = json_pack("{s:i}", "n", 1);
   job_t *out = (job_t *)&out; /* a marker: must stay untouched */
-  assert_int_equal(registry_submit(e.r, e.fib, params, -1, &out), OFF_EFULL);
+  assert_int_equal(registry_submit(e.r, e.fib, params, -1, 0, &out), OFF_EFULL);
   assert_ptr_equal(out, (job_t *)&out);
   json_decref(params);
   const registry_stats_t *st = registry_stats(e.r);
@@ -528,7 +531,7 @@ static void test_drain(void **state) {
   uint64_t submitted = registry_stats(e.r)->submitted;
   json_t *params = json_pack("{s:i}", "n", 1);
   job_t *out = NULL;
-  assert_int_equal(registry_submit(e.r, e.fib, params, -1, &out), OFF_ESTOPPED);
+  assert_int_equal(registry_submit(e.r, e.fib, params, -1, 0, &out), OFF_ESTOPPED);
   assert_null(out);
   json_decref(params);
   assert_int_equal(registry_stats(e.r)->submitted, submitted);

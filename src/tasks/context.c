@@ -37,6 +37,16 @@ int64_t offload_task_param_int(const offload_task_t *t, const char *name, int64_
   return json_is_integer(v) ? (int64_t)json_integer_value(v) : dflt;
 }
 
+bool offload_task_param_bool(const offload_task_t *t, const char *name, bool dflt) {
+  json_t *v = json_object_get(t->params, name);
+  return json_is_boolean(v) ? json_is_true(v) : dflt;
+}
+
+const char *offload_task_param_str(const offload_task_t *t, const char *name, const char *dflt) {
+  json_t *v = json_object_get(t->params, name);
+  return json_is_string(v) ? json_string_value(v) : dflt;
+}
+
 void offload_task_progress(offload_task_t *t, double fraction) {
   if (!(fraction >= 0.0)) /* NaN too */
     return;

@@ -57,7 +57,7 @@ static void fibonacci_run(offload_task_t *t) {
 }
 
 static const offload_param_spec_t fibonacci_params[] = {
-    {"n", OFFLOAD_PARAM_INTEGER, true, 0, 92},
+    {"n", OFFLOAD_PARAM_INTEGER, true, 0, 92, NULL, false},
 };
 
 const offload_task_def_t task_fibonacci = {

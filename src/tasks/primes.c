@@ -85,7 +85,7 @@ out:
 }
 
 static const offload_param_spec_t primes_params[] = {
-    {"max", OFFLOAD_PARAM_INTEGER, true, 1, INT64_C(1000000000000)},
+    {"max", OFFLOAD_PARAM_INTEGER, true, 1, INT64_C(1000000000000), NULL, false},
 };
 
 const offload_task_def_t task_primes = {

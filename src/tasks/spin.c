@@ -1,10 +1,13 @@
 /* spin: burns CPU for `ms` milliseconds of wall time. For tests and
- * benchmarks: a job whose length is known in advance. */
+ * benchmarks: a job whose length is known in advance. Under
+ * --enable-test-tasks it also takes ignoreCancel: true, a task that never
+ * checks for cancellation (how the suite makes a thread worker stuck). */
 #include "tasks/tasks.h"
 #include "util/clock.h"
 
 static void spin_run(offload_task_t *t) {
   int64_t ms = offload_task_param_int(t, "ms", 0);
+  bool ignore_cancel = offload_task_param_bool(t, "ignoreCancel", false);
   uint64_t start = clock_mono_ns();
   uint64_t total = (uint64_t)ms * 1000000u;
   volatile uint64_t sink = 0;
@@ -14,7 +17,7 @@ static void spin_run(offload_task_t *t) {
     uint64_t elapsed = clock_mono_ns() - start;
     if (elapsed >= total)
       break;
-    if (offload_task_canceled(t))
+    if (!ignore_cancel && offload_task_canceled(t))
       return;
     offload_task_progress(t, (double)elapsed / (double)total);
   }
@@ -22,7 +25,8 @@ static void spin_run(offload_task_t *t) {
 }
 
 static const offload_param_spec_t spin_params[] = {
-    {"ms", OFFLOAD_PARAM_INTEGER, true, 1, 600000},
+    {"ms", OFFLOAD_PARAM_INTEGER, true, 1, 600000, NULL, false},
+    {"ignoreCancel", OFFLOAD_PARAM_BOOLEAN, false, 0, 0, NULL, true},
 };
 
 const offload_task_def_t task_spin = {
@@ -30,5 +34,5 @@ const offload_task_def_t task_spin = {
     .description = "Burns CPU for ms milliseconds (for tests and benchmarks).",
     .run = spin_run,
     .params = spin_params,
-    .nparams = 1,
+    .nparams = 2,
 };

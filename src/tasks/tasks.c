@@ -10,10 +10,26 @@
 #include "util/err.h"
 
 const offload_task_def_t *const tasks_builtin[] = {
-    &task_report, &task_fibonacci, &task_primes, &task_spin, NULL,
+    &task_report, &task_fibonacci, &task_primes, &task_spin, &task_crash, NULL,
 };
 
+const offload_task_def_t *tasks_find_builtin(const char *name) {
+  for (size_t i = 0; tasks_builtin[i]; i++)
+    if (strcmp(tasks_builtin[i]->name, name) == 0)
+      return tasks_builtin[i];
+  return NULL;
+}
+
+const char *tasks_isolation_name(offload_isolation_t iso) {
+  return iso == OFFLOAD_ISOLATION_PROCESS ? "process" : "thread";
+}
+
 int tasks_catalog_init(tasks_catalog_t *c) {
+  tasks_options_t o = {.isolation = OFFLOAD_ISOLATION_THREAD, .test_tasks = false};
+  return tasks_catalog_init_with(c, &o);
+}
+
+int tasks_catalog_init_with(tasks_catalog_t *c, const tasks_options_t *o) {
   memset(c, 0, sizeof *c);
   size_t n = 0;
   while (tasks_builtin[n])
@@ -24,20 +40,35 @@ int tasks_catalog_init(tasks_catalog_t *c) {
     goto fail;
   for (size_t i = 0; i < n; i++) {
     const offload_task_def_t *d = tasks_builtin[i];
-    c->defs[i] = *d;
-    c->n = i + 1;
+    if (d->test_only && !o->test_tasks)
+      continue;
+    size_t k = c->n++;
+    c->defs[k] = *d;
+    c->defs[k].isolation = d->isolation == OFFLOAD_ISOLATION_PROCESS ? OFFLOAD_ISOLATION_PROCESS
+                           : o->isolation == OFFLOAD_ISOLATION_PROCESS ? OFFLOAD_ISOLATION_PROCESS
+                                                                       : OFFLOAD_ISOLATION_THREAD;
+    c->defs[k].nparams = 0;
     if (d->nparams) {
-      c->specs[i] = malloc(sizeof *c->specs[i] * d->nparams);
-      if (!c->specs[i])
+      c->specs[k] = malloc(sizeof *c->specs[k] * d->nparams);
+      if (!c->specs[k])
         goto fail;
-      memcpy(c->specs[i], d->params, sizeof *c->specs[i] * d->nparams);
-      c->defs[i].params = c->specs[i];
+      for (size_t p = 0; p < d->nparams; p++)
+        if (!d->params[p].test_only || o->test_tasks)
+          c->specs[k][c->defs[k].nparams++] = d->params[p];
+      c->defs[k].params = c->specs[k];
     }
   }
   return 0;
 fail:
   tasks_catalog_fini(c);
   return OFF_ENOMEM;
+}
+
+bool tasks_catalog_uses(const tasks_catalog_t *c, offload_isolation_t iso) {
+  for (size_t i = 0; i < c->n; i++)
+    if (c->defs[i].isolation == iso)
+      return true;
+  return false;
 }
 
 void tasks_catalog_fini(tasks_catalog_t *c) {
@@ -122,6 +153,45 @@ bool tasks_check_range(const offload_param_spec_t *spec, int64_t v, const char *
   return false;
 }
 
+/* A string parameter's allowed values, "a, b, c", into buf. */
+static void choices_text(const offload_param_spec_t *spec, char *buf, size_t size) {
+  size_t used = 0;
+  buf[0] = '\0';
+  for (size_t i = 0; spec->choices && spec->choices[i] && used < size; i++) {
+    int w = snprintf(buf + used, size - used, "%s%s", i ? ", " : "", spec->choices[i]);
+    if (w < 0)
+      break;
+    used += (size_t)w;
+  }
+}
+
+static bool check_value(const offload_param_spec_t *spec, const json_t *v, const char *name, param_error_t *err) {
+  switch (spec->type) {
+  case OFFLOAD_PARAM_BOOLEAN:
+    if (json_is_boolean(v))
+      return true;
+    set_err(err, PARAM_INVALID, name, "%s must be true or false.", name);
+    return false;
+  case OFFLOAD_PARAM_STRING:
+    for (size_t i = 0; json_is_string(v) && spec->choices && spec->choices[i]; i++)
+      if (strcmp(json_string_value(v), spec->choices[i]) == 0)
+        return true;
+    {
+      char allowed[160];
+      choices_text(spec, allowed, sizeof allowed);
+      set_err(err, PARAM_INVALID, name, "%s must be one of: %s.", name, allowed);
+    }
+    return false;
+  case OFFLOAD_PARAM_INTEGER: break;
+  }
+  if (!json_is_integer(v)) {
+    set_err(err, PARAM_INVALID, name, "%s must be an integer from %" PRId64 " to %" PRId64 ".", name, spec->min,
+            spec->max);
+    return false;
+  }
+  return tasks_check_range(spec, (int64_t)json_integer_value(v), name, err);
+}
+
 bool tasks_validate(const offload_task_def_t *def, const json_t *params, param_error_t *err) {
   char name[64];
   for (size_t i = 0; i < def->nparams; i++) {
@@ -135,12 +205,7 @@ bool tasks_validate(const offload_task_def_t *def, const json_t *params, param_e
       }
       continue;
     }
-    if (!json_is_integer(v)) {
-      set_err(err, PARAM_INVALID, name, "%s must be an integer from %" PRId64 " to %" PRId64 ".", name, spec->min,
-              spec->max);
-      return false;
-    }
-    if (!tasks_check_range(spec, (int64_t)json_integer_value(v), name, err))
+    if (!check_value(spec, v, name, err))
       return false;
   }
   const char *key;

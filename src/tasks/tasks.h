@@ -16,21 +16,35 @@
 
 #include "offload/task.h"
 
-extern const offload_task_def_t task_report, task_fibonacci, task_primes, task_spin;
+extern const offload_task_def_t task_report, task_fibonacci, task_primes, task_spin, task_crash;
 
-/* NULL-terminated table of every built-in kind. */
+/* NULL-terminated table of every built-in kind, test-only ones included. */
 extern const offload_task_def_t *const tasks_builtin[];
 
+/* The built-in kind of this name (test-only ones included), or NULL. What a
+ * worker process runs: the server validated the params already. */
+const offload_task_def_t *tasks_find_builtin(const char *name);
+
 /* A server's set of kinds: copies of the built-in defs whose limits the
- * configuration may tighten (e.g. --max-iterations for report). */
+ * configuration may tighten (e.g. --max-iterations for report), each with
+ * its isolation resolved to THREAD or PROCESS. */
 typedef struct tasks_catalog {
   offload_task_def_t *defs;
   offload_param_spec_t **specs; /* owned copies, one array per def */
   size_t n;
 } tasks_catalog_t;
 
-/* Returns 0 or OFF_ENOMEM. */
+typedef struct tasks_options {
+  offload_isolation_t isolation; /* THREAD or PROCESS: --isolation */
+  bool test_tasks;               /* --enable-test-tasks */
+} tasks_options_t;
+
+/* Returns 0 or OFF_ENOMEM. tasks_catalog_init: thread isolation, no test tasks. */
 int tasks_catalog_init(tasks_catalog_t *c);
+int tasks_catalog_init_with(tasks_catalog_t *c, const tasks_options_t *o);
+/* True when some kind runs in worker processes / threads. */
+bool tasks_catalog_uses(const tasks_catalog_t *c, offload_isolation_t iso);
+const char *tasks_isolation_name(offload_isolation_t iso);
 void tasks_catalog_fini(tasks_catalog_t *c);
 const offload_task_def_t *tasks_catalog_find(const tasks_catalog_t *c, const char *name);
 /* Sets the max of one parameter; returns 0 or OFF_ENOENT. */

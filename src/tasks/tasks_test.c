@@ -163,7 +163,7 @@ static void test_validate(void **state) {
 
 static void test_check_range(void **state) {
   (void)state;
-  const offload_param_spec_t spec = {"v", OFFLOAD_PARAM_INTEGER, true, -5, 5};
+  const offload_param_spec_t spec = {"v", OFFLOAD_PARAM_INTEGER, true, -5, 5, NULL, false};
   param_error_t err;
   assert_true(tasks_check_range(&spec, -5, "params.v", &err));
   assert_true(tasks_check_range(&spec, 5, "params.v", &err));
@@ -175,24 +175,63 @@ static void test_check_range(void **state) {
 
 /* ---- the catalog ---- */
 
+static void test_catalog_options(void **state) {
+  (void)state;
+  /* Test tasks: crash (always in processes) and spin's ignoreCancel. */
+  tasks_catalog_t c;
+  tasks_options_t o = {.isolation = OFFLOAD_ISOLATION_THREAD, .test_tasks = true};
+  assert_int_equal(tasks_catalog_init_with(&c, &o), 0);
+  assert_int_equal(c.n, 5);
+  const offload_task_def_t *crash = tasks_catalog_find(&c, "crash"), *spin = tasks_catalog_find(&c, "spin");
+  assert_non_null(crash);
+  assert_int_equal(crash->isolation, OFFLOAD_ISOLATION_PROCESS);
+  assert_int_equal(spin->isolation, OFFLOAD_ISOLATION_THREAD);
+  assert_true(tasks_catalog_uses(&c, OFFLOAD_ISOLATION_PROCESS));
+  assert_true(tasks_catalog_uses(&c, OFFLOAD_ISOLATION_THREAD));
+  expect_valid(spin, "{\"ms\": 5, \"ignoreCancel\": true}");
+  expect_invalid(spin, "{\"ms\": 5, \"ignoreCancel\": 1}", PARAM_INVALID, "params.ignoreCancel");
+  expect_valid(crash, "{\"mode\": \"segv\"}");
+  expect_valid(crash, "{\"mode\": \"ignore-cancel\"}");
+  expect_invalid(crash, "{\"mode\": \"boom\"}", PARAM_INVALID, "params.mode");
+  expect_invalid(crash, "{\"mode\": 3}", PARAM_INVALID, "params.mode");
+  expect_invalid(crash, "{}", PARAM_MISSING, "params.mode");
+  tasks_catalog_fini(&c);
+
+  /* --isolation process moves every kind to processes. */
+  o = (tasks_options_t){.isolation = OFFLOAD_ISOLATION_PROCESS, .test_tasks = false};
+  assert_int_equal(tasks_catalog_init_with(&c, &o), 0);
+  for (size_t i = 0; i < c.n; i++)
+    assert_int_equal(c.defs[i].isolation, OFFLOAD_ISOLATION_PROCESS);
+  assert_false(tasks_catalog_uses(&c, OFFLOAD_ISOLATION_THREAD));
+  assert_string_equal(tasks_isolation_name(c.defs[0].isolation), "process");
+  assert_ptr_equal(tasks_find_builtin("crash"), &task_crash);
+  assert_null(tasks_find_builtin("nope"));
+  tasks_catalog_fini(&c);
+}
+
 static void test_catalog(void **state) {
   (void)state;
   size_t nbuiltin = 0;
   while (tasks_builtin[nbuiltin])
     nbuiltin++;
-  assert_int_equal(nbuiltin, 4);
+  assert_int_equal(nbuiltin, 5); /* crash is test-only */
 
   tasks_catalog_t c;
   assert_int_equal(tasks_catalog_init(&c), 0);
-  assert_int_equal(c.n, nbuiltin);
-  for (size_t i = 0; i < nbuiltin; i++) {
+  assert_int_equal(c.n, 4);
+  for (size_t i = 0; i < c.n; i++) {
     const offload_task_def_t *d = tasks_catalog_find(&c, tasks_builtin[i]->name);
     assert_non_null(d);
     assert_ptr_equal(d, &c.defs[i]);
     assert_ptr_equal(d->run, tasks_builtin[i]->run);
-    assert_int_equal(d->nparams, tasks_builtin[i]->nparams);
+    assert_int_equal(d->isolation, OFFLOAD_ISOLATION_THREAD);
     assert_ptr_not_equal(d->params, tasks_builtin[i]->params); /* a copy */
   }
+  /* Without test tasks: no crash, and spin has no ignoreCancel. */
+  assert_null(tasks_catalog_find(&c, "crash"));
+  assert_int_equal(tasks_catalog_find(&c, "spin")->nparams, 1);
+  expect_invalid(tasks_catalog_find(&c, "spin"), "{\"ms\": 5, \"ignoreCancel\": true}", PARAM_UNKNOWN,
+                 "params.ignoreCancel");
   assert_null(tasks_catalog_find(&c, "nope"));
   assert_null(tasks_catalog_find(&c, ""));
   assert_null(tasks_catalog_find(&c, "Report"));
@@ -325,7 +364,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_parse_int_accepts), cmocka_unit_test(test_parse_int_rejects),
       cmocka_unit_test(test_validate),          cmocka_unit_test(test_check_range),
-      cmocka_unit_test(test_catalog),           cmocka_unit_test(test_report),
+      cmocka_unit_test(test_catalog), cmocka_unit_test(test_catalog_options),           cmocka_unit_test(test_report),
       cmocka_unit_test(test_fibonacci),         cmocka_unit_test(test_primes_known),
       cmocka_unit_test(test_primes_vs_naive),   cmocka_unit_test(test_spin),
   };

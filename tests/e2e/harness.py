@@ -38,8 +38,11 @@ ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,}$")
 STATUSES = {"queued", "processing", "complete", "failed", "canceled"}
 FINAL = {"complete", "failed", "canceled"}
 TASKS = {"report", "fibonacci", "primes", "spin"}
+TEST_TASKS = {"crash"}  # only under --enable-test-tasks
 JOB_KEYS = {"id", "task", "params", "status", "progress", "result", "error",
-            "queuePosition", "createdAt", "startedAt", "finishedAt"}
+            "queuePosition", "createdAt", "startedAt", "finishedAt", "attempts"}
+# A job submitted with "retries" > 0 also shows these.
+RETRY_KEYS = {"retries", "retryAt"}
 REPORT_KEYS = {"jobId", "status", "progress", "result", "error",
                "queuePosition", "createdAt", "startedAt", "finishedAt"}
 
@@ -484,7 +487,11 @@ class OffloadTestCase(unittest.TestCase):
         self.assertTrue(isinstance(p, (int, float)) and not isinstance(p, bool), "progress not a number: %r" % j)
         self.assertTrue(0 <= p <= 1, "progress out of 0..1: %r" % j)
         self.assertMs(j["createdAt"], "createdAt")
-        if st == "queued":
+        if st == "queued" and j.get("retryAt") is not None:
+            # Waiting out a retry's backoff: not in any queue yet.
+            self.assertIsNone(j["queuePosition"], "a job waiting to retry has no queue place: %r" % j)
+            self.assertMs(j["retryAt"], "retryAt")
+        elif st == "queued":
             self.assertTrue(isinstance(j["queuePosition"], int) and not isinstance(j["queuePosition"], bool)
                             and j["queuePosition"] >= 1, "queued job needs a 1-based queuePosition: %r" % j)
             self.assertIsNone(j["startedAt"], "queued job has startedAt: %r" % j)
@@ -517,9 +524,16 @@ class OffloadTestCase(unittest.TestCase):
             self.assertIsInstance(j["error"], dict, "failed job needs an error object: %r" % j)
 
     def checkJob(self, j, expect_status=None, task=None, params=None, job_id=None):
-        self._check_common(j, JOB_KEYS, expect_status)
+        self._check_common(j, JOB_KEYS | RETRY_KEYS if "retries" in j else JOB_KEYS, expect_status)
         self.assertRegex(j["id"], ID_RE)
-        self.assertIn(j["task"], TASKS)
+        self.assertIn(j["task"], TASKS | TEST_TASKS)
+        a = j["attempts"]
+        self.assertTrue(isinstance(a, int) and not isinstance(a, bool) and a >= 0, "attempts: %r" % j)
+        if j["startedAt"] is not None:
+            self.assertGreaterEqual(a, 1, "a job that started has attempts >= 1: %r" % j)
+        if "retries" in j:
+            self.assertTrue(isinstance(j["retries"], int) and 1 <= j["retries"] <= 10, "retries: %r" % j)
+            self.assertLessEqual(a, j["retries"] + 1, "more runs than retries allow: %r" % j)
         self.assertIsInstance(j["params"], dict)
         if task is not None:
             self.assertEqual(j["task"], task)

@@ -97,7 +97,8 @@ class Tasks(OffloadTestCase):
         self.assertEqual(set(body.keys()), {"tasks"})
         by_name = {}
         for t in body["tasks"]:
-            self.assertEqual(set(t.keys()), {"name", "description", "params"}, repr(t))
+            self.assertEqual(set(t.keys()), {"name", "description", "params", "isolation"}, repr(t))
+            self.assertEqual(t["isolation"], "thread", "the default --isolation is thread: %r" % t)
             self.assertIsInstance(t["description"], str)
             self.assertTrue(t["description"].strip())
             by_name[t["name"]] = t

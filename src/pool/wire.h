@@ -1,0 +1,37 @@
+/* pool/wire: what a job and its result look like inside a frame's payload
+ * (pool/frame.h carries them between the server and a worker process).
+ *
+ * Job: {u32 flags, u32 name length, the task's name, its params as JSON
+ * text}. When the JSON is longer than `inline_max` it travels in a memfd
+ * passed with the frame instead (flag WIRE_PARAMS_IN_FD), so a large input
+ * is never copied through the socket.
+ * Result: {u8 kind, u8 failed, u16 code length, u32 message length, i64,
+ * f64, the error code, the message (cut at WIRE_MAX_MESSAGE bytes)}.
+ *
+ * Threads: pure functions. Ownership: every encode returns a malloc'd
+ * payload the caller frees, and a descriptor (or -1) the caller closes;
+ * decode borrows its input and returns new values the caller owns. */
+#ifndef OFFLOAD_POOL_WIRE_H
+#define OFFLOAD_POOL_WIRE_H
+
+#include <jansson.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "tasks/context.h"
+
+#define WIRE_PARAMS_IN_FD 1u
+#define WIRE_INLINE_MAX (48 * 1024)
+#define WIRE_MAX_MESSAGE (8 * 1024)
+
+/* Returns 0 or a negative OFF_E* code (OFF_ENOMEM, OFF_ESYS for memfd). */
+int wire_encode_job(const char *task, const json_t *params, size_t inline_max, void **payload, size_t *len, int *fd);
+/* Fills task[task_cap] and *params (new reference). `fd` is the frame's
+ * passed descriptor or -1 (borrowed). Returns 0 or OFF_EINVAL. */
+int wire_decode_job(const void *payload, size_t len, int fd, char *task, size_t task_cap, json_t **params);
+
+int wire_encode_result(const task_result_t *r, void **payload, size_t *len);
+/* Fills *r (whose err_message it allocates). Returns 0 or OFF_EINVAL / OFF_ENOMEM. */
+int wire_decode_result(const void *payload, size_t len, task_result_t *r);
+
+#endif
