@@ -174,6 +174,7 @@ static void count_run(registry_t *r, job_t *j) {
 /* The job lets go of its item while a worker still holds it; the item is
  * freed when the pool hands it back (registry_on_done). */
 static void orphan_item(registry_t *r, job_t *j) {
+  index_queue_unlink(r, j); /* it may not have been pruned yet */
   j->_item->owner = NULL;
   j->_item = NULL;
   r->in_flight--;
@@ -246,6 +247,7 @@ static void schedule_retry(registry_t *r, job_t *j) {
   free(j->err_message);
   j->err_code = j->err_message = NULL;
   j->started_at = 0;
+  index_queue_unlink(r, j); /* it may not have been pruned yet */
   set_status(r, j, JOB_QUEUED);
   j->retry_at = clock_wall_ms() + (int64_t)delay;
   DLIST_APPEND(r->b_head, r->b_tail, j, _b_prev, _b_next);
@@ -268,7 +270,9 @@ static void fault_error(const registry_t *r, const job_t *j, const item_t *it, i
   }
   if (j->attempts > 1) {
     size_t len = strlen(msg);
-    snprintf(msg + len, size - len, " (attempt %d of %d)", j->attempts, j->retries + 1);
+    if (len > 0 && msg[len - 1] == '.')
+      len--;
+    snprintf(msg + len, size - len, " (attempt %d of %d).", j->attempts, j->retries + 1);
   }
 }
 
