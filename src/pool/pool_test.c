@@ -53,6 +53,8 @@ struct ctx {
   _Atomic int running;
   int ndone;     /* loop thread only */
   item_t *extra; /* submitted from inside `done` when set */
+  int stalls[3];  /* by pool_stall_t */
+  pool_work_t *stalled;
   bool submit_in_done;
   item_t *trigger; /* whose `done` removes `victim` */
   item_t *victim;
@@ -96,10 +98,16 @@ static void item_init(item_t *it, ctx_t *c, int id, atomic_bool *gate) {
   it->work.ctl = &it->ctl;
 }
 
+static void on_stall(pool_work_t *w, pool_stall_t why, void *data) {
+  ctx_t *c = data;
+  c->stalls[why]++;
+  c->stalled = w;
+}
+
 static void ctx_start(ctx_t *c, unsigned workers, size_t max_queue) {
   *c = (ctx_t){0};
   assert_int_equal(uv_loop_init(&c->loop), 0);
-  pool_config_t cfg = {.workers = workers, .max_queue = max_queue, .nice = 0};
+  pool_config_t cfg = {.workers = workers, .max_queue = max_queue, .nice = 0, .kill_grace_ms = 50, .stall = on_stall};
   c->pool = pool_new(&c->loop, &cfg, on_done, c);
   assert_non_null(c->pool);
   assert_int_equal(pool_workers(c->pool), workers);
@@ -396,12 +404,107 @@ static void test_stress_many_items(void **state) {
   free(items);
 }
 
+static void test_order_and_deadline(void **state) {
+  (void)state;
+  /* Items wait in `order`: a lower one goes in before higher ones (a retry
+   * keeps its place). The deadline is set when a worker takes the item. */
+  ctx_t c;
+  ctx_start(&c, 1, 8);
+  atomic_bool gate = false;
+  item_t block, it[3];
+  item_init(&block, &c, 0, &gate);
+  assert_int_equal(pool_submit(c.pool, &block.work), 0);
+  RUN_UNTIL(&c.loop, atomic_load(&c.running) == 1);
+  uint64_t orders[3] = {5, 9, 7};
+  for (int i = 0; i < 3; i++) {
+    item_init(&it[i], &c, i + 1, NULL);
+    it[i].work.order = orders[i];
+    it[i].work.timeout_ms = 60000;
+    assert_int_equal(pool_submit(c.pool, &it[i].work), 0);
+  }
+  uint64_t before = clock_mono_ns();
+  atomic_store(&gate, true);
+  RUN_UNTIL(&c.loop, c.ndone == 4);
+  assert_true(it[0].start_seq < it[2].start_seq && it[2].start_seq < it[1].start_seq); /* 5, 7, 9 */
+  for (int i = 0; i < 3; i++) {
+    uint64_t d = atomic_load(&it[i].ctl.deadline_ns);
+    assert_true(d >= before + UINT64_C(60000) * 1000000u && d <= clock_mono_ns() + UINT64_C(60000) * 1000000u);
+    assert_false(atomic_load(&it[i].ctl.timed_out));
+  }
+  assert_true(atomic_load(&block.ctl.deadline_ns) == 0); /* no timeout */
+  ctx_stop(&c);
+}
+
+static void test_stuck_thread(void **state) {
+  (void)state;
+  /* A run that ignores its cancel flag: after the grace period the owner
+   * hears (stall CANCEL) and the worker shows stuck; the other worker runs
+   * on; when the run returns, `done` comes and the worker is idle again. */
+  ctx_t c;
+  ctx_start(&c, 2, 8);
+  atomic_bool gate = false;
+  item_t slow, quick;
+  item_init(&slow, &c, 1, &gate);
+  assert_int_equal(pool_submit(c.pool, &slow.work), 0);
+  RUN_UNTIL(&c.loop, atomic_load(&c.running) == 1);
+  pool_cancel(c.pool, &slow.work);
+  assert_true(atomic_load(&slow.ctl.cancel));
+  RUN_UNTIL(&c.loop, c.stalls[POOL_STALL_CANCEL] == 1);
+  assert_ptr_equal(c.stalled, &slow.work);
+  pool_worker_info_t info[2];
+  assert_int_equal(pool_worker_info(c.pool, info, 2), 2);
+  int stuck = info[0].state == POOL_W_STUCK ? 0 : 1;
+  assert_int_equal(info[stuck].state, POOL_W_STUCK);
+  assert_ptr_equal(info[stuck].work, &slow.work);
+  assert_int_equal(info[1 - stuck].state, POOL_W_IDLE);
+  assert_int_equal(info[stuck].pid, getpid());
+  item_init(&quick, &c, 2, NULL);
+  assert_int_equal(pool_submit(c.pool, &quick.work), 0);
+  RUN_UNTIL(&c.loop, quick.dones == 1);
+  assert_int_equal(slow.dones, 0);
+  atomic_store(&gate, true);
+  RUN_UNTIL(&c.loop, slow.dones == 1);
+  pool_worker_info(c.pool, info, 2);
+  assert_int_equal(info[stuck].state, POOL_W_IDLE);
+  assert_int_equal(c.stalls[POOL_STALL_CANCEL], 1);
+  ctx_stop(&c);
+}
+
+static pool_worker_state_t first_worker_state(ctx_t *c) {
+  pool_worker_info_t w;
+  pool_worker_info(c->pool, &w, 1);
+  return w.state;
+}
+
+static void test_timeout_stall(void **state) {
+  (void)state;
+  /* Past its deadline a thread's item is marked timed out and the owner is
+   * told once, while the worker still runs it. */
+  ctx_t c;
+  ctx_start(&c, 1, 8);
+  atomic_bool gate = false;
+  item_t it;
+  item_init(&it, &c, 1, &gate);
+  it.work.timeout_ms = 20;
+  assert_int_equal(pool_submit(c.pool, &it.work), 0);
+  RUN_UNTIL(&c.loop, c.stalls[POOL_STALL_TIMEOUT] == 1);
+  assert_true(atomic_load(&it.ctl.timed_out));
+  assert_int_equal(it.dones, 0);
+  RUN_UNTIL(&c.loop, first_worker_state(&c) == POOL_W_STUCK);
+  atomic_store(&gate, true);
+  RUN_UNTIL(&c.loop, it.dones == 1);
+  assert_int_equal(c.stalls[POOL_STALL_TIMEOUT], 1);
+  assert_int_equal(c.stalls[POOL_STALL_CANCEL], 0);
+  ctx_stop(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_done_once_fifo),     cmocka_unit_test(test_bounded_queue_and_remove),
       cmocka_unit_test(test_remove_keeps_order),     cmocka_unit_test(test_free_with_work_in_flight),
       cmocka_unit_test(test_free_busy_many_workers), cmocka_unit_test(test_remove_during_free),
-      cmocka_unit_test(test_stress_many_items),
+      cmocka_unit_test(test_stress_many_items),      cmocka_unit_test(test_order_and_deadline),
+      cmocka_unit_test(test_stuck_thread),           cmocka_unit_test(test_timeout_stall),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

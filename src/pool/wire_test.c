@@ -1,0 +1,110 @@
+/* wire_test: job and result payloads (pool/wire.h): round trips inline and
+ * through a memfd, and refusal of payloads that do not add up. */
+#include <stdarg.h>
+#include <stddef.h>
+#include <setjmp.h>
+#include <stdint.h>
+#include <cmocka.h>
+
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "pool/wire.h"
+#include "util/err.h"
+
+static void test_job_inline(void **state) {
+  (void)state;
+  json_t *params = json_pack("{s:I, s:b, s:s}", "n", (json_int_t)42, "flag", 1, "mode", "segv");
+  void *p;
+  size_t len;
+  int fd;
+  assert_int_equal(wire_encode_job("crash", params, WIRE_INLINE_MAX, &p, &len, &fd), 0);
+  assert_int_equal(fd, -1);
+  char task[64];
+  json_t *got = NULL;
+  assert_int_equal(wire_decode_job(p, len, -1, task, sizeof task, &got), 0);
+  assert_string_equal(task, "crash");
+  assert_true(json_equal(got, params));
+  json_decref(got);
+  /* A cut payload or a name that does not fit is refused. */
+  assert_int_equal(wire_decode_job(p, 7, -1, task, sizeof task, &got), OFF_EINVAL);
+  assert_null(got);
+  assert_int_equal(wire_decode_job(p, len, -1, task, 5, &got), OFF_EINVAL);
+  assert_int_equal(wire_decode_job(p, len - 1, -1, task, sizeof task, &got), OFF_EINVAL); /* broken JSON */
+  free(p);
+  json_decref(params);
+}
+
+static void test_job_through_memfd(void **state) {
+  (void)state;
+  /* Params longer than inline_max go in a memfd; the payload keeps the name. */
+  json_t *params = json_object();
+  char key[16];
+  for (int i = 0; i < 2000; i++) {
+    snprintf(key, sizeof key, "k%d", i);
+    json_object_set_new(params, key, json_integer(i));
+  }
+  void *p;
+  size_t len;
+  int fd;
+  assert_int_equal(wire_encode_job("report", params, 1024, &p, &len, &fd), 0);
+  assert_true(fd >= 0);
+  assert_true(len < 64); /* header + name only */
+  char task[64];
+  json_t *got = NULL;
+  assert_int_equal(wire_decode_job(p, len, fd, task, sizeof task, &got), 0);
+  assert_string_equal(task, "report");
+  assert_true(json_equal(got, params));
+  json_decref(got);
+  /* The flag without a descriptor is refused. */
+  assert_int_equal(wire_decode_job(p, len, -1, task, sizeof task, &got), OFF_EINVAL);
+  close(fd);
+  free(p);
+  json_decref(params);
+}
+
+static void test_result_round_trip(void **state) {
+  (void)state;
+  task_result_t r = {.kind = TASK_RES_REAL, .real = 2.5};
+  void *p;
+  size_t len;
+  assert_int_equal(wire_encode_result(&r, &p, &len), 0);
+  task_result_t got;
+  assert_int_equal(wire_decode_result(p, len, &got), 0);
+  assert_int_equal(got.kind, TASK_RES_REAL);
+  assert_true(got.real == 2.5);
+  assert_false(got.failed);
+  task_result_fini(&got);
+  free(p);
+
+  task_result_t f = {.kind = TASK_RES_INT, .integer = -7, .failed = true};
+  strcpy(f.err_code, "bad_input");
+  f.err_message = malloc(WIRE_MAX_MESSAGE + 100);
+  memset(f.err_message, 'm', WIRE_MAX_MESSAGE + 99);
+  f.err_message[WIRE_MAX_MESSAGE + 99] = '\0';
+  assert_int_equal(wire_encode_result(&f, &p, &len), 0);
+  assert_int_equal(wire_decode_result(p, len, &got), 0);
+  assert_true(got.failed);
+  assert_string_equal(got.err_code, "bad_input");
+  assert_int_equal(strlen(got.err_message), WIRE_MAX_MESSAGE); /* cut */
+  assert_true(got.integer == -7);
+  task_result_fini(&got);
+  /* Lengths that do not add up, or a bad kind, are refused. */
+  assert_int_equal(wire_decode_result(p, len - 1, &got), OFF_EINVAL);
+  assert_int_equal(wire_decode_result(p, 10, &got), OFF_EINVAL);
+  ((uint8_t *)p)[0] = 9;
+  assert_int_equal(wire_decode_result(p, len, &got), OFF_EINVAL);
+  free(p);
+  task_result_fini(&f);
+}
+
+int main(void) {
+  const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_job_inline),
+      cmocka_unit_test(test_job_through_memfd),
+      cmocka_unit_test(test_result_round_trip),
+  };
+  return cmocka_run_group_tests(tests, NULL, NULL);
+}
