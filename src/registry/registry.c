@@ -1,5 +1,6 @@
-/* registry: the life of a job: submit, what its worker left (outcomes),
- * retries, cancel, drain, eviction. See registry.h; index.c finds jobs. */
+/* registry: the life of a job: submit, final states, cancel, drain,
+ * eviction. See registry.h; outcome.c records what a worker left (and
+ * retries), index.c finds jobs. */
 #include "registry/registry.h"
 
 #include <assert.h>
@@ -22,13 +23,6 @@ const char *job_status_name(job_status_t s) {
   static const char *const names[] = {"queued", "processing", "complete", "failed", "canceled"};
   return s < JOB_NSTATUS ? names[s] : "unknown";
 }
-
-/* A job's backoff timer; the job points at `t`. */
-typedef struct retry {
-  uv_timer_t t;
-  registry_t *r;
-  job_t *j;
-} retry_t;
 
 static void on_retry_closed(uv_handle_t *h) { free(h->data); }
 
@@ -61,7 +55,7 @@ static void on_evict_timer(uv_timer_t *t) { evict_expired(t->data); }
 
 /* ---- final states ---- */
 
-static void set_error(job_t *j, const char *code, const char *message) {
+void reg_set_error(job_t *j, const char *code, const char *message) {
   free(j->err_code);
   free(j->err_message);
   j->err_code = strdup(code);
@@ -69,7 +63,7 @@ static void set_error(job_t *j, const char *code, const char *message) {
 }
 
 /* Moves `j` to another status list. */
-static void set_status(registry_t *r, job_t *j, job_status_t status) {
+void reg_set_status(registry_t *r, job_t *j, job_status_t status) {
   index_status_unlink(r, j);
   j->status = status;
   index_status_link(r, j);
@@ -78,10 +72,10 @@ static void set_status(registry_t *r, job_t *j, job_status_t status) {
 /* Makes `j` final in the record: status, times, the finished list, stats.
  * Fires nothing and frees nothing, so it is safe anywhere, even while a
  * caller walks the job lists (registry_refresh uses it). */
-static void mark_final(registry_t *r, job_t *j, job_status_t status) {
+void reg_mark_final(registry_t *r, job_t *j, job_status_t status) {
   assert(!job_is_final(j) && status >= JOB_COMPLETE);
   index_queue_unlink(r, j);
-  set_status(r, j, status);
+  reg_set_status(r, j, status);
   j->finished_at = clock_wall_ms();
   j->retry_at = 0;
   if (status == JOB_COMPLETE)
@@ -105,7 +99,7 @@ static void evict_over_limit(registry_t *r) {
 }
 
 /* The side effects of a final job: wake its watchers, evict old jobs. */
-static void notify_final(registry_t *r, job_t *j) {
+void reg_notify_final(registry_t *r, job_t *j) {
   while (j->_watches) {
     job_watch_t *w = j->_watches;
     registry_unwatch(j, w);
@@ -114,12 +108,12 @@ static void notify_final(registry_t *r, job_t *j) {
   evict_over_limit(r);
 }
 
-static void finalize(registry_t *r, job_t *j, job_status_t status) {
-  mark_final(r, j, status);
-  notify_final(r, j);
+void reg_finalize(registry_t *r, job_t *j, job_status_t status) {
+  reg_mark_final(r, j, status);
+  reg_notify_final(r, j);
 }
 
-static void maybe_idle(registry_t *r) {
+void reg_maybe_idle(registry_t *r) {
   if (r->draining && r->in_flight == 0 && !r->b_head && r->idle_cb) {
     void (*cb)(void *) = r->idle_cb;
     r->idle_cb = NULL;
@@ -128,11 +122,11 @@ static void maybe_idle(registry_t *r) {
 }
 
 /* The error message of each way a job is canceled. */
-static const char msg_by_client[] = "The job was canceled by a client request.";
-static const char msg_shutdown_queued[] = "The server shut down before the job could run.";
-static const char msg_shutdown_running[] = "The server shut down before the job finished.";
+const char msg_by_client[] = "The job was canceled by a client request.";
+const char msg_shutdown_queued[] = "The server shut down before the job could run.";
+const char msg_shutdown_running[] = "The server shut down before the job finished.";
 
-static const char *cancel_message(const job_t *j, bool ran) {
+const char *reg_cancel_message(const job_t *j, bool ran) {
   if (!j->canceled_by_shutdown)
     return msg_by_client;
   return ran ? msg_shutdown_running : msg_shutdown_queued;
@@ -141,7 +135,7 @@ static const char *cancel_message(const job_t *j, bool ran) {
 /* ---- items ---- */
 
 /* Builds the job's next item and hands it to its lane's pool. */
-static int hand_to_pool(registry_t *r, job_t *j, bool force) {
+int reg_hand_to_pool(registry_t *r, job_t *j, bool force) {
   item_t *it = item_new(j->def, j->params, j->_timeout_ms);
   if (!it)
     return OFF_ENOMEM;
@@ -161,26 +155,6 @@ static int hand_to_pool(registry_t *r, job_t *j, bool force) {
   return 0;
 }
 
-/* Counts the run of the job's current item once it has started. */
-static void count_run(registry_t *r, job_t *j) {
-  if (j->_run_counted)
-    return;
-  j->_run_counted = true;
-  j->attempts++;
-  r->stats.attempts++;
-  j->started_at = pool_work_started_ms(&j->_item->work);
-}
-
-/* The job lets go of its item while a worker still holds it; the item is
- * freed when the pool hands it back (registry_on_done). */
-static void orphan_item(registry_t *r, job_t *j) {
-  index_queue_unlink(r, j); /* it may not have been pruned yet */
-  j->_item->owner = NULL;
-  j->_item = NULL;
-  r->in_flight--;
-  r->orphans++;
-}
-
 /* Takes a queued job's item back from the pool and makes the job canceled
  * (its watches fire). Returns false, changing nothing, when a worker already
  * has it or the pool is stopping. The caller checks maybe_idle. */
@@ -192,216 +166,9 @@ static bool cancel_queued(registry_t *r, job_t *j, bool by_shutdown) {
   r->in_flight--;
   if (by_shutdown)
     j->canceled_by_shutdown = true;
-  set_error(j, "canceled", by_shutdown ? msg_shutdown_queued : msg_by_client);
-  finalize(r, j, JOB_CANCELED);
+  reg_set_error(j, "canceled", by_shutdown ? msg_shutdown_queued : msg_by_client);
+  reg_finalize(r, j, JOB_CANCELED);
   return true;
-}
-
-/* ---- retries ---- */
-
-static bool retryable(item_outcome_t out) {
-  return out == ITEM_OUT_CRASHED || out == ITEM_OUT_OOM || out == ITEM_OUT_TIMEOUT;
-}
-
-static bool may_retry(const registry_t *r, const job_t *j) {
-  return j->attempts <= j->retries && !r->draining && !j->cancel_requested;
-}
-
-static void on_retry_timer(uv_timer_t *t) {
-  retry_t *rt = (retry_t *)t;
-  registry_t *r = rt->r;
-  job_t *j = rt->j;
-  DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
-  j->retry_at = 0;
-  if (hand_to_pool(r, j, true) != 0) {
-    set_error(j, "internal", "The job could not be queued again (out of memory).");
-    finalize(r, j, JOB_FAILED);
-    maybe_idle(r);
-  }
-}
-
-/* Puts a job whose run failed (and whose item it let go of) back in the
- * queue after its backoff: base x 2^(n-1) for the n-th retry, plus up to
- * 10 % jitter (only ever added). */
-static void schedule_retry(registry_t *r, job_t *j) {
-  if (!j->_retry) {
-    retry_t *rt = calloc(1, sizeof *rt);
-    if (!rt) {
-      set_error(j, "internal", "The job could not be scheduled again (out of memory).");
-      finalize(r, j, JOB_FAILED);
-      return;
-    }
-    rt->r = r;
-    rt->j = j;
-    uv_timer_init(r->loop, &rt->t);
-    j->_retry = &rt->t;
-  }
-  int n = j->attempts; /* this is retry number n */
-  uint64_t base = (uint64_t)r->cfg.retry_backoff_ms;
-  uint64_t delay = base << (n - 1 < 20 ? n - 1 : 20);
-  uint32_t rnd = 0;
-  if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
-    rnd = (uint32_t)clock_mono_ns();
-  delay += delay * (rnd % 1001) / 10000; /* 0 .. +10 % */
-  free(j->err_code);
-  free(j->err_message);
-  j->err_code = j->err_message = NULL;
-  j->started_at = 0;
-  index_queue_unlink(r, j); /* it may not have been pruned yet */
-  set_status(r, j, JOB_QUEUED);
-  j->retry_at = clock_wall_ms() + (int64_t)delay;
-  DLIST_APPEND(r->b_head, r->b_tail, j, _b_prev, _b_next);
-  r->stats.retries++;
-  uv_timer_start(j->_retry, on_retry_timer, delay, 0);
-  log_info("job %s: attempt %d failed; retrying in %llu ms", j->id, j->attempts, (unsigned long long)delay);
-}
-
-/* ---- outcomes ---- */
-
-/* The error of a run that failed for its worker or its deadline. */
-static void fault_error(const registry_t *r, const job_t *j, const item_t *it, item_outcome_t out, const char **code,
-                        char *msg, size_t size) {
-  if (out == ITEM_OUT_TIMEOUT) {
-    *code = "timeout";
-    snprintf(msg, size, "The job ran longer than its timeout of %lld ms.", (long long)j->_timeout_ms);
-  } else {
-    *code = out == ITEM_OUT_OOM ? "out_of_memory" : "worker_crashed";
-    item_fault_message(it, r->cfg.memory_mb, msg, size);
-  }
-  if (j->attempts > 1) {
-    size_t len = strlen(msg);
-    if (len > 0 && msg[len - 1] == '.')
-      len--;
-    snprintf(msg + len, size - len, " (attempt %d of %d).", j->attempts, j->retries + 1);
-  }
-}
-
-/* Records what the worker left in `it` (its run is over: state DONE).
- * Returns true, changing nothing else, when the job should run again (the
- * caller schedules that once it has freed the item). */
-static bool record_outcome(registry_t *r, job_t *j, item_t *it) {
-  count_run(r, j);
-  double p = item_progress(it);
-  if (p > j->progress)
-    j->progress = p;
-  item_outcome_t out = item_outcome(it);
-  if (retryable(out) && may_retry(r, j))
-    return true;
-  switch (out) {
-  case ITEM_OUT_COMPLETE:
-    j->result = item_result_json(it);
-    mark_final(r, j, JOB_COMPLETE);
-    break;
-  case ITEM_OUT_FAILED:
-    set_error(j, it->result.err_code, it->result.err_message ? it->result.err_message : "The task failed.");
-    mark_final(r, j, JOB_FAILED);
-    break;
-  case ITEM_OUT_TIMEOUT:
-  case ITEM_OUT_CRASHED:
-  case ITEM_OUT_OOM: {
-    const char *code;
-    char msg[256];
-    fault_error(r, j, it, out, &code, msg, sizeof msg);
-    set_error(j, code, msg);
-    mark_final(r, j, JOB_FAILED);
-    break;
-  }
-  case ITEM_OUT_CANCELED:
-    set_error(j, "canceled", cancel_message(j, true));
-    mark_final(r, j, JOB_CANCELED);
-    break;
-  }
-  return false;
-}
-
-void registry_refresh(registry_t *r, job_t *j) {
-  if (!j->_item || job_is_final(j))
-    return;
-  pool_work_state_t state = pool_work_state(&j->_item->work);
-  if (state == POOL_WORK_DONE) {
-    /* The worker is finished (and may have moved on to the next job): show
-     * the outcome now rather than when the loop gets to the done list, so no
-     * reader sees more jobs processing than there are workers. The worker's
-     * seq_cst store of DONE, which this load saw, came after its result
-     * writes, so reading them here is ordered. A run to be retried waits for
-     * the done callback (a retry moves the job between lists). */
-    item_outcome_t out = item_outcome(j->_item);
-    if (!(retryable(out) && may_retry(r, j)))
-      record_outcome(r, j, j->_item);
-    return;
-  }
-  if (j->status == JOB_QUEUED && state == POOL_WORK_RUNNING) {
-    set_status(r, j, JOB_PROCESSING);
-    count_run(r, j);
-  }
-  double p = item_progress(j->_item);
-  if (p > j->progress)
-    j->progress = p;
-}
-
-void registry_on_done(pool_work_t *w, void *data) {
-  registry_t *r = data;
-  item_t *it = item_of(w);
-  job_t *j = it->owner;
-  if (!j) { /* an orphan: its job finished without it */
-    r->orphans--;
-    item_free(it);
-    return;
-  }
-  assert(j->_item == it);
-  r->in_flight--;
-  bool retry = false;
-  if (pool_work_state(w) == POOL_WORK_QUEUED) {
-    /* The pool shut down before it ran. */
-    j->canceled_by_shutdown = true;
-    set_error(j, "canceled", msg_shutdown_queued);
-    mark_final(r, j, JOB_CANCELED);
-  } else if (!job_is_final(j)) {
-    retry = record_outcome(r, j, it);
-  }
-  j->_item = NULL;
-  item_free(it);
-  if (retry)
-    schedule_retry(r, j);
-  if (job_is_final(j))
-    notify_final(r, j);
-  maybe_idle(r);
-}
-
-void registry_on_stall(pool_work_t *w, pool_stall_t why, void *data) {
-  registry_t *r = data;
-  item_t *it = item_of(w);
-  job_t *j = it->owner;
-  if (!j || job_is_final(j))
-    return;
-  registry_refresh(r, j);
-  if (job_is_final(j) || j->_item != it)
-    return;
-  count_run(r, j);
-  double p = item_progress(it);
-  if (p > j->progress)
-    j->progress = p;
-  if (why == POOL_STALL_CANCEL || j->cancel_requested) {
-    /* A thread that will not stop: the job is canceled now; the thread is
-     * reported stuck until its task returns. */
-    orphan_item(r, j);
-    set_error(j, "canceled", cancel_message(j, true));
-    finalize(r, j, JOB_CANCELED);
-  } else {
-    /* Its deadline passed: the job fails (or is retried) now, whether or
-     * not the task notices; its worker is stopped after the grace period. */
-    const char *code;
-    char msg[256];
-    fault_error(r, j, it, ITEM_OUT_TIMEOUT, &code, msg, sizeof msg);
-    orphan_item(r, j);
-    if (may_retry(r, j)) {
-      schedule_retry(r, j);
-    } else {
-      set_error(j, code, msg);
-      finalize(r, j, JOB_FAILED);
-    }
-  }
-  maybe_idle(r);
 }
 
 /* ---- registry.h ---- */
@@ -483,7 +250,7 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
     index_new_id(j->id);
   while (index_find(r, j->id)); /* 2^-128 per pair: never, but cheap to be sure */
   j->_seq = r->next_seq + 1;    /* what index_add gives it; the queues sort by it */
-  int rc = hand_to_pool(r, j, false);
+  int rc = reg_hand_to_pool(r, j, false);
   if (rc != 0) {
     job_free(j);
     return rc;
@@ -509,13 +276,13 @@ int registry_cancel(registry_t *r, job_t *j) {
   if (j->status == JOB_QUEUED && !j->_item) { /* waiting to retry */
     uv_timer_stop(j->_retry);
     DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
-    set_error(j, "canceled", msg_by_client);
-    finalize(r, j, JOB_CANCELED);
-    maybe_idle(r);
+    reg_set_error(j, "canceled", msg_by_client);
+    reg_finalize(r, j, JOB_CANCELED);
+    reg_maybe_idle(r);
     return 0;
   }
   if (j->status == JOB_QUEUED && cancel_queued(r, j, false)) {
-    maybe_idle(r);
+    reg_maybe_idle(r);
     return 0;
   }
   /* A worker has it (perhaps since a moment ago): ask it to stop. */
@@ -565,10 +332,10 @@ void registry_drain(registry_t *r) {
     uv_timer_stop(j->_retry);
     DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
     j->canceled_by_shutdown = true;
-    set_error(j, "canceled", msg_shutdown_queued);
-    finalize(r, j, JOB_CANCELED);
+    reg_set_error(j, "canceled", msg_shutdown_queued);
+    reg_finalize(r, j, JOB_CANCELED);
   }
-  maybe_idle(r);
+  reg_maybe_idle(r);
 }
 
 void registry_cancel_running(registry_t *r) {
@@ -588,7 +355,7 @@ size_t registry_in_flight(const registry_t *r) { return r->in_flight; }
 void registry_on_idle(registry_t *r, void (*cb)(void *), void *data) {
   r->idle_cb = cb;
   r->idle_data = data;
-  maybe_idle(r);
+  reg_maybe_idle(r);
 }
 
 const registry_stats_t *registry_stats(registry_t *r) {

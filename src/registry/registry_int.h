@@ -36,6 +36,31 @@ struct registry {
   registry_stats_t stats;
 };
 
+/* A job's backoff timer; the job points at `t`. */
+typedef struct retry {
+  uv_timer_t t;
+  registry_t *r;
+  job_t *j;
+} retry_t;
+
+/* ---- registry.c: shared with outcome.c ---- */
+extern const char msg_by_client[], msg_shutdown_queued[], msg_shutdown_running[];
+void reg_set_error(job_t *j, const char *code, const char *message);
+/* Moves `j` to another status list. */
+void reg_set_status(registry_t *r, job_t *j, job_status_t status);
+/* Makes `j` final in the record; fires nothing, frees nothing (safe while
+ * a caller walks the lists). */
+void reg_mark_final(registry_t *r, job_t *j, job_status_t status);
+/* Wakes the watchers of a final job, evicts old jobs. */
+void reg_notify_final(registry_t *r, job_t *j);
+void reg_finalize(registry_t *r, job_t *j, job_status_t status);
+void reg_maybe_idle(registry_t *r);
+const char *reg_cancel_message(const job_t *j, bool ran);
+/* Builds the job's next item and hands it to its lane's pool (force: past
+ * max_queue). 0 or the pool's error. */
+int reg_hand_to_pool(registry_t *r, job_t *j, bool force);
+
+
 /* ---- index.c ---- */
 void index_new_id(char out[JOB_ID_LEN + 1]);
 int index_hash_grow(registry_t *r);
