@@ -191,6 +191,14 @@ void pool__finish_here(pool_t *p, pool_slot_t *s, pool_work_t *w) {
   p->done(w, p->data);
 }
 
+/* A stuck thread's item came back: its slot is not stuck any more (before
+ * the item's memory can be reused for another). */
+static void unstick(pool_t *p, pool_work_t *w) {
+  for (unsigned i = 0; i < p->nslots; i++)
+    if (p->slots[i].stuck == w)
+      p->slots[i].stuck = NULL;
+}
+
 /* Loop thread: hand every finished item to the owner, oldest first. */
 static void drain_done(pool_t *p) {
   if (!atomic_load_explicit(&p->done_head, memory_order_relaxed))
@@ -207,6 +215,7 @@ static void drain_done(pool_t *p) {
     pool_work_t *next = rev->_next;
     rev->_next = NULL;
     watch_drop(p, rev);
+    unstick(p, rev);
     p->done(rev, p->data);
     rev = next;
   }

@@ -20,6 +20,7 @@
 #include "pool/pool_int.h"
 #include "util/clock.h"
 #include "util/log.h"
+#include "util/procfs.h"
 
 typedef struct thread_slot {
   pool_t *pool;
@@ -122,9 +123,8 @@ static void th_info(pool_t *p, pool_slot_t *s, pool_worker_info_t *out) {
     out->cpu_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
   else if (p->cfg.run_inline && clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts) == 0)
     out->cpu_ms = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-  struct rusage ru;
-  if (getrusage(RUSAGE_SELF, &ru) == 0)
-    out->rss_bytes = (uint64_t)ru.ru_maxrss * 1024u; /* peak; /proc would be a file read */
+  uint64_t cpu;
+  procfs_usage(0, &cpu, &out->rss_bytes); /* the process's: threads share it */
 }
 
 static void th_fini(pool_t *p) {
