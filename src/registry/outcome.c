@@ -36,7 +36,12 @@ static void orphan_item(registry_t *r, job_t *j) {
 
 /* ---- retries ---- */
 
-static bool retryable(item_outcome_t out) {
+/* The failures a retry may cure: the worker died, memory ran out (the
+ * worker's cap, or a task that reports out_of_memory itself), or time ran
+ * out. A task's other errors would only repeat. */
+static bool retryable(const item_t *it, item_outcome_t out) {
+  if (out == ITEM_OUT_FAILED)
+    return strcmp(it->result.err_code, "out_of_memory") == 0;
   return out == ITEM_OUT_CRASHED || out == ITEM_OUT_OOM || out == ITEM_OUT_TIMEOUT;
 }
 
@@ -122,7 +127,7 @@ static bool record_outcome(registry_t *r, job_t *j, item_t *it) {
   if (p > j->progress)
     j->progress = p;
   item_outcome_t out = item_outcome(it);
-  if (retryable(out) && may_retry(r, j))
+  if (retryable(it, out) && may_retry(r, j))
     return true;
   switch (out) {
   case ITEM_OUT_COMPLETE:
@@ -163,7 +168,7 @@ void registry_refresh(registry_t *r, job_t *j) {
      * writes, so reading them here is ordered. A run to be retried waits for
      * the done callback (a retry moves the job between lists). */
     item_outcome_t out = item_outcome(j->_item);
-    if (!(retryable(out) && may_retry(r, j)))
+    if (!(retryable(j->_item, out) && may_retry(r, j)))
       record_outcome(r, j, j->_item);
     return;
   }
