@@ -29,9 +29,10 @@ typedef struct pool_backend {
   int (*start)(pool_t *p);
   /* Loop thread: items were queued; put idle workers to work. */
   void (*kick)(pool_t *p);
-  /* Loop thread: the slot's item is past its deadline or cancel plus grace.
-   * Returns true when the item will come back through `done` soon (the
-   * worker was killed), false when the worker cannot be stopped. */
+  /* Loop thread: the slot's item (s->seen) is past its deadline or cancel
+   * plus grace. Returns true when the item will come back through `done`
+   * soon (the worker was killed, or it has just finished), false when the
+   * worker cannot be stopped. */
   bool (*force_stop)(pool_t *p, pool_slot_t *s);
   /* Loop thread, at pool_free: stop every worker; call pool__backend_gone
    * (at once or later) once none is left. */

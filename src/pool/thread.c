@@ -91,9 +91,11 @@ static void th_kick(pool_t *p) { (void)p; /* pool_submit signalled the condvar *
 
 static bool th_force_stop(pool_t *p, pool_slot_t *s) {
   (void)p;
-  s->stuck = atomic_load(&s->current);
-  if (s->stuck)
-    log_warn("pool: worker %u is stuck: its task ignores cancellation past the grace period", s->id);
+  /* `seen` is the item the watchdog judged; the thread may have moved on. */
+  if (atomic_load(&s->current) != s->seen)
+    return true;
+  s->stuck = s->seen;
+  log_warn("pool: worker %u is stuck: its task ignores cancellation past the grace period", s->id);
   return false;
 }
 
