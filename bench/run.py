@@ -8,6 +8,10 @@ Usage: bench/run.py [--quick] [--only S1,S2,...,S9] [--out DIR]
   --smoke   scenarios 2 and 4 for a few seconds against offload alone; fails
             unless they ran and produced numbers (run by make test)
 
+offload runs as "offload" (jobs in worker threads, the default) and, in
+scenarios 2-5, also as "offload-process" (`--isolation process`: every job in
+a pool of `offload worker` processes, one frame out and one back per job).
+
 Servers are started and killed by PID, listen on 127.0.0.1 only, and every
 load is bounded in count and time. The machine is shared and noisy: servers
 run in alternating rounds (A B C ... A B C ...), figures are medians over the
@@ -209,6 +213,8 @@ class Server:
 def make(name, workers=CORES, extra=None):
     if name == "offload":
         return Server(name, "offload", workers, extra)
+    if name == "offload-process":
+        return Server(name, "offload", workers, ["--isolation", "process"] + (extra or []))
     if name == "offload-inline":
         return Server(name, "offload", workers, ["--inline"] + (extra or []))
     if name == "nginx":
@@ -278,6 +284,10 @@ def calibrate(target_s):
 
 POOLED_PEERS = ["node-seed", "node-piscina", "node-piscina-nice"]
 ALL_JOB_SERVERS = ["offload", "offload-inline"] + POOLED_PEERS + ["node-blocking"]
+# S2-S4 run offload in both isolation modes side by side.
+MODE_JOB_SERVERS = ["offload", "offload-process", "offload-inline"] + POOLED_PEERS + ["node-blocking"]
+# Per-job overhead of process isolation over threads, tiny jobs (S4).
+PROCESS_OVERHEAD_TARGET_US = 50.0
 
 
 def s1_worker_benchmark(cfg):
@@ -310,7 +320,7 @@ def s1_worker_benchmark(cfg):
 
 def s2_saturation(cfg, names=None, series_dir=None):
     """Every worker busy and jobs queued: /health latency loaded vs idle."""
-    names = names or ALL_JOB_SERVERS
+    names = names or MODE_JOB_SERVERS
     n_job = cfg["n_job"]
     k = 2 * CORES + 2
 
@@ -366,7 +376,7 @@ def wrk(port, seconds, conns=16):
 
 def s3_front_door(cfg):
     """wrk on /health, idle and while every worker is busy."""
-    names = ALL_JOB_SERVERS + ["nginx"]
+    names = MODE_JOB_SERVERS + ["nginx"]
     secs = cfg["wrk_s"]
 
     def one(s, r):
@@ -396,7 +406,7 @@ def s3_front_door(cfg):
 
 def s4_tiny_jobs(cfg, names=None):
     """20000 report jobs of heavyIterations=1 at 32 in flight; plus the pool API alone."""
-    names = names or (ALL_JOB_SERVERS + ["nginx"])
+    names = names or (MODE_JOB_SERVERS + ["nginx"])
     jobs = cfg["tiny_jobs"]
 
     def one(s, r):
@@ -425,6 +435,15 @@ def s4_tiny_jobs(cfg, names=None):
                 "completed": med([x["jobs"] for x in rs]),
                 "runs": rs,
             }
+    # Per-job cost at this concurrency, µs/job = 1e6 / jobs/s, and what process
+    # isolation adds over threads (both measured in this run).
+    per_job = {}
+    for mode in ("wait", "poll"):
+        th, pr = out.get(f"offload ({mode})"), out.get(f"offload-process ({mode})")
+        if th and pr and th["jobs_per_s"] and pr["jobs_per_s"]:
+            t_us, p_us = 1e6 / th["jobs_per_s"], 1e6 / pr["jobs_per_s"]
+            per_job[mode] = {"thread_us": t_us, "process_us": p_us, "overhead_us": p_us - t_us,
+                             "met": p_us - t_us < PROCESS_OVERHEAD_TARGET_US}
     micro = {}
     if not cfg.get("smoke"):
         pool_runs, pisc_runs = [], []
@@ -435,7 +454,8 @@ def s4_tiny_jobs(cfg, names=None):
                                        str(cfg["micro_tasks"]), "64"], 600))
         micro = {"offload-pool": {"tasks_per_s": med([x["tasks_per_s"] for x in pool_runs]), "runs": pool_runs},
                  "piscina": {"tasks_per_s": med([x["tasks_per_s"] for x in pisc_runs]), "runs": pisc_runs}}
-    return {"jobs": jobs, "inflight": 32, "servers": out, "micro": micro}
+    return {"jobs": jobs, "inflight": 32, "servers": out, "per_job": per_job,
+            "target_overhead_us": PROCESS_OVERHEAD_TARGET_US, "micro": micro}
 
 
 def s5_worker_cost(cfg):

@@ -89,6 +89,13 @@ void api_reply_fib(http_req_t *req, job_t *j);
 
 void h_health(api_t *a, http_req_t *req, const router_match_t *m);
 void h_tasks(api_t *a, http_req_t *req, const router_match_t *m);
+
+/* Every pool's figures summed (system.c): what /health and /metrics show. */
+typedef struct api_pool_totals {
+  uint64_t workers, busy, depth, capacity;
+  uint64_t restarts[POOL_NRESTART];
+} api_pool_totals_t;
+void api_pool_totals(api_t *a, api_pool_totals_t *t);
 void h_workers(api_t *a, http_req_t *req, const router_match_t *m);
 void h_metrics(api_t *a, http_req_t *req, const router_match_t *m);
 void h_report_start(api_t *a, http_req_t *req, const router_match_t *m);

@@ -46,26 +46,16 @@ static void write_jobs(FILE *f, api_t *a) {
 }
 
 static void write_pool(FILE *f, api_t *a) {
-  uint64_t depth = 0, capacity = 0, workers = 0, busy = 0, restarts[POOL_NRESTART] = {0};
-  for (int l = 0; l < LANE_N; l++) {
-    pool_t *p = a->pools[l];
-    if (!p)
-      continue;
-    depth += pool_depth(p);
-    capacity += pool_capacity(p);
-    workers += pool_workers(p);
-    busy += pool_busy(p);
-    for (int c = 0; c < POOL_NRESTART; c++)
-      restarts[c] += pool_restarts(p, (pool_restart_t)c);
-  }
-  put_u64(f, "gauge", "offload_queue_depth", "Jobs waiting for a worker.", depth);
-  put_u64(f, "gauge", "offload_queue_capacity", "Most jobs that may wait.", capacity);
-  put_u64(f, "gauge", "offload_workers", "Workers (threads and processes).", workers);
-  put_u64(f, "gauge", "offload_workers_busy", "Workers running a job now.", busy);
+  api_pool_totals_t t;
+  api_pool_totals(a, &t);
+  put_u64(f, "gauge", "offload_queue_depth", "Jobs waiting for a worker.", t.depth);
+  put_u64(f, "gauge", "offload_queue_capacity", "Most jobs that may wait.", t.capacity);
+  put_u64(f, "gauge", "offload_workers", "Workers (threads and processes).", t.workers);
+  put_u64(f, "gauge", "offload_workers_busy", "Workers running a job now.", t.busy);
   put_metric(f, "counter", "offload_worker_restarts_total", "Worker processes replaced, by cause.");
   for (int c = 0; c < POOL_NRESTART; c++)
     fprintf(f, "offload_worker_restarts_total{cause=\"%s\"} %" PRIu64 "\n", pool_restart_name((pool_restart_t)c),
-            restarts[c]);
+            t.restarts[c]);
 }
 
 static void write_http(FILE *f, api_t *a) {

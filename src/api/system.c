@@ -1,25 +1,35 @@
-/* api/system: GET /health and GET /tasks. */
+/* api/system: GET /health and GET /tasks, and the pools' totals both
+ * /health and /metrics report. */
 #include "api/api_int.h"
+#include <string.h>
+
 #include "util/clock.h"
 
-void h_health(api_t *a, http_req_t *req, const router_match_t *m) {
-  if (!api_no_query(req))
-    return;
-  unsigned total = 0, busy = 0;
-  size_t depth = 0, capacity = 0;
+void api_pool_totals(api_t *a, api_pool_totals_t *t) {
+  memset(t, 0, sizeof *t);
   for (int l = 0; l < LANE_N; l++) {
     pool_t *p = a->pools[l];
     if (!p)
       continue;
-    total += pool_workers(p);
-    busy += pool_busy(p);
-    depth += pool_depth(p);
-    capacity += pool_capacity(p);
+    t->workers += pool_workers(p);
+    t->busy += pool_busy(p);
+    t->depth += pool_depth(p);
+    t->capacity += pool_capacity(p);
+    for (int c = 0; c < POOL_NRESTART; c++)
+      t->restarts[c] += pool_restarts(p, (pool_restart_t)c);
   }
+}
+
+void h_health(api_t *a, http_req_t *req, const router_match_t *m) {
+  if (!api_no_query(req))
+    return;
+  api_pool_totals_t t;
+  api_pool_totals(a, &t);
   api_reply_json(req, 200, NULL,
-                 json_pack("{s:s, s:{s:i, s:i}, s:{s:I, s:I}, s:I}", "status", "ok", "workers", "total", (int)total,
-                           "busy", (int)busy, "queue", "depth", (json_int_t)depth, "capacity", (json_int_t)capacity,
-                           "uptimeMs", (json_int_t)(clock_mono_ms() - (int64_t)a->started_ms)));
+                 json_pack("{s:s, s:{s:I, s:I}, s:{s:I, s:I}, s:I}", "status", "ok", "workers", "total",
+                           (json_int_t)t.workers, "busy", (json_int_t)t.busy, "queue", "depth", (json_int_t)t.depth,
+                           "capacity", (json_int_t)t.capacity, "uptimeMs",
+                           (json_int_t)(clock_mono_ms() - (int64_t)a->started_ms)));
 }
 
 static json_t *param_json(const offload_param_spec_t *s) {
