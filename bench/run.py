@@ -5,8 +5,9 @@ run on this machine.
 
 Usage: bench/run.py [--quick] [--only S1,S2,...,S9] [--out DIR]
   --quick   the same scenarios, smaller and shorter (make bench QUICK=1)
-  --smoke   scenarios 2 and 4 for a few seconds against offload alone; fails
-            unless they ran and produced numbers (run by make test)
+  --smoke   scenarios 2 and 4 for a few seconds against offload alone (S4 in
+            both isolation modes); fails unless they ran and produced numbers
+            (run by make test)
 
 offload runs as "offload" (jobs in worker threads, the default) and, in
 scenarios 2-5, also as "offload-process" (`--isolation process`: every job in
@@ -458,12 +459,49 @@ def s4_tiny_jobs(cfg, names=None):
             "target_overhead_us": PROCESS_OVERHEAD_TARGET_US, "micro": micro}
 
 
+def process_startup(cfg, k=50):
+    """A worker process's spawn -> ready -> first task done. One worker, replaced
+    after every job (--max-jobs-per-worker 1); k tiny jobs queue behind a
+    blocker job, so after it each tiny job needs a fresh process, and the loop
+    chains spawn, READY, the job and its result with no HTTP in between. The
+    mean time between finishes (ms stamps over k jobs) is one such cycle; the
+    same run without recycling gives the cycle of a warm worker."""
+
+    def chain(s, r):
+        blocker = s.start_report(cfg["n_job"])
+        ids = [s.start_report(1) for _ in range(k)]
+        b = s.wait_report(blocker)
+        jobs = [s.wait_report(j) for j in ids]
+        st, text = http(s.port, "GET", "/metrics")
+        m = re.search(r'^offload_worker_restarts_total\{cause="recycled"\} (\d+)', text, re.M)
+        return {"cycle_ms": (jobs[-1]["finishedAt"] - b["finishedAt"]) / k,
+                "queued_in_time": all(j["createdAt"] <= b["finishedAt"] for j in jobs),
+                "completed": sum(j["status"] == "complete" for j in jobs),
+                "recycled": int(m.group(1)) if m else None}
+
+    out = {n: [] for n in ("recycled", "warm")}
+    for r in range(cfg["rounds"]):
+        for mode, extra in (("recycled", ["--max-jobs-per-worker", "1"]), ("warm", [])):
+            s = make("offload-process", workers=1, extra=extra)
+            try:
+                s.start()
+                out[mode].append(chain(s, r))
+            finally:
+                s.stop()
+    runs = out["recycled"] + out["warm"]
+    valid = all(x["queued_in_time"] and x["completed"] == k for x in runs) and \
+        all(x["recycled"] == k + 1 for x in out["recycled"])
+    return {"k": k, "valid": valid, "cycle_ms": med([x["cycle_ms"] for x in out["recycled"]]),
+            "warm_cycle_ms": med([x["cycle_ms"] for x in out["warm"]]), "runs": out}
+
+
 def s5_worker_cost(cfg):
     """Worker start-up time and resident memory per idle worker."""
     startup = {"offload-thread": run_json([os.path.join(BUILD, "pool_bench"), "startup", "--samples", "50"], 120),
-               "node-worker_threads": run_json(["node", os.path.join(PEERS, "micro", "worker-cost.js"), "50"], 300)}
+               "node-worker_threads": run_json(["node", os.path.join(PEERS, "micro", "worker-cost.js"), "50"], 300),
+               "offload-process": process_startup(cfg)}
     rss = {}
-    for name in ["offload", "node-seed", "node-piscina"]:
+    for name in ["offload", "offload-process", "node-seed", "node-piscina"]:
         per = []
         for _ in range(cfg["rounds"]):
             vals = {}
@@ -734,6 +772,16 @@ def render(results, cfg, cmdline):
         for name, v in r["servers"].items():
             L.append(f"| {name} | {fmt(v['jobs_per_s'])} | {fmt(v['requests_per_s'])} | {fmt(v['p99_ms'])} | "
                      f"{v['errors']} | {ratio(base.get('jobs_per_s'), v['jobs_per_s'], True)} |")
+        if r.get("per_job"):
+            L.append(f"\nPer tiny job, worker threads vs worker processes (`--isolation process`): µs/job = "
+                     f"10⁶ / jobs/s at {r['inflight']} in flight, from the rows above. Target: process isolation "
+                     f"adds under {r['target_overhead_us']:.0f} µs a job.\n")
+            L.append("| client | offload, threads (µs/job) | offload-process (µs/job) | process − thread (µs/job) | "
+                     "target |")
+            L.append("|---|---:|---:|---:|---|")
+            for mode, v in r["per_job"].items():
+                L.append(f"| {mode} | {fmt(v['thread_us'], 1)} | {fmt(v['process_us'], 1)} | "
+                         f"{fmt(v['overhead_us'], 1)} | {'met' if v['met'] else 'missed'} |")
         if r["micro"]:
             mo, mp = r["micro"]["offload-pool"], r["micro"]["piscina"]
             L.append(f"\nIn-process, empty task, 64 in flight: offload pool API {fmt(mo['tasks_per_s'])} tasks/s, "
@@ -757,6 +805,14 @@ def render(results, cfg, cmdline):
                      f"{ratio(rs['offload']['per_worker_kib'], rs[peer]['per_worker_kib'])} |")
         L.append(f"\nRSS with 1 / 16 workers (KiB): " + ", ".join(
             f"{k} {fmt(v['rss1_kib'], 0)} / {fmt(v['rss16_kib'], 0)}" for k, v in rs.items()) + "\n")
+        sp = r["startup"].get("offload-process")
+        if sp:
+            L.append(f"A worker process (`--isolation process`): spawn → ready → first task done "
+                     f"{fmt(sp['cycle_ms'], 3)} ms, the mean over {sp['k']} workers each replaced after one job "
+                     f"(`--max-jobs-per-worker 1`); a warm worker's job cycle is {fmt(sp['warm_cycle_ms'], 3)} ms"
+                     f"{'' if sp['valid'] else ' (**not valid**: some jobs were not queued in time or not recycled)'}. "
+                     f"RSS per idle worker process {fmt(rs['offload-process']['per_worker_kib'], 0)} KiB "
+                     f"(each process's RSS counts the pages it shares with the others again).\n")
     if "S6" in results:
         r = results["S6"]
         L.append("## 6. Kernel efficiency: a job vs the bare loop (same flags)\n")
@@ -849,8 +905,9 @@ def plot(results, out_png, tmpdir):
     if "S2" not in results or not shutil.which("gnuplot"):
         return False
     lines, marks = [], []
-    # offload last, so it is drawn on top of the peers.
-    items = sorted(results["S2"]["servers"].items(), key=lambda kv: kv[0] == "offload")
+    # offload last, so it is drawn on top of the peers (offload-process just below it).
+    order = {"offload-process": 1, "offload": 2}
+    items = sorted(results["S2"]["servers"].items(), key=lambda kv: order.get(kv[0], 0))
     for i, (name, v) in enumerate(items):
         run = v["runs"][0]
         shifted = os.path.join(tmpdir, f"plot-{name}.dat")
@@ -858,7 +915,7 @@ def plot(results, out_png, tmpdir):
             for line in f:
                 t, lat = line.split()
                 g.write(f"{float(t) - run['t_start']:.4f} {lat}\n")
-        color = "#d62728" if name == "offload" else PEER_COLORS[i % len(PEER_COLORS)]
+        color = {"offload": "#d62728", "offload-process": "#e377c2"}.get(name, PEER_COLORS[i % len(PEER_COLORS)])
         lines.append(f"'{shifted}' using 1:2 with points pt 7 ps 0.35 lc rgb '{color}' title '{name}'")
         marks.append((run["t_end"] - run["t_start"], color, name))
     script = [
@@ -940,7 +997,7 @@ def main():
             "S1": lambda: s1_worker_benchmark(cfg),
             "S2": lambda: s2_saturation(cfg, names=["offload"] if args.smoke else None, series_dir=tmpdir),
             "S3": lambda: s3_front_door(cfg),
-            "S4": lambda: s4_tiny_jobs(cfg, names=["offload"] if args.smoke else None),
+            "S4": lambda: s4_tiny_jobs(cfg, names=["offload", "offload-process"] if args.smoke else None),
             "S5": lambda: s5_worker_cost(cfg),
             "S6": lambda: s6_kernel(cfg),
             "S7": lambda: s7_scaling(cfg),
@@ -983,7 +1040,7 @@ def smoke_check(results):
             problems.append(f"S2 {k} = {s2.get(k)!r}")
     if not s2.get("loaded_n"):
         problems.append("S2 took no loaded samples")
-    for mode in ("offload (wait)", "offload (poll)"):
+    for mode in ("offload (wait)", "offload (poll)", "offload-process (wait)", "offload-process (poll)"):
         v = results["S4"]["servers"].get(mode)
         if not v or not v["jobs_per_s"] or v["jobs_per_s"] <= 0:
             problems.append(f"S4 {mode}: no throughput figure")

@@ -50,7 +50,7 @@ typedef struct proc_slot {
   pool_t *pool;
   pool_slot_t *slot;
   proc_worker_t *cur; /* the process serving the slot (perhaps still starting) */
-  uv_timer_t respawn;
+  uv_timer_t respawn;      /* the next start after a failure, or the READY deadline */
   unsigned fast_failures; /* deaths before READY in a row */
 } proc_slot_t;
 
@@ -262,6 +262,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (fh.type == FRAME_READY && !wk->ready) {
       wk->ready = true;
       if (wk->ps) {
+        uv_timer_stop(&wk->ps->respawn);
         wk->ps->fast_failures = 0;
         kick_slot(wk->ps);
       }
@@ -280,6 +281,20 @@ static void on_readable(uv_poll_t *h, int status, int events) {
 /* ---- exits ---- */
 
 static void on_respawn(uv_timer_t *t) { spawn(t->data); }
+
+/* A worker that has not said READY this long after its start is killed
+ * (and, through its exit, replaced with the usual backoff). */
+#define READY_TIMEOUT_MS 10000
+
+static void on_ready_timeout(uv_timer_t *t) {
+  proc_slot_t *ps = t->data;
+  proc_worker_t *wk = ps->cur;
+  if (wk && !wk->ready && !wk->exited) {
+    log_error("pool: worker %u (pid %d) did not start within %d ms; killing it", ps->slot->id, wk->pid,
+              READY_TIMEOUT_MS);
+    kill(wk->pid, SIGKILL);
+  }
+}
 
 static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
   proc_worker_t *wk = proc->data;
@@ -429,6 +444,7 @@ static void spawn(proc_slot_t *ps) {
   ps->cur = wk;
   b->live++;
   atomic_store(&ps->slot->started_at_ms, wk->started_at_ms);
+  uv_timer_start(&ps->respawn, on_ready_timeout, READY_TIMEOUT_MS, 0);
   return;
 
 fail:
