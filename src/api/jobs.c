@@ -259,31 +259,40 @@ void h_jobs_list(api_t *a, http_req_t *req, const router_match_t *m) {
   /* O(workers) to catch up with the workers, then O(limit): a status list
    * (or the creation list) is walked newest first. The jobs of one lane's
    * queue meet in reverse queue order (both are sorted by creation), so
-   * their places count down from the number in that queue. The body is the
-   * jobs' texts joined; final jobs' texts are cached. */
-  size_t queued[LANE_N], seen_queued[LANE_N] = {0};
-  registry_sync(a->reg, queued);
+   * their places count down from the number in that queue. A worker that
+   * takes a job during the walk makes those counts stale: the walk is then
+   * done again (rare: a walk takes microseconds). The body is the jobs'
+   * texts joined; final jobs' texts are cached. */
   buf_t b = BUF_INIT;
-  int rc = buf_puts(&b, "{\"jobs\":[");
-  int64_t n = 0;
-  job_t *j = want >= 0 ? registry_first_with(a->reg, (job_status_t)want) : registry_newest(a->reg);
-  while (j && n < limit && rc == 0) {
-    job_t *next = want >= 0 ? registry_next_with(j, (job_status_t)want) : registry_older(j);
-    registry_refresh(a->reg, j);
-    if (want < 0 || (int)j->status == want) {
-      size_t place = 0;
-      if (j->status == JOB_QUEUED && registry_in_queue(j) && seen_queued[job_lane(j)] < queued[job_lane(j)])
-        place = queued[job_lane(j)] - seen_queued[job_lane(j)]++;
-      if (n > 0)
-        rc = buf_append(&b, ",", 1);
-      if (rc == 0)
-        rc = api_job_text(j, place, &b);
-      n++;
+  int rc = 0;
+  for (int round = 0;; round++) {
+    size_t queued[LANE_N], seen_queued[LANE_N] = {0};
+    registry_sync(a->reg, queued);
+    buf_reset(&b);
+    rc = buf_puts(&b, "{\"jobs\":[");
+    int64_t n = 0;
+    job_t *j = want >= 0 ? registry_first_with(a->reg, (job_status_t)want) : registry_newest(a->reg);
+    while (j && n < limit && rc == 0) {
+      job_t *next = want >= 0 ? registry_next_with(j, (job_status_t)want) : registry_older(j);
+      registry_refresh(a->reg, j);
+      if (want < 0 || (int)j->status == want) {
+        size_t place = 0;
+        lane_t l = job_lane(j);
+        if (j->status == JOB_QUEUED && registry_in_queue(j) && seen_queued[l] < queued[l])
+          place = queued[l] - seen_queued[l]++;
+        if (n > 0)
+          rc = buf_append(&b, ",", 1);
+        if (rc == 0)
+          rc = api_job_text(j, place, &b);
+        n++;
+      }
+      j = next;
     }
-    j = next;
+    if (rc == 0)
+      rc = buf_puts(&b, "]}\n");
+    if (rc != 0 || round == 2 || registry_queues_settled(a->reg))
+      break;
   }
-  if (rc == 0)
-    rc = buf_puts(&b, "]}\n");
   if (rc != 0) {
     buf_free(&b);
     api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");

@@ -189,6 +189,13 @@ void registry_sync(registry_t *r, size_t queued[LANE_N]) {
     queued[l] = r->nqview[l];
 }
 
+bool registry_queues_settled(const registry_t *r) {
+  for (int l = 0; l < LANE_N; l++)
+    if (r->q_head[l] && pool_work_state(&r->q_head[l]->_item->work) != POOL_WORK_QUEUED)
+      return false;
+  return true;
+}
+
 size_t registry_position(registry_t *r, job_t *job) {
   registry_refresh(r, job);
   if (job->status != JOB_QUEUED || !job->_in_queue_list)

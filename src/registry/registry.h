@@ -156,6 +156,9 @@ size_t registry_position(registry_t *r, job_t *job);
  * in one). */
 void registry_sync(registry_t *r, size_t queued[LANE_N]);
 bool registry_in_queue(const job_t *job);
+/* True while no worker has taken a job since the last registry_sync (the
+ * counts it gave still hold). O(lanes), changes nothing. */
+bool registry_queues_settled(const registry_t *r);
 
 /* Jobs of one status, newest created first: O(1) per step. Call
  * registry_sync first for an up-to-date view; take the next job before
