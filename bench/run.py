@@ -459,15 +459,16 @@ def s4_tiny_jobs(cfg, names=None):
             "target_overhead_us": PROCESS_OVERHEAD_TARGET_US, "micro": micro}
 
 
-def process_startup(cfg, k=50):
+def process_startup(cfg, k=100):
     """A worker process's spawn -> ready -> first task done. One worker, replaced
     after every job (--max-jobs-per-worker 1); k tiny jobs queue behind a
     blocker job, so after it each tiny job needs a fresh process, and the loop
     chains spawn, READY, the job and its result with no HTTP in between. The
-    mean time between finishes (ms stamps over k jobs) is one such cycle; the
-    same run without recycling gives the cycle of a warm worker."""
+    mean time between finishes (the jobs' ms stamps over k jobs, so 1/k ms
+    resolution) is one such cycle; the same run without recycling gives the
+    cycle of a warm worker."""
 
-    def chain(s, r):
+    def chain(s):
         blocker = s.start_report(cfg["n_job"])
         ids = [s.start_report(1) for _ in range(k)]
         b = s.wait_report(blocker)
@@ -480,12 +481,12 @@ def process_startup(cfg, k=50):
                 "recycled": int(m.group(1)) if m else None}
 
     out = {n: [] for n in ("recycled", "warm")}
-    for r in range(cfg["rounds"]):
+    for _ in range(cfg["rounds"]):
         for mode, extra in (("recycled", ["--max-jobs-per-worker", "1"]), ("warm", [])):
             s = make("offload-process", workers=1, extra=extra)
             try:
                 s.start()
-                out[mode].append(chain(s, r))
+                out[mode].append(chain(s))
             finally:
                 s.stop()
     runs = out["recycled"] + out["warm"]
