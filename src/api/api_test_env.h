@@ -76,7 +76,9 @@ static inline void env_init_cfg(env_t *e, unsigned workers, size_t max_queue, in
       .catalog = &e->cat, .max_finished = 1000, .retention_ms = 3600 * 1000, .default_timeout_ms = timeout_ms};
   e->reg = registry_new(&e->loop, &rc);
   assert_non_null(e->reg);
-  pool_config_t pc = {.workers = workers, .max_queue = max_queue, .nice = 0};
+  /* A generous grace: tests cancel cooperative tasks and then free the pool,
+   * which waits for them that long (a slow sanitizer run included). */
+  pool_config_t pc = {.workers = workers, .max_queue = max_queue, .nice = 0, .kill_grace_ms = 10000};
   e->pool = pool_new(&e->loop, &pc, registry_on_done, e->reg);
   assert_non_null(e->pool);
   registry_attach(e->reg, e->pool, NULL);

@@ -92,10 +92,13 @@ static void install_fatal_handlers(void) {
 }
 
 static int apply_limits(void) {
-  if (page->nice > 0) {
+  if (page->nice > 0) { /* added to the server's own, as for threads */
     struct sched_param sp = {.sched_priority = 0};
     sched_setscheduler(0, SCHED_BATCH, &sp);
-    setpriority(PRIO_PROCESS, 0, page->nice);
+    errno = 0;
+    int cur = getpriority(PRIO_PROCESS, 0);
+    if (errno == 0)
+      setpriority(PRIO_PROCESS, 0, cur + page->nice);
   }
 #ifndef __SANITIZE_ADDRESS__
   if (page->memory_mb) {
@@ -179,7 +182,7 @@ int pool_child_main(int argc, char **argv) {
   }
   page = m;
   close(PAGE_CHILD_PAGE_FD);
-  if (page->magic != PAGE_MAGIC || getppid() != page->parent_pid)
+  if (page->magic != PAGE_MAGIC || getppid() != page->parent_pid || !atomic_is_lock_free(&page->ctl.progress))
     return 2;
   /* The server handles the terminal's and the service manager's signals for
    * the whole group and stops its workers itself. */
@@ -194,8 +197,11 @@ int pool_child_main(int argc, char **argv) {
   fcntl(sock, F_SETFD, FD_CLOEXEC);
   size_t cap = FRAME_HDR_SIZE + FRAME_MAX_PAYLOAD;
   uint8_t *buf = malloc(cap);
-  if (!buf || frame_send(sock, FRAME_READY, 0, NULL, 0, -1) != 0)
+  if (!buf || frame_send(sock, FRAME_READY, 0, NULL, 0, -1) != 0) {
+    free(buf); /* the server let go of us before we were ready */
+    munmap(page, PAGE_SIZE_BYTES);
     return 4;
+  }
   int code = 0;
   for (;;) {
     frame_hdr_t h;

@@ -96,8 +96,12 @@ int frame_recv(int sock, uint8_t *buf, size_t cap, frame_hdr_t *h, int *fd) {
         close(got); /* one descriptor per record */
     }
   }
-  if (n == 0 && !(msg.msg_flags & MSG_CTRUNC))
+  if (n == 0 && !(msg.msg_flags & MSG_CTRUNC)) {
+    if (*fd >= 0) /* an empty packet with a descriptor: not a record */
+      close(*fd);
+    *fd = -1;
     return 0;
+  }
   if ((msg.msg_flags & (MSG_TRUNC | MSG_CTRUNC)) || frame_decode(buf, (size_t)n, h) != 0) {
     if (*fd >= 0)
       close(*fd);

@@ -60,10 +60,11 @@ int item_decode(pool_work_t *w, const void *payload, size_t len, int fd);
 /* The item that embeds `w` (every work offload submits is an item). */
 static inline item_t *item_of(pool_work_t *w) { return (item_t *)w; }
 
-/* Any thread, any time. */
-static inline void item_cancel(item_t *it) { atomic_store(&it->ctl.cancel, true); }
+/* Any thread, any time: through work.ctl, the live slot (a process pool
+ * points it at the worker's shared page while the item runs there). */
+static inline void item_cancel(item_t *it) { atomic_store(&it->work.ctl->cancel, true); }
 static inline double item_progress(const item_t *it) {
-  return atomic_load_explicit(&it->ctl.progress, memory_order_relaxed);
+  return atomic_load_explicit(&it->work.ctl->progress, memory_order_relaxed);
 }
 
 /* Loop thread, once the item is DONE (or on a never-run item): what happened. */

@@ -176,7 +176,7 @@ static void on_item_done(pool_work_t *w, void *data) {
 static void item_ctx_start(item_ctx_t *c) {
   *c = (item_ctx_t){0};
   assert_int_equal(uv_loop_init(&c->loop), 0);
-  pool_config_t cfg = {.workers = 1, .max_queue = 4, .nice = 0};
+  pool_config_t cfg = {.workers = 1, .max_queue = 4, .nice = 0, .kill_grace_ms = 10000};
   c->pool = pool_new(&c->loop, &cfg, on_item_done, c);
   assert_non_null(c->pool);
 }

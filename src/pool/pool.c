@@ -79,8 +79,12 @@ static void watch_drop(pool_t *p, pool_work_t *w) {
 }
 
 static void watch_slot(pool_t *p, pool_slot_t *s, uint64_t now_ns) {
+  /* The run number first: a pop bumps it before it sets `current`, so a
+   * pop in between is seen as a new run at the next tick at the latest. */
+  uint64_t run = atomic_load(&s->runs);
   pool_work_t *w = atomic_load(&s->current);
-  if (w != s->seen) {
+  if (run != s->seen_run || w != s->seen) {
+    s->seen_run = run;
     s->seen = w;
     s->timeout_told = s->forced = false;
   }
@@ -139,9 +143,45 @@ static pool_work_t *pop_head_locked(pool_t *p, pool_slot_t *s) {
   atomic_store_explicit(&w->ctl->deadline_ns, deadline, memory_order_relaxed);
   atomic_store_explicit(&w->ctl->started_ms, clock_wall_ms(), memory_order_relaxed);
   atomic_store(&w->ctl->state, POOL_WORK_RUNNING);
+  atomic_fetch_add(&s->runs, 1);
+  atomic_store(&s->in_task, true);
   atomic_store(&s->current, w);
   atomic_fetch_add(&p->busy, 1);
   return w;
+}
+
+void pool__unpop(pool_t *p, pool_slot_t *s, pool_work_t *w) {
+  pthread_mutex_lock(&p->mu);
+  atomic_store(&s->current, NULL);
+  atomic_fetch_sub(&p->busy, 1);
+  atomic_store_explicit(&w->ctl->started_ms, 0, memory_order_relaxed);
+  atomic_store_explicit(&w->ctl->deadline_ns, 0, memory_order_relaxed);
+  if (p->stopping) {
+    /* pool_free already handed back the queue: this one goes back like those. */
+    atomic_store(&w->ctl->state, POOL_WORK_QUEUED);
+    pthread_mutex_unlock(&p->mu);
+    watch_drop(p, w);
+    p->done(w, p->data);
+    return;
+  }
+  atomic_store(&w->ctl->state, POOL_WORK_QUEUED);
+  pool_work_t *before = p->head; /* it was the oldest: back to the front, by order */
+  while (before && before->order < w->order)
+    before = before->_next;
+  w->_next = before;
+  w->_prev = before ? before->_prev : p->tail;
+  if (w->_prev)
+    w->_prev->_next = w;
+  else
+    p->head = w;
+  if (before)
+    before->_prev = w;
+  else
+    p->tail = w;
+  p->depth++;
+  atomic_store_explicit(&p->depth_pub, p->depth, memory_order_relaxed);
+  pthread_cond_signal(&p->cond);
+  pthread_mutex_unlock(&p->mu);
 }
 
 pool_work_t *pool__pop(pool_t *p, pool_slot_t *s) {
@@ -304,10 +344,7 @@ fail_slots:
   return NULL;
 }
 
-void pool__backend_gone(pool_t *p) {
-  bool stuck = false;
-  for (unsigned i = 0; i < p->nslots; i++)
-    stuck |= atomic_load(&p->slots[i].current) != NULL;
+void pool__backend_gone(pool_t *p, bool stuck) {
   if (stuck) {
     atomic_store(&p->abandoned, true);
     while (atomic_load(&p->finishing) > 0)

@@ -15,10 +15,14 @@
 typedef struct pool_slot {
   unsigned id;
   _Atomic(pool_work_t *) current; /* the item it runs; NULL when idle */
+  _Atomic uint64_t runs;          /* items taken so far: bumped before `current` is set */
+  _Atomic bool in_task;           /* set by a pop (under the queue lock); a thread clears it after its finish */
   _Atomic uint64_t jobs_done;
   _Atomic int64_t started_at_ms; /* wall clock; when its thread/process started */
-  /* Watchdog bookkeeping, loop thread only, about item `seen`. */
+  /* Watchdog bookkeeping, loop thread only, about the run numbered
+   * `seen_run` (an item's address may come back for another run). */
   pool_work_t *seen;
+  uint64_t seen_run;
   bool timeout_told, forced;
   pool_work_t *stuck; /* a thread slot whose item would not stop: that item */
   void *be;           /* the backend's per-slot state */
@@ -84,13 +88,20 @@ struct pool {
 pool_work_t *pool__pop(pool_t *p, pool_slot_t *s);
 pool_work_t *pool__pop_wait(pool_t *p, pool_slot_t *s);
 
+/* Loop thread: `w`, just popped by slot `s`, never reached its worker:
+ * back into the queue at its place, as if never taken. */
+void pool__unpop(pool_t *p, pool_slot_t *s, pool_work_t *w);
+
 /* The slot's run of `w` is over (its results written): marks it DONE and
  * hands it to `done`. pool__finish_async: any thread, through the done list
  * and the async handle; pool__finish_here: loop thread, calls `done` now. */
 void pool__finish_async(pool_t *p, pool_slot_t *s, pool_work_t *w);
 void pool__finish_here(pool_t *p, pool_slot_t *s, pool_work_t *w);
 
-/* Backend stop is complete: pool.c closes its handles and frees the pool. */
-void pool__backend_gone(pool_t *p);
+/* Backend stop is complete: pool.c closes its handles and frees the pool,
+ * unless `abandon`: some worker thread could not be joined (it still runs
+ * a task) and may touch the pool whenever it returns, so the pool is never
+ * freed and the loop is never touched from it again. */
+void pool__backend_gone(pool_t *p, bool abandon);
 
 #endif

@@ -495,6 +495,17 @@ static void test_timeout_stall(void **state) {
   RUN_UNTIL(&c.loop, it.dones == 1);
   assert_int_equal(c.stalls[POOL_STALL_TIMEOUT], 1);
   assert_int_equal(c.stalls[POOL_STALL_CANCEL], 0);
+  /* The same item (same address) again, as a retry reuses memory: it is a
+   * new run, watched afresh, not mistaken for the one already judged. */
+  atomic_store(&gate, false);
+  atomic_store(&it.ctl.timed_out, false);
+  it.dones = 0;
+  assert_int_equal(pool_submit(c.pool, &it.work), 0);
+  RUN_UNTIL(&c.loop, c.stalls[POOL_STALL_TIMEOUT] == 2);
+  assert_true(atomic_load(&it.ctl.timed_out));
+  RUN_UNTIL(&c.loop, first_worker_state(&c) == POOL_W_STUCK);
+  atomic_store(&gate, true);
+  RUN_UNTIL(&c.loop, it.dones == 1);
   ctx_stop(&c);
 }
 

@@ -64,7 +64,9 @@ struct proc_worker {
   proc_page_t *page;
   int pid;
   int handles; /* open handles; freed when 0 after exit */
-  bool ready, exited, killed, poll_on;
+  bool ready, exited, poll_on;
+  bool killed; /* by the watchdog: its job would not stop (cause timeout_kill) */
+  bool doomed; /* we sent it SIGKILL for any reason: never dispatch to it again */
   pool_work_t *w; /* the item it runs */
   uint64_t seq;
   uint64_t jobs;
@@ -82,6 +84,15 @@ typedef struct proc_backend {
 } proc_backend_t;
 
 static void spawn(proc_slot_t *ps);
+static void pr_kick(pool_t *p);
+
+/* Ends a worker from the server's side; its exit callback does the rest. */
+static void doom(proc_worker_t *wk) {
+  if (wk->doomed || wk->exited)
+    return;
+  wk->doomed = true;
+  kill(wk->pid, SIGKILL);
+}
 
 static proc_backend_t *be_of(pool_t *p) { return p->be_data; }
 
@@ -91,7 +102,7 @@ static void maybe_gone(pool_t *p) {
   proc_backend_t *b = be_of(p);
   if (b->stopping && !b->gone && b->live == 0 && b->timers_open == 0) {
     b->gone = true;
-    pool__backend_gone(p);
+    pool__backend_gone(p, false);
   }
 }
 
@@ -179,21 +190,36 @@ static void dispatch(proc_worker_t *wk) {
   size_t len = 0;
   int fd = -1;
   int rc = p->cfg.proc.encode(w, &payload, &len, &fd);
-  if (rc == 0)
+  if (rc == 0) {
     rc = frame_send(wk->sock, FRAME_JOB, wk->seq, payload, len, fd);
+    if (rc != 0) {
+      /* The worker is gone or broken (it died before we noticed): the job
+       * never reached it. It goes back to the front of the queue for the
+       * next worker, and this one is replaced. */
+      log_warn("pool: worker %u (pid %d) cannot take a job (%s); replacing it", s->id, wk->pid, strerror(errno));
+      w->ctl = w->_home;
+      wk->w = NULL;
+      pool__unpop(p, s, w);
+      doom(wk);
+      pr_kick(p); /* another worker may be free for it now */
+    }
+  } else {
+    /* The item cannot be put in a frame (out of memory): it ends as its
+     * worker's fault would, and the worker stays. */
+    log_warn("pool: cannot encode a job for worker %u: %s", s->id, err_str(rc));
+    atomic_store(&w->_home->fault, POOL_FAULT_CRASH);
+    atomic_store(&w->_home->fault_signal, 0);
+    atomic_store(&w->_home->fault_status, -1);
+    finish_item(wk);
+  }
   free(payload);
   if (fd >= 0)
     close(fd);
-  if (rc != 0) {
-    /* A worker that cannot take a job is replaced; its exit ends the item. */
-    log_warn("pool: cannot send a job to worker %u (pid %d): %s", s->id, wk->pid, strerror(errno));
-    kill(wk->pid, SIGKILL);
-  }
 }
 
 static void kick_slot(proc_slot_t *ps) {
   proc_worker_t *wk = ps->cur;
-  if (wk && wk->ready && !wk->w && !wk->exited && wk->sock >= 0)
+  if (wk && wk->ready && !wk->w && !wk->exited && !wk->doomed && wk->sock >= 0)
     dispatch(wk);
 }
 
@@ -207,14 +233,16 @@ static void pr_kick(pool_t *p) {
 
 static void on_result(proc_worker_t *wk, const frame_hdr_t *h, const uint8_t *payload, int fd) {
   pool_t *p = wk->pool;
+  if (wk->doomed)
+    return; /* killed already (its job ran past grace): the exit decides */
   if (!wk->w || h->seq != wk->seq || !wk->ps) {
     log_warn("pool: worker pid %d sent a result for no job; replacing it", wk->pid);
-    kill(wk->pid, SIGKILL);
+    doom(wk);
     return;
   }
   if (p->cfg.proc.decode(wk->w, payload, h->len, fd) != 0) {
     log_warn("pool: worker pid %d sent an unreadable result; replacing it", wk->pid);
-    kill(wk->pid, SIGKILL); /* the exit callback ends the item as a crash */
+    doom(wk); /* the exit callback ends the item as a crash */
     return;
   }
   proc_slot_t *ps = wk->ps;
@@ -252,12 +280,13 @@ static void on_readable(uv_poll_t *h, int status, int events) {
     if (n < 0 && errno == EAGAIN)
       return;
     if (n <= 0) {
+      /* EOF (it is exiting, or sent an empty packet) or a malformed frame:
+       * either way this worker is done; its exit callback follows. */
       if (n < 0)
         log_warn("pool: bad frame from worker pid %d; replacing it", wk->pid);
       stop_poll(wk);
-      if (n < 0 && !wk->exited)
-        kill(wk->pid, SIGKILL);
-      return; /* EOF: it is exiting; the exit callback follows */
+      doom(wk);
+      return;
     }
     if (fh.type == FRAME_READY && !wk->ready) {
       wk->ready = true;
@@ -270,8 +299,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       on_result(wk, &fh, b->rbuf + FRAME_HDR_SIZE, fd);
     } else {
       log_warn("pool: unexpected frame %d from worker pid %d; replacing it", fh.type, wk->pid);
-      if (!wk->exited)
-        kill(wk->pid, SIGKILL);
+      doom(wk);
     }
     if (fd >= 0)
       close(fd);
@@ -292,7 +320,7 @@ static void on_ready_timeout(uv_timer_t *t) {
   if (wk && !wk->ready && !wk->exited) {
     log_error("pool: worker %u (pid %d) did not start within %d ms; killing it", ps->slot->id, wk->pid,
               READY_TIMEOUT_MS);
-    kill(wk->pid, SIGKILL);
+    doom(wk);
   }
 }
 
@@ -331,7 +359,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
   if (!ps || b->stopping)
     return;
   if (!was_ready && ++ps->fast_failures > 1) {
-    uint64_t delay = 50u << (ps->fast_failures < 8 ? ps->fast_failures - 2 : 6);
+    uint64_t delay = (uint64_t)50 << (ps->fast_failures < 9 ? ps->fast_failures - 2 : 7);
     if (delay > 5000)
       delay = 5000;
     log_error("pool: worker %u keeps dying before it is ready; next try in %llu ms", ps->slot->id,
@@ -458,7 +486,7 @@ fail:
   }
   free(wk);
   ps->fast_failures++;
-  uint64_t delay = 50u << (ps->fast_failures < 8 ? ps->fast_failures - 1 : 6);
+  uint64_t delay = (uint64_t)50 << (ps->fast_failures < 8 ? ps->fast_failures - 1 : 7);
   uv_timer_start(&ps->respawn, on_respawn, delay > 5000 ? 5000 : delay, 0);
 }
 
@@ -496,7 +524,7 @@ static bool pr_force_stop(pool_t *p, pool_slot_t *s) {
     return true; /* it is already ending */
   log_warn("pool: worker %u (pid %d): its job did not stop within the grace period; killing it", s->id, wk->pid);
   wk->killed = true;
-  kill(wk->pid, SIGKILL);
+  doom(wk);
   return true;
 }
 
@@ -510,7 +538,7 @@ static void on_timer_closed(uv_handle_t *h) {
 static void pr_stop(pool_t *p) {
   proc_backend_t *b = be_of(p);
   if (!b) {
-    pool__backend_gone(p);
+    pool__backend_gone(p, false);
     return;
   }
   b->stopping = true;
@@ -521,8 +549,8 @@ static void pr_stop(pool_t *p) {
     proc_worker_t *wk = ps->cur;
     if (!wk)
       continue;
-    if (wk->w && !wk->exited)
-      kill(wk->pid, SIGKILL); /* a job still running at stop: it ends as crashed */
+    if (wk->w)
+      doom(wk); /* a job still running at stop: it ends as crashed */
     /* Keep it attached until it exits, so its item finishes on this slot. */
     stop_poll(wk);
     if (!wk->w)
@@ -535,8 +563,10 @@ static void pr_info(pool_t *p, pool_slot_t *s, pool_worker_info_t *out) {
   (void)p;
   proc_slot_t *ps = s->be;
   proc_worker_t *wk = ps ? ps->cur : NULL;
-  if (!wk) {
+  if (!wk) { /* between processes (a start is being retried) */
     out->state = POOL_W_STARTING;
+    out->pid = 0;
+    out->jobs_done = 0;
     return;
   }
   out->pid = wk->pid;

@@ -56,6 +56,7 @@ static void *worker_main(void *arg) {
   while ((w = pool__pop_wait(p, t->slot)) != NULL) {
     w->run(w);
     pool__finish_async(p, t->slot, w);
+    atomic_store(&t->slot->in_task, false); /* set by the pop, under the queue lock */
   }
   return NULL;
 }
@@ -99,21 +100,53 @@ static bool th_force_stop(pool_t *p, pool_slot_t *s) {
   return false;
 }
 
+/* Joins `t` if it ends within ms milliseconds; true when it did. */
+static bool join_within(thread_slot_t *t, uint64_t ms) {
+  struct timespec ts;
+  clock_gettime(CLOCK_REALTIME, &ts);
+  ts.tv_sec += (time_t)(ms / 1000);
+  ts.tv_nsec += (long)(ms % 1000) * 1000000L;
+  if (ts.tv_nsec >= 1000000000L) {
+    ts.tv_sec++;
+    ts.tv_nsec -= 1000000000L;
+  }
+  return pthread_timedjoin_np(t->thread, NULL, &ts) == 0;
+}
+
 static void th_stop(pool_t *p) {
   thread_backend_t *b = p->be_data;
+  /* A running item is waited for (offload/pool.h), unless it was told to
+   * stop (canceled, or past its deadline): then only until its grace ends,
+   * and not at all once stuck. Such a task may not return for a long time
+   * (the owner has let go of it), so joining it could block the loop that
+   * long: its thread is detached instead, and the pool is left to it (never
+   * freed). A thread is busy from its pop (under the queue lock) until
+   * after its finish, so one that is just finishing is either seen busy or
+   * joined, never freed under it. */
+  bool detached = false;
   for (unsigned i = 0; b && b->ts && i < p->nslots; i++) {
     thread_slot_t *t = &b->ts[i];
     if (!t->started)
       continue;
     pool_work_t *w = atomic_load(&t->slot->current);
-    if (w && w == t->slot->stuck) {
-      pthread_detach(t->thread); /* it may never come back */
-      continue;
+    if (atomic_load(&t->slot->in_task) && w) {
+      uint64_t deadline = atomic_load(&w->ctl->deadline_ns);
+      bool told = w->_cancel_ms || atomic_load(&w->ctl->cancel) || (deadline && clock_mono_ns() >= deadline);
+      if (w == t->slot->stuck || (told && !join_within(t, p->cfg.kill_grace_ms))) {
+        log_warn("pool: worker %u still runs a task that was told to stop; not waiting for it", t->slot->id);
+        pthread_detach(t->thread);
+        detached = true;
+        continue;
+      }
+      if (told) {
+        t->started = false; /* joined within the grace */
+        continue;
+      }
     }
     pthread_join(t->thread, NULL);
     t->started = false;
   }
-  pool__backend_gone(p);
+  pool__backend_gone(p, detached);
 }
 
 static void th_info(pool_t *p, pool_slot_t *s, pool_worker_info_t *out) {

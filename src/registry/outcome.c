@@ -100,6 +100,16 @@ static void schedule_retry(registry_t *r, job_t *j) {
 
 /* ---- outcomes ---- */
 
+/* After retries, the last run's message says which run it was. */
+static void attempt_note(const job_t *j, char *msg, size_t size) {
+  if (j->attempts <= 1)
+    return;
+  size_t len = strlen(msg);
+  if (len > 0 && msg[len - 1] == '.')
+    len--;
+  snprintf(msg + len, size - len, " (attempt %d of %d).", j->attempts, j->retries + 1);
+}
+
 /* The error of a run that failed for its worker or its deadline. */
 static void fault_error(const registry_t *r, const job_t *j, const item_t *it, item_outcome_t out, const char **code,
                         char *msg, size_t size) {
@@ -110,12 +120,7 @@ static void fault_error(const registry_t *r, const job_t *j, const item_t *it, i
     *code = out == ITEM_OUT_OOM ? "out_of_memory" : "worker_crashed";
     item_fault_message(it, r->cfg.memory_mb, msg, size);
   }
-  if (j->attempts > 1) {
-    size_t len = strlen(msg);
-    if (len > 0 && msg[len - 1] == '.')
-      len--;
-    snprintf(msg + len, size - len, " (attempt %d of %d).", j->attempts, j->retries + 1);
-  }
+  attempt_note(j, msg, size);
 }
 
 /* Records what the worker left in `it` (its run is over: state DONE).
@@ -134,10 +139,15 @@ static bool record_outcome(registry_t *r, job_t *j, item_t *it) {
     j->result = item_result_json(it);
     reg_mark_final(r, j, JOB_COMPLETE);
     break;
-  case ITEM_OUT_FAILED:
-    reg_set_error(j, it->result.err_code, it->result.err_message ? it->result.err_message : "The task failed.");
+  case ITEM_OUT_FAILED: {
+    char msg[512];
+    snprintf(msg, sizeof msg, "%s", it->result.err_message ? it->result.err_message : "The task failed.");
+    if (retryable(it, out))
+      attempt_note(j, msg, sizeof msg);
+    reg_set_error(j, it->result.err_code, msg);
     reg_mark_final(r, j, JOB_FAILED);
     break;
+  }
   case ITEM_OUT_TIMEOUT:
   case ITEM_OUT_CRASHED:
   case ITEM_OUT_OOM: {

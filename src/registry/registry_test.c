@@ -61,7 +61,9 @@ static void env_start(env_t *e, env_config_t ec) {
   };
   e->r = registry_new(&e->loop, &rc);
   assert_non_null(e->r);
-  pool_config_t pc = {.workers = 1, .max_queue = ec.max_queue ? ec.max_queue : 16, .nice = 0};
+  /* A generous grace: these tests cancel cooperative tasks and then free the
+   * pool, which waits for them that long (a slow sanitizer run included). */
+  pool_config_t pc = {.workers = 1, .max_queue = ec.max_queue ? ec.max_queue : 16, .nice = 0, .kill_grace_ms = 10000};
   e->pool = pool_new(&e->loop, &pc, registry_on_done, e->r);
   assert_non_null(e->pool);
   registry_attach(e->r, e->pool, NULL);
