@@ -136,9 +136,11 @@ pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, v
 
 /* Stops the workers: waits for running items to finish (cancel them first if
  * you want this quick), calls `done` for every finished or never-started item,
- * and frees the pool once its handles are closed (run the loop). Loop thread;
- * joins idle threads. A stuck thread is not waited for: the pool's memory is
- * then left to it until the process exits. */
+ * and frees the pool once its handles are closed (run the loop). Loop thread.
+ * A thread whose item was told to stop (canceled, or past its deadline) is
+ * waited for at most kill_grace_ms, a stuck one not at all: such a thread is
+ * detached, its item never comes back, and the pool's memory is left to it
+ * until the process exits. Worker processes still running are killed. */
 void pool_free(pool_t *p);
 
 /* Queues `w`; `ctl` (and `run` for a thread pool) must be set. Returns 0
