@@ -6,7 +6,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev node-llhttp libjansson-dev
-      libcmocka-dev curl python3)
+      libsqlite3-dev libcmocka-dev curl python3)
 case "${1:-build}" in
   # make test's bench.smoke (bench/run.py --smoke) runs git and node (for the
   # report's commit and Node version lines) besides cc and the built binaries.

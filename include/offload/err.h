@@ -16,6 +16,7 @@ enum {
   OFF_EINVAL = -5,   /* bad argument */
   OFF_ESTOPPED = -6, /* the component is shutting down */
   OFF_ESYS = -7,     /* a system call failed; see errno / log */
+  OFF_ESTORE = -8,   /* the job store cannot write (disk full, I/O error) */
 };
 
 /* Returns a static string; never NULL. */

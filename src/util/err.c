@@ -11,6 +11,7 @@ const char *err_str(int code) {
   case OFF_EINVAL: return "invalid argument";
   case OFF_ESTOPPED: return "shutting down";
   case OFF_ESYS: return "system call failed";
+  case OFF_ESTORE: return "the job store cannot write";
   }
   return "unknown error";
 }

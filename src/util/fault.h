@@ -20,6 +20,7 @@ typedef enum {
   FAULT_ALLOC = 0,   /* util/buf growth and the http layer's allocations */
   FAULT_ACCEPT_ALLOC, /* allocating a connection in the accept path */
   FAULT_ACCEPT_SOCKOPT, /* a socket option on an accepted connection */
+  FAULT_STORE_COMMIT, /* a store transaction fails as on a full disk (SQLITE_FULL) */
   FAULT_NPOINTS
 } fault_point_t;
 

@@ -1,0 +1,217 @@
+/* store: the loop side of the store and its thread. See store.h.
+ *
+ * DESIGN: writes made during a loop turn collect in `pend` (loop only). A
+ * uv_check handle, which runs once per turn after I/O, hands the whole list
+ * to the store thread (one mutex hold, one signal). The store thread takes
+ * everything handed over since it last looked, applies it as one
+ * transaction (group commit: under load a batch holds many turns' writes),
+ * and appends the batch to the done list with one uv_async_send. The loop
+ * takes the whole done list and runs each write's callback in order (one
+ * producer and one consumer, each holding the lock for O(1): a plain FIFO
+ * keeps the order the callbacks must run in). The memory backend has no thread: its
+ * writes "commit" when the turn ends, so callbacks never run inside
+ * store_write for either backend.
+ *
+ * Lock rules: `mu` guards the hand-over list, the done list, `stopping`
+ * and `commits`, held for O(1) by either side. The store thread holds no lock while it talks to SQLite. */
+#include "store/store.h"
+
+#include <assert.h>
+#include <pthread.h>
+#include <stdlib.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "store/sqlite.h"
+#include "util/log.h"
+
+struct store {
+  store_config_t cfg;
+  uv_loop_t *loop;
+  uv_check_t turn;
+  uv_async_t async;
+  store_write_t *pend_head, *pend_tail; /* this turn's writes; loop only */
+
+  sq_t *sq; /* SQLite: the store thread's once it runs */
+  pthread_t thread;
+  bool thread_started;
+  pthread_mutex_t mu;
+  pthread_cond_t cond;
+  store_write_t *q_head, *q_tail; /* handed over, not yet taken; guarded by mu */
+  bool stopping;                  /* guarded by mu */
+  store_write_t *d_head, *d_tail; /* applied, callbacks not yet run; guarded by mu */
+  uint64_t commits;               /* guarded by mu */
+
+  store_stats_t stats; /* loop only */
+  int open_handles;    /* at store_close: handles whose close is pending */
+};
+
+void store_job_fini(store_job_t *j) {
+  free(j->task);
+  free(j->params);
+  free(j->result);
+  free(j->err_code);
+  free(j->err_message);
+  free(j->idem_key);
+  memset(j, 0, sizeof *j);
+}
+
+/* ---- the store thread ---- */
+
+static void *store_main(void *arg) {
+  store_t *s = arg;
+  for (;;) {
+    pthread_mutex_lock(&s->mu);
+    while (!s->q_head && !s->stopping)
+      pthread_cond_wait(&s->cond, &s->mu);
+    store_write_t *batch = s->q_head, *last = s->q_tail;
+    s->q_head = s->q_tail = NULL;
+    bool stop = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    if (batch) {
+      int rc = sq_apply(s->sq, batch);
+      if (rc != 0)
+        log_warn("store: a transaction failed (disk full or I/O error); its writes were not kept");
+      pthread_mutex_lock(&s->mu);
+      if (s->d_tail)
+        s->d_tail->_next = batch;
+      else
+        s->d_head = batch;
+      s->d_tail = last;
+      s->commits += rc == 0;
+      pthread_mutex_unlock(&s->mu);
+      uv_async_send(&s->async);
+    }
+    if (stop && !batch)
+      break;
+  }
+  return NULL;
+}
+
+/* ---- the loop side ---- */
+
+/* Runs the callbacks of a finished list, in the order written. */
+static void run_callbacks(store_t *s, store_write_t *list) {
+  while (list) {
+    store_write_t *next = list->_next;
+    list->_next = NULL;
+    s->stats.writes++;
+    if (list->_rc == OFF_ESTORE)
+      s->stats.failures++;
+    if (list->cb)
+      list->cb(list, list->_rc, list->data);
+    list = next;
+  }
+}
+
+static void on_async(uv_async_t *h) {
+  store_t *s = h->data;
+  pthread_mutex_lock(&s->mu);
+  store_write_t *list = s->d_head;
+  s->d_head = s->d_tail = NULL;
+  s->stats.commits = s->commits;
+  pthread_mutex_unlock(&s->mu);
+  run_callbacks(s, list);
+}
+
+static void on_turn(uv_check_t *h) {
+  store_t *s = h->data;
+  if (!s->pend_head)
+    return;
+  store_write_t *list = s->pend_head;
+  s->pend_head = s->pend_tail = NULL;
+  if (s->cfg.kind == STORE_MEMORY) {
+    for (store_write_t *w = list; w; w = w->_next)
+      w->_rc = 0;
+    s->stats.commits++;
+    run_callbacks(s, list);
+    return;
+  }
+  pthread_mutex_lock(&s->mu);
+  if (s->q_tail)
+    s->q_tail->_next = list;
+  else
+    s->q_head = list;
+  while (list->_next)
+    list = list->_next;
+  s->q_tail = list;
+  pthread_cond_signal(&s->cond);
+  pthread_mutex_unlock(&s->mu);
+}
+
+/* ---- life ---- */
+
+store_t *store_open(uv_loop_t *loop, const store_config_t *cfg, char *err, size_t errsz) {
+  store_t *s = calloc(1, sizeof *s);
+  if (!s) {
+    snprintf(err, errsz, "out of memory");
+    return NULL;
+  }
+  s->cfg = *cfg;
+  s->loop = loop;
+  if (cfg->kind == STORE_SQLITE) {
+    s->sq = sq_open(cfg->data_dir, cfg->strict, err, errsz);
+    if (!s->sq) {
+      free(s);
+      return NULL;
+    }
+  }
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cond, NULL);
+  uv_check_init(loop, &s->turn);
+  s->turn.data = s;
+  uv_check_start(&s->turn, on_turn); /* both keep the loop alive until store_close */
+  uv_async_init(loop, &s->async, on_async);
+  s->async.data = s;
+  return s;
+}
+
+int store_load(store_t *s, void (*row)(const store_job_t *j, void *data), void *data) {
+  assert(!s->thread_started);
+  if (s->cfg.kind == STORE_MEMORY)
+    return 0;
+  int rc = sq_load(s->sq, row, data);
+  if (rc == 0 && pthread_create(&s->thread, NULL, store_main, s) == 0)
+    s->thread_started = true;
+  return rc == 0 && s->thread_started ? 0 : OFF_ESTORE;
+}
+
+void store_write(store_t *s, store_write_t *w) {
+  assert(w->job && (s->cfg.kind == STORE_MEMORY || s->thread_started));
+  w->_next = NULL;
+  w->_rc = 0;
+  if (s->pend_tail)
+    s->pend_tail->_next = w;
+  else
+    s->pend_head = w;
+  s->pend_tail = w;
+}
+
+static void on_closed(uv_handle_t *h) {
+  store_t *s = h->data;
+  if (--s->open_handles > 0)
+    return; /* libuv runs close callbacks in no promised order */
+  pthread_cond_destroy(&s->cond);
+  pthread_mutex_destroy(&s->mu);
+  free(s);
+}
+
+void store_close(store_t *s) {
+  on_turn(&s->turn); /* hand over what this turn wrote */
+  if (s->thread_started) {
+    pthread_mutex_lock(&s->mu);
+    s->stopping = true;
+    pthread_cond_signal(&s->cond);
+    pthread_mutex_unlock(&s->mu);
+    pthread_join(s->thread, NULL);
+    on_async(&s->async); /* the last callbacks */
+  }
+  sq_close(s->sq);
+  s->sq = NULL;
+  s->open_handles = 2;
+  uv_close((uv_handle_t *)&s->turn, on_closed);
+  uv_close((uv_handle_t *)&s->async, on_closed);
+}
+
+const store_stats_t *store_stats(const store_t *s) { return &s->stats; }
+store_kind_t store_kind(const store_t *s) { return s->cfg.kind; }

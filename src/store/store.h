@@ -1,0 +1,109 @@
+/* store: where jobs outlive the process. A small interface with two
+ * backends: memory (nothing is kept; every write "commits" at once) and
+ * SQLite (one store thread owns the connection; see store/sqlite.c).
+ *
+ * The loop never calls SQLite and never waits for the store thread. It
+ * hands the store writes (store_write): every write made during one loop
+ * turn goes to the store thread at the end of that turn, and all writes
+ * waiting when the thread is free become one transaction (group commit).
+ * Each write's callback runs on the loop once its transaction committed or
+ * failed; a submission answers its 202 from there.
+ *
+ * The semantics are the job's, not SQLite's: a row per job keyed by id and
+ * ordered by a creation sequence, status transitions that only move
+ * forward (or back to queued for a retry), an idempotency key unique while
+ * its job lives, and deletion of old finished jobs in small batches. The
+ * same rows and transitions map onto PostgreSQL (a later issue) without a
+ * redesign.
+ *
+ * Threads: everything here is for the loop thread, except store_open and
+ * store_load (main thread, before the loop serves) and store_close.
+ * Ownership: a store_write_t is the caller's until its callback runs; the
+ * store copies nothing but reads the record while the write is in flight,
+ * so the record must stay unchanged until then. */
+#ifndef OFFLOAD_STORE_STORE_H
+#define OFFLOAD_STORE_STORE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <uv.h>
+
+#include "offload/err.h"
+
+typedef struct store store_t;
+
+typedef enum { STORE_MEMORY = 0, STORE_SQLITE } store_kind_t;
+
+typedef struct store_config {
+  store_kind_t kind;
+  const char *data_dir; /* SQLite: created when missing; holds offload.db */
+  bool strict;          /* SQLite: synchronous=FULL (else NORMAL) */
+} store_config_t;
+
+/* One job as the store keeps it: plain data. Strings are owned by whoever
+ * fills the record (the loop for writes, the store for loaded rows, freed
+ * with store_job_fini). NULL = SQL NULL. */
+typedef struct store_job {
+  uint64_t seq; /* creation order, > 0, unique */
+  char id[24];
+  char *task;
+  char *params; /* JSON text */
+  const char *status; /* "queued" .. "canceled" (a static string) */
+  int attempts, retries;
+  int64_t timeout_ms;
+  int64_t created_at, started_at, finished_at; /* wall ms; 0 = NULL */
+  char *result; /* JSON text */
+  char *err_code, *err_message;
+  char *idem_key;
+} store_job_t;
+
+void store_job_fini(store_job_t *j);
+
+typedef enum {
+  STORE_W_INSERT = 1, /* a new job (every column) */
+  STORE_W_UPDATE,     /* status, attempts, times, result, error of an existing job */
+} store_write_kind_t;
+
+typedef struct store_write store_write_t;
+/* Loop thread, once the write's transaction committed (rc 0) or failed
+ * (OFF_ESTORE: disk full or I/O error; OFF_ESTOPPED: the store closed). */
+typedef void (*store_write_cb)(store_write_t *w, int rc, void *data);
+
+struct store_write {
+  store_write_kind_t kind;
+  const store_job_t *job; /* borrowed until the callback */
+  store_write_cb cb;      /* may be NULL (fire and forget) */
+  void *data;
+  /* Private to the store. */
+  int _rc;
+  store_write_t *_next;
+};
+
+/* Opens the store: creates the data dir and database as needed, migrates
+ * the schema forward, takes the data dir's lock. Returns NULL with a
+ * message for a person in err (naming the path and the fix) on failure:
+ * a read-only dir, a file that is not a database, a newer schema, a data
+ * dir another offload holds. Nothing is deleted or overwritten then. */
+store_t *store_open(uv_loop_t *loop, const store_config_t *cfg, char *err, size_t errsz);
+
+/* Calls `row` for every stored job in creation order (main thread, before
+ * serving; the row is valid during the call). Returns 0 or OFF_ESTORE. */
+int store_load(store_t *s, void (*row)(const store_job_t *j, void *data), void *data);
+
+/* Queues a write for the end of this loop turn. Always succeeds; the
+ * callback reports the outcome. */
+void store_write(store_t *s, store_write_t *w);
+
+/* Flushes what is queued, waits for the store thread to finish it, and
+ * closes. Loop thread, at shutdown (blocks for at most one commit). */
+void store_close(store_t *s);
+
+/* Writes committed / failed so far, and transactions (for /metrics). */
+typedef struct store_stats {
+  uint64_t commits, writes, failures;
+} store_stats_t;
+const store_stats_t *store_stats(const store_t *s);
+store_kind_t store_kind(const store_t *s);
+
+#endif
