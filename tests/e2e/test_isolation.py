@@ -115,6 +115,46 @@ def in_nap(pid):
     return os.uname().machine == "x86_64" and nr in ("35", "230")  # nanosleep, clock_nanosleep
 
 
+def start_ticks(pid):
+    """Start time of pid (clock ticks since boot), or None when it is gone."""
+    try:
+        with open("/proc/%d/stat" % pid) as f:
+            data = f.read()
+    except OSError:
+        return None
+    return int(data[data.rfind(")") + 2:].split()[19])
+
+
+def live_workers_of_binary(binary, since_ticks, orphans_only=False):
+    """{pid: stat} of every live `<binary> worker` process started at or
+    after since_ticks; with orphans_only, only those whose parent is not a
+    live process of that binary (a server)."""
+    out = {}
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        pid = int(name)
+        try:
+            if os.path.realpath("/proc/%d/exe" % pid) != binary:
+                continue
+            with open("/proc/%d/cmdline" % pid, "rb") as f:
+                argv = f.read().split(b"\0")
+        except OSError:
+            continue
+        st, t = proc_stat(pid), start_ticks(pid)
+        if argv[1:2] == [b"worker"] and st and st[0] not in ("Z", "X") and t is not None and t >= since_ticks:
+            if orphans_only:
+                try:
+                    parent_is_server = (os.path.realpath("/proc/%d/exe" % st[1]) == binary
+                                        and not is_dead(st[1]))
+                except OSError:
+                    parent_is_server = False
+                if parent_is_server:
+                    continue
+            out[pid] = st
+    return out
+
+
 def fd_list(pid):
     out = []
     d = "/proc/%d/fd" % pid
@@ -707,6 +747,35 @@ class ProcessPool(IsoCase):
         self.wait_pool_ready(srv, None, 2)
         self.assertEqual(self.restarts(srv)["timeout_kill"], r0["timeout_kill"] + 1)
 
+    def test_every_entry_point_in_processes(self):
+        # The seeds' endpoints work unchanged when their jobs run in processes.
+        srv = self.srv
+        r = srv.get("/fibonacci/25", timeout=60)
+        self.assertEqual((r.status, r.json()), (200, {"n": 25, "result": fib(25)}), repr(r))
+        r = srv.get("/tasks/reports/start?heavyIterations=123457")
+        self.assertEqual(r.status, 202, repr(r))
+        jid = r.json()["jobId"]
+        f = self.wait_final(srv, jid, 30)
+        self.assertEqual(f["status"], "complete", repr(f))
+        self.assertTrue(rel_close(f["result"], sqrt_sum(123457), 1e-9), repr(f))
+        j = self.post_job(srv, "primes", {"max": 1000000})
+        f = self.wait_final(srv, j["id"], 30)
+        self.assertEqual((f["status"], f["result"]), ("complete", 78498), repr(f))
+        # a /fibonacci client that leaves cancels its job; the task stops by itself
+        r0 = self.restarts(srv)
+        c = self.raw(srv)
+        c.send(build_request("GET", "/fibonacci/92"))
+        busy = self.wait_until(lambda: [w for w in self.workers(srv) if w["state"] == "busy"] or None, 10,
+                               what="the fibonacci job running")
+        self.assertEqual(len(busy), 1, repr(busy))
+        jid, pid = busy[0]["jobId"], busy[0]["pid"]
+        c.close()
+        f = self.wait_final(srv, jid, 10)
+        self.assertEqual(f["status"], "canceled", repr(f))
+        ws = self.wait_pool_ready(srv, None, 2)
+        self.assertIn(pid, [w["pid"] for w in ws], "a cooperating worker was killed")
+        self.assertEqual(self.restarts(srv), r0)
+
     def test_oom_retried(self):
         # out_of_memory is one of the codes a retry covers (default backoff 500 ms)
         srv = self.srv
@@ -884,6 +953,46 @@ class ServerExit(IsoCase):
                 sys.stderr.write("[%s: workers dead %.3fs after SIGKILL] " % (isolation, total))
                 del dt
 
+    def test_sigkill_during_respawn_churn(self):
+        # Workers die and are replaced as fast as 4 clients can post crash
+        # jobs when the server is SIGKILLed: no worker outlives it, not even
+        # one started a moment before the kill.
+        binary = os.path.realpath(os.environ["OFFLOAD_BIN"])
+        for round_ in range(3):
+            with self.subTest(round=round_):
+                srv = self.start_iso("--isolation", "process", "--workers", 4, "--process-workers", 4,
+                                     "--enable-test-tasks")
+                since = start_ticks(srv.pid)
+                stop = threading.Event()
+
+                def spam():
+                    while not stop.is_set():
+                        try:
+                            srv.req("POST", "/jobs", {"task": "crash", "params": {"mode": "exit"}}, timeout=2)
+                        except OSError:
+                            return
+                ts = [threading.Thread(target=spam, daemon=True) for _ in range(4)]
+                for t in ts:
+                    t.start()
+                try:
+                    self.wait_until(lambda: self.restarts(srv)["crash"] >= 20, 20, what="worker churn")
+                    # the scan does see this server's workers (those past their exec)
+                    self.wait_until(lambda: live_workers_of_binary(binary, since), 10, interval=0.005,
+                                    what="a worker seen by the scan")
+                    t0 = time.monotonic()
+                    srv.kill()
+                finally:
+                    stop.set()
+                left = {}
+                while time.monotonic() - t0 <= 1.0:
+                    left = live_workers_of_binary(binary, since, orphans_only=True)
+                    if not left:
+                        break
+                    time.sleep(0.01)
+                for t in ts:
+                    t.join(10)
+                self.assertEqual(left, {}, "workers alive 1 s after their server was SIGKILLed")
+
     def wait_listener_closed(self, srv, timeout=10):
         deadline = time.monotonic() + timeout
         while True:
@@ -931,6 +1040,29 @@ class ServerExit(IsoCase):
 
     def test_sigterm_drain_kills_ignoring_worker(self):
         self.drain(["hang", "ignore-cancel"])
+
+    def test_sigterm_with_stuck_threads_exits_0(self):
+        # Thread mode: one thread stuck after a DELETE, one stuck after the
+        # drain's own cancel; the server still exits 0 soon after the drain
+        # timeout and leaves no worker process behind.
+        srv = self.start_iso("--workers", 2, "--process-workers", 1, "--enable-test-tasks",
+                             "--drain-timeout-s", 1, *NICE0)
+        self.wait_pool_ready(srv, 2, 1)
+        a = self.post_job(srv, "spin", {"ms": 600000, "ignoreCancel": True})
+        b = self.post_job(srv, "spin", {"ms": 600000, "ignoreCancel": True})
+        for j in (a, b):
+            self.worker_running(srv, j["id"])
+        self.assertEqual(srv.req("DELETE", "/jobs/%s" % a["id"]).status, 202)
+        self.wait_until(lambda: any(w["state"] == "stuck" for w in self.workers(srv)), 5, what="a stuck thread")
+        kids = set(children_of(srv.pid))
+        self.assertEqual(len(kids), 1, repr(kids))
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        rc = srv.wait_exit(20)
+        dt = time.monotonic() - t0
+        self.assertEqual(rc, 0, srv.stderr())
+        self.assertLess(dt, 1 + (GRACE_MS + SLACK_MS) / 1000 + 3, "exit took %.1fs" % dt)
+        self.assertEqual({p: proc_stat(p) for p in kids if not is_dead(p)}, {})
 
     def test_sigterm_cancels_job_waiting_to_retry(self):
         # API.md: at shutdown a job waiting to retry is canceled like a queued
