@@ -71,7 +71,7 @@ static int step_to(sqlite3 *db, int from, char *err, size_t errsz) {
 }
 
 int schema_migrate_to(sqlite3 *db, int upto, char *err, size_t errsz) {
-  int v;
+  int v = 0;
   if (user_version(db, &v, err, errsz) != 0)
     return -1;
   for (; v < upto && v < NMIGRATIONS; v++)
@@ -81,7 +81,7 @@ int schema_migrate_to(sqlite3 *db, int upto, char *err, size_t errsz) {
 }
 
 int schema_migrate(sqlite3 *db, const char *path, char *err, size_t errsz) {
-  int v;
+  int v = 0;
   if (user_version(db, &v, err, errsz) != 0)
     return -1;
   if (v > SCHEMA_VERSION) {
