@@ -23,7 +23,10 @@
  * RESULT frame, and only then may the slot take the next one, so a slot
  * never has two items. A worker that dies before it says READY is restarted
  * after a growing delay (50 ms doubling to 5 s), so a worker that cannot
- * start (say, a memory cap below what it needs) does not spin. */
+ * start (say, a memory cap below what it needs) does not spin.
+ *
+ * Files: this one (jobs in and out, exits, the backend's operations) and
+ * spawn.c (starting a worker), sharing pool/proc_int.h. */
 #include <errno.h>
 #include <fcntl.h>
 #include <signal.h>
@@ -37,76 +40,29 @@
 #include "pool/frame.h"
 #include "pool/page.h"
 #include "pool/pool_int.h"
+#include "pool/proc_int.h"
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
 #include "util/procfs.h"
 
-extern char **environ;
 
-typedef struct proc_worker proc_worker_t;
+#include "pool/proc_int.h"
 
-typedef struct proc_slot {
-  pool_t *pool;
-  pool_slot_t *slot;
-  proc_worker_t *cur; /* the process serving the slot (perhaps still starting) */
-  uv_timer_t respawn;      /* the next start after a failure, or the READY deadline */
-  unsigned fast_failures; /* deaths before READY in a row */
-} proc_slot_t;
-
-struct proc_worker {
-  pool_t *pool;
-  proc_slot_t *ps; /* NULL once retired (recycled or stopping) */
-  pool_slot_t *slot; /* the slot it serves or served; items end through it */
-  uv_process_t proc;
-  uv_poll_t poll;
-  int sock;
-  proc_page_t *page;
-  int pid;
-  int handles; /* open handles; freed when 0 after exit */
-  bool ready, exited, poll_on;
-  bool killed; /* by the watchdog: its job would not stop (cause timeout_kill) */
-  bool doomed; /* we sent it SIGKILL for any reason: never dispatch to it again */
-  pool_work_t *w; /* the item it runs */
-  uint64_t seq;
-  uint64_t jobs;
-  int64_t started_at_ms;
-};
-
-typedef struct proc_backend {
-  proc_slot_t *ps;
-  char **env; /* NULL: inherit ours */
-  uint8_t *rbuf;
-  uint64_t next_seq;
-  size_t live; /* workers not yet freed */
-  int timers_open;
-  bool stopping, gone;
-} proc_backend_t;
-
-static void spawn(proc_slot_t *ps);
 static void pr_kick(pool_t *p);
 
-/* Ends a worker from the server's side; its exit callback does the rest. */
-static void doom(proc_worker_t *wk) {
-  if (wk->doomed || wk->exited)
-    return;
-  wk->doomed = true;
-  kill(wk->pid, SIGKILL);
-}
-
-static proc_backend_t *be_of(pool_t *p) { return p->be_data; }
 
 /* ---- teardown of one worker ---- */
 
-static void maybe_gone(pool_t *p) {
-  proc_backend_t *b = be_of(p);
+void proc_maybe_gone(pool_t *p) {
+  proc_backend_t *b = proc_be(p);
   if (b->stopping && !b->gone && b->live == 0 && b->timers_open == 0) {
     b->gone = true;
     pool__backend_gone(p, false);
   }
 }
 
-static void on_worker_handle_closed(uv_handle_t *h) {
+void proc_on_handle_closed(uv_handle_t *h) {
   proc_worker_t *wk = h->data;
   if (--wk->handles > 0)
     return;
@@ -114,8 +70,8 @@ static void on_worker_handle_closed(uv_handle_t *h) {
   if (wk->page)
     munmap(wk->page, PAGE_SIZE_BYTES);
   free(wk);
-  be_of(p)->live--;
-  maybe_gone(p);
+  proc_be(p)->live--;
+  proc_maybe_gone(p);
 }
 
 static void stop_poll(proc_worker_t *wk) {
@@ -129,7 +85,7 @@ static void stop_poll(proc_worker_t *wk) {
 static void close_socket(proc_worker_t *wk) {
   stop_poll(wk);
   if (wk->sock >= 0) {
-    uv_close((uv_handle_t *)&wk->poll, on_worker_handle_closed);
+    uv_close((uv_handle_t *)&wk->poll, proc_on_handle_closed);
     close(wk->sock);
     wk->sock = -1;
   }
@@ -173,7 +129,7 @@ static void dispatch(proc_worker_t *wk) {
   pool_work_t *w = pool__pop(p, s);
   if (!w)
     return;
-  proc_backend_t *b = be_of(p);
+  proc_backend_t *b = proc_be(p);
   pool_ctl_t *home = w->ctl, *pg = &wk->page->ctl;
   atomic_store(&pg->progress, atomic_load(&home->progress));
   atomic_store(&pg->cancel, atomic_load(&home->cancel));
@@ -200,7 +156,7 @@ static void dispatch(proc_worker_t *wk) {
       w->ctl = w->_home;
       wk->w = NULL;
       pool__unpop(p, s, w);
-      doom(wk);
+      proc_doom(wk);
       pr_kick(p); /* another worker may be free for it now */
     }
   } else {
@@ -224,7 +180,7 @@ static void kick_slot(proc_slot_t *ps) {
 }
 
 static void pr_kick(pool_t *p) {
-  proc_backend_t *b = be_of(p);
+  proc_backend_t *b = proc_be(p);
   for (unsigned i = 0; i < p->nslots && pool_depth(p) > 0; i++)
     kick_slot(&b->ps[i]);
 }
@@ -237,12 +193,12 @@ static void on_result(proc_worker_t *wk, const frame_hdr_t *h, const uint8_t *pa
     return; /* killed already (its job ran past grace): the exit decides */
   if (!wk->w || h->seq != wk->seq || !wk->ps) {
     log_warn("pool: worker pid %d sent a result for no job; replacing it", wk->pid);
-    doom(wk);
+    proc_doom(wk);
     return;
   }
   if (p->cfg.proc.decode(wk->w, payload, h->len, fd) != 0) {
     log_warn("pool: worker pid %d sent an unreadable result; replacing it", wk->pid);
-    doom(wk); /* the exit callback ends the item as a crash */
+    proc_doom(wk); /* the exit callback ends the item as a crash */
     return;
   }
   proc_slot_t *ps = wk->ps;
@@ -256,17 +212,17 @@ static void on_result(proc_worker_t *wk, const frame_hdr_t *h, const uint8_t *pa
     retire(old);
     old->w = w;
     finish_item(old);
-    if (!be_of(p)->stopping)
-      spawn(ps);
+    if (!proc_be(p)->stopping)
+      proc_spawn(ps);
     return;
   }
   finish_item(wk);
   kick_slot(ps);
 }
 
-static void on_readable(uv_poll_t *h, int status, int events) {
+void proc_on_readable(uv_poll_t *h, int status, int events) {
   proc_worker_t *wk = h->data;
-  proc_backend_t *b = be_of(wk->pool);
+  proc_backend_t *b = proc_be(wk->pool);
   (void)events;
   if (status < 0) {
     stop_poll(wk); /* the exit callback follows */
@@ -285,7 +241,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       if (n < 0)
         log_warn("pool: bad frame from worker pid %d; replacing it", wk->pid);
       stop_poll(wk);
-      doom(wk);
+      proc_doom(wk);
       return;
     }
     if (fh.type == FRAME_READY && !wk->ready) {
@@ -299,7 +255,7 @@ static void on_readable(uv_poll_t *h, int status, int events) {
       on_result(wk, &fh, b->rbuf + FRAME_HDR_SIZE, fd);
     } else {
       log_warn("pool: unexpected frame %d from worker pid %d; replacing it", fh.type, wk->pid);
-      doom(wk);
+      proc_doom(wk);
     }
     if (fd >= 0)
       close(fd);
@@ -308,26 +264,10 @@ static void on_readable(uv_poll_t *h, int status, int events) {
 
 /* ---- exits ---- */
 
-static void on_respawn(uv_timer_t *t) { spawn(t->data); }
-
-/* A worker that has not said READY this long after its start is killed
- * (and, through its exit, replaced with the usual backoff). */
-#define READY_TIMEOUT_MS 10000
-
-static void on_ready_timeout(uv_timer_t *t) {
-  proc_slot_t *ps = t->data;
-  proc_worker_t *wk = ps->cur;
-  if (wk && !wk->ready && !wk->exited) {
-    log_error("pool: worker %u (pid %d) did not start within %d ms; killing it", ps->slot->id, wk->pid,
-              READY_TIMEOUT_MS);
-    doom(wk);
-  }
-}
-
-static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
+void proc_on_exit(uv_process_t *proc, int64_t status, int term_signal) {
   proc_worker_t *wk = proc->data;
   pool_t *p = wk->pool;
-  proc_backend_t *b = be_of(p);
+  proc_backend_t *b = proc_be(p);
   wk->exited = true;
   proc_slot_t *ps = wk->ps;
   bool was_ready = wk->ready;
@@ -355,7 +295,7 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
     retire(wk);
   else
     close_socket(wk);
-  uv_close((uv_handle_t *)&wk->proc, on_worker_handle_closed);
+  uv_close((uv_handle_t *)&wk->proc, proc_on_handle_closed);
   if (!ps || b->stopping)
     return;
   if (!was_ready && ++ps->fast_failures > 1) {
@@ -364,130 +304,10 @@ static void on_exit_cb(uv_process_t *proc, int64_t status, int term_signal) {
       delay = 5000;
     log_error("pool: worker %u keeps dying before it is ready; next try in %llu ms", ps->slot->id,
               (unsigned long long)delay);
-    uv_timer_start(&ps->respawn, on_respawn, delay, 0);
+    uv_timer_start(&ps->respawn, proc_on_respawn, delay, 0);
     return;
   }
-  spawn(ps);
-}
-
-/* ---- starting a worker ---- */
-
-/* The worker's environment: ours, plus (in sanitizer builds) the options
- * that let its own crash handling and memory cap work. NULL = inherit. */
-static char **worker_env(const pool_config_t *cfg) {
-#ifdef __SANITIZE_ADDRESS__
-  size_t n = 0;
-  while (environ[n])
-    n++;
-  char **env = calloc(n + 2, sizeof *env);
-  if (!env)
-    return NULL;
-  const char *old = getenv("ASAN_OPTIONS");
-  char limit[96] = "";
-  if (cfg->proc.memory_mb)
-    snprintf(limit, sizeof limit, ":soft_rss_limit_mb=%llu:allocator_may_return_null=1",
-             (unsigned long long)cfg->proc.memory_mb);
-  char opts[1024];
-  snprintf(opts, sizeof opts,
-           "ASAN_OPTIONS=%.512s%shandle_segv=0:handle_sigbus=0:handle_abort=0:handle_sigfpe=0:handle_sigill=0"
-           ":allow_user_segv_handler=1%s",
-           old ? old : "", old && *old ? ":" : "", limit);
-  size_t k = 0;
-  for (size_t i = 0; i < n; i++)
-    if (strncmp(environ[i], "ASAN_OPTIONS=", 13) != 0)
-      env[k++] = strdup(environ[i]);
-  env[k++] = strdup(opts);
-  env[k] = NULL;
-  return env;
-#else
-  (void)cfg;
-  return NULL;
-#endif
-}
-
-static void on_failed_spawn_closed(uv_handle_t *h) { free(h->data); }
-
-static void spawn(proc_slot_t *ps) {
-  pool_t *p = ps->pool;
-  proc_backend_t *b = be_of(p);
-  int sv[2] = {-1, -1}, mfd = -1;
-  void *page = MAP_FAILED;
-  proc_worker_t *wk = calloc(1, sizeof *wk);
-  if (!wk)
-    goto fail;
-  wk->pool = p;
-  wk->sock = -1;
-  if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) != 0)
-    goto fail;
-  mfd = memfd_create("offload-worker-page", MFD_CLOEXEC);
-  if (mfd < 0 || ftruncate(mfd, PAGE_SIZE_BYTES) != 0)
-    goto fail;
-  page = mmap(NULL, PAGE_SIZE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, mfd, 0);
-  if (page == MAP_FAILED)
-    goto fail;
-  wk->page = page;
-  wk->page->magic = PAGE_MAGIC;
-  wk->page->parent_pid = (int32_t)getpid();
-  wk->page->memory_mb = p->cfg.proc.memory_mb;
-  wk->page->cpu_s = p->cfg.proc.cpu_s;
-  wk->page->nice = p->cfg.nice;
-
-  uv_stdio_container_t stdio[5] = {
-      {.flags = UV_IGNORE},
-      {.flags = UV_INHERIT_FD, .data.fd = 1},
-      {.flags = UV_INHERIT_FD, .data.fd = 2},
-      {.flags = UV_INHERIT_FD, .data.fd = sv[1]},
-      {.flags = UV_INHERIT_FD, .data.fd = mfd},
-  };
-  uv_process_options_t opts = {
-      .exit_cb = on_exit_cb,
-      .file = p->cfg.proc.exe ? p->cfg.proc.exe : "/proc/self/exe",
-      .args = (char **)p->cfg.proc.argv,
-      .env = b->env,
-      .stdio_count = 5,
-      .stdio = stdio,
-  };
-  wk->proc.data = wk;
-  int rc = uv_spawn(p->loop, &wk->proc, &opts);
-  if (rc != 0) {
-    log_error("pool: cannot start a worker process: %s", uv_strerror(rc));
-    /* uv_spawn leaves the handle initialized even when it fails. */
-    uv_close((uv_handle_t *)&wk->proc, on_failed_spawn_closed);
-    wk = NULL;
-    goto fail;
-  }
-  close(sv[1]);
-  close(mfd);
-  wk->sock = sv[0];
-  fcntl(wk->sock, F_SETFL, fcntl(wk->sock, F_GETFL) | O_NONBLOCK);
-  wk->pid = wk->proc.pid;
-  wk->handles = 2;
-  wk->started_at_ms = clock_wall_ms();
-  uv_poll_init(p->loop, &wk->poll, wk->sock);
-  wk->poll.data = wk;
-  uv_poll_start(&wk->poll, UV_READABLE | UV_DISCONNECT, on_readable);
-  wk->poll_on = true;
-  wk->ps = ps;
-  wk->slot = ps->slot;
-  ps->cur = wk;
-  b->live++;
-  atomic_store(&ps->slot->started_at_ms, wk->started_at_ms);
-  uv_timer_start(&ps->respawn, on_ready_timeout, READY_TIMEOUT_MS, 0);
-  return;
-
-fail:
-  if (page != MAP_FAILED)
-    munmap(page, PAGE_SIZE_BYTES);
-  if (mfd >= 0)
-    close(mfd);
-  if (sv[0] >= 0) {
-    close(sv[0]);
-    close(sv[1]);
-  }
-  free(wk);
-  ps->fast_failures++;
-  uint64_t delay = (uint64_t)50 << (ps->fast_failures < 8 ? ps->fast_failures - 1 : 7);
-  uv_timer_start(&ps->respawn, on_respawn, delay > 5000 ? 5000 : delay, 0);
+  proc_spawn(ps);
 }
 
 /* ---- the backend ---- */
@@ -501,7 +321,7 @@ static int pr_start(pool_t *p) {
   b->rbuf = malloc(FRAME_HDR_SIZE + FRAME_MAX_PAYLOAD);
   if (!b->ps || !b->rbuf)
     return OFF_ENOMEM;
-  b->env = worker_env(&p->cfg);
+  b->env = proc_worker_env(&p->cfg);
   for (unsigned i = 0; i < p->nslots; i++) {
     proc_slot_t *ps = &b->ps[i];
     ps->pool = p;
@@ -512,7 +332,7 @@ static int pr_start(pool_t *p) {
     b->timers_open++;
   }
   for (unsigned i = 0; i < p->nslots; i++)
-    spawn(&b->ps[i]);
+    proc_spawn(&b->ps[i]);
   return 0;
 }
 
@@ -524,19 +344,19 @@ static bool pr_force_stop(pool_t *p, pool_slot_t *s) {
     return true; /* it is already ending */
   log_warn("pool: worker %u (pid %d): its job did not stop within the grace period; killing it", s->id, wk->pid);
   wk->killed = true;
-  doom(wk);
+  proc_doom(wk);
   return true;
 }
 
 static void on_timer_closed(uv_handle_t *h) {
   proc_slot_t *ps = h->data;
-  proc_backend_t *b = be_of(ps->pool);
+  proc_backend_t *b = proc_be(ps->pool);
   b->timers_open--;
-  maybe_gone(ps->pool);
+  proc_maybe_gone(ps->pool);
 }
 
 static void pr_stop(pool_t *p) {
-  proc_backend_t *b = be_of(p);
+  proc_backend_t *b = proc_be(p);
   if (!b) {
     pool__backend_gone(p, false);
     return;
@@ -550,13 +370,13 @@ static void pr_stop(pool_t *p) {
     if (!wk)
       continue;
     if (wk->w)
-      doom(wk); /* a job still running at stop: it ends as crashed */
+      proc_doom(wk); /* a job still running at stop: it ends as crashed */
     /* Keep it attached until it exits, so its item finishes on this slot. */
     stop_poll(wk);
     if (!wk->w)
       retire(wk);
   }
-  maybe_gone(p);
+  proc_maybe_gone(p);
 }
 
 static void pr_info(pool_t *p, pool_slot_t *s, pool_worker_info_t *out) {
@@ -578,7 +398,7 @@ static void pr_info(pool_t *p, pool_slot_t *s, pool_worker_info_t *out) {
 }
 
 static void pr_fini(pool_t *p) {
-  proc_backend_t *b = be_of(p);
+  proc_backend_t *b = proc_be(p);
   if (!b)
     return;
   if (b->env) {
