@@ -338,10 +338,14 @@ static void test_position_and_cancel(void **state) {
   assert_int_equal(registry_in_flight(e.r), 3);
   assert_int_equal(registry_stats(e.r)->finals[e.fib_idx][JOB_CANCELED], 1);
 
-  /* Processing: requested now, canceled after the done callback. */
+  /* Processing: requested now, canceled by the time the done callback
+   * runs. The spin checks its flag every few microseconds, so it may have
+   * stopped already when registry_cancel refreshes the job (seen on a
+   * loaded machine under ASan): then it reads canceled at once. Either
+   * way the watchers fire only from the done callback. */
   assert_int_equal(registry_cancel(e.r, a), 1);
   assert_true(a->cancel_requested);
-  assert_int_equal(a->status, JOB_PROCESSING);
+  assert_true(a->status == JOB_PROCESSING || a->status == JOB_CANCELED);
   assert_int_equal(wa.fired, 0);
   RUN_UNTIL(&e, job_is_final(a));
   assert_int_equal(a->status, JOB_CANCELED);
