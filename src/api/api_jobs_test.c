@@ -305,7 +305,7 @@ static void test_delete_queued(void **state) {
   env_fini(&e);
 }
 
-/* DELETE of a running job: 202 (still processing), then canceled; 409 on a
+/* DELETE of a running job: 202 (processing, or canceled already), then canceled; 409 on a
  * finished one. */
 static void test_delete_running_and_finished(void **state) {
   (void)state;
@@ -323,8 +323,12 @@ static void test_delete_running_and_finished(void **state) {
   snprintf(path, sizeof path, "/jobs/%s", blocker);
   r = req(&e, "DELETE", path);
   assert_int_equal(r->status, 202);
-  assert_string_equal(jstr(r->json, "status"), "processing");
-  assert_true(json_is_null(json_object_get(r->json, "error")));
+  /* Usually still processing; the spin checks its flag every few µs, so on
+   * a loaded machine it may have stopped before the reply was built. */
+  const char *st = jstr(r->json, "status");
+  assert_true(strcmp(st, "processing") == 0 || strcmp(st, "canceled") == 0);
+  if (strcmp(st, "processing") == 0)
+    assert_true(json_is_null(json_object_get(r->json, "error")));
   wait_job_done(&e, blocker);
   r = req(&e, "GET", path);
   assert_string_equal(jstr(r->json, "status"), "canceled");
