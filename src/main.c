@@ -18,7 +18,7 @@
 #include "server.h"
 #include "util/log.h"
 
-typedef enum { F_STR, F_I32, F_INT, F_U64, F_UNSIGNED, F_SIZE, F_BOOL, F_LOG, F_ISOLATION } flag_kind_t;
+typedef enum { F_STR, F_I32, F_INT, F_U64, F_UNSIGNED, F_SIZE, F_BOOL, F_LOG, F_ISOLATION, F_CHOICE } flag_kind_t;
 
 typedef struct flag {
   const char *name;
@@ -27,52 +27,59 @@ typedef struct flag {
   size_t offset; /* into server_config_t */
   int64_t min, max;
   const char *help; /* "(default %s)" is appended from the defaults */
+  const char *choices[2]; /* F_CHOICE: the false and the true word of a bool */
 } flag_t;
 
 #define OFF(field) offsetof(server_config_t, field)
+#define FLAG(n, a, k, off, lo, hi, h) {.name = (n), .arg = (a), .kind = (k), .offset = (off), .min = (lo), .max = (hi), .help = (h)}
 
 static const flag_t flags[] = {
-    {"host", "ADDR", F_STR, OFF(host), 0, 0, "address to listen on"},
-    {"port", "N", F_I32, OFF(port), 0, 65535, "TCP port, 0 picks a free one"},
-    {"workers", "N", F_UNSIGNED, OFF(workers), 1, 1024, "worker threads (and processes); default = online CPUs"},
-    {"isolation", "MODE", F_ISOLATION, OFF(isolation_process), 0, 0,
-     "thread or process: where jobs run (kinds that declare process always run in processes)"},
-    {"process-workers", "N", F_UNSIGNED, OFF(process_workers), 0, 1024,
-     "worker processes, 0 = as many as --workers"},
-    {"worker-memory-mb", "N", F_U64, OFF(worker_memory_mb), 0, 1 << 20,
-     "data-segment cap of each worker process in MiB, 0 = none"},
-    {"worker-cpu-s", "N", F_U64, OFF(worker_cpu_s), 0, 86400 * 365, "CPU seconds a job may use in a worker process, 0 = none"},
-    {"kill-grace-ms", "N", F_U64, OFF(kill_grace_ms), 0, 3600000,
+    FLAG("host", "ADDR", F_STR, OFF(host), 0, 0, "address to listen on"),
+    FLAG("port", "N", F_I32, OFF(port), 0, 65535, "TCP port, 0 picks a free one"),
+    FLAG("workers", "N", F_UNSIGNED, OFF(workers), 1, 1024, "worker threads (and processes); default = online CPUs"),
+    FLAG("isolation", "MODE", F_ISOLATION, OFF(isolation_process), 0, 0,
+     "thread or process: where jobs run (kinds that declare process always run in processes)"),
+    FLAG("process-workers", "N", F_UNSIGNED, OFF(process_workers), 0, 1024,
+     "worker processes, 0 = as many as --workers"),
+    FLAG("worker-memory-mb", "N", F_U64, OFF(worker_memory_mb), 0, 1 << 20,
+     "data-segment cap of each worker process in MiB, 0 = none"),
+    FLAG("worker-cpu-s", "N", F_U64, OFF(worker_cpu_s), 0, 86400 * 365, "CPU seconds a job may use in a worker process, 0 = none"),
+    FLAG("kill-grace-ms", "N", F_U64, OFF(kill_grace_ms), 0, 3600000,
      "after a cancel or timeout, how long a task may take to stop before its worker is killed (processes) or "
-     "reported stuck (threads)"},
-    {"max-jobs-per-worker", "N", F_U64, OFF(max_jobs_per_worker), 0, INT64_C(1) << 40,
-     "replace a worker process after N jobs, 0 = never"},
-    {"retry-backoff-ms", "N", F_INT, OFF(retry_backoff_ms), 1, 3600000,
-     "a job's k-th retry waits N x 2^(k-1) ms (plus up to 10% jitter)"},
-    {"max-queue", "N", F_SIZE, OFF(max_queue), 1, 100000000, "jobs that may wait for a worker"},
-    {"max-iterations", "N", F_INT, OFF(max_iterations), 1, INT64_C(1000000000000000),
-     "largest heavyIterations for report jobs"},
-    {"max-body", "BYTES", F_SIZE, OFF(max_body), 1, INT64_C(1) << 30, "largest request body"},
-    {"job-timeout-ms", "N", F_INT, OFF(job_timeout_ms), 0, INT64_C(2147483647),
-     "default job timeout from start of processing, 0 = none"},
-    {"retention-s", "N", F_INT, OFF(retention_s), 1, INT64_C(315360000), "keep finished jobs this long"},
-    {"max-finished", "N", F_SIZE, OFF(max_finished), 1, 100000000, "keep at most this many finished jobs"},
-    {"keepalive-timeout-s", "N", F_INT, OFF(keepalive_timeout_s), 1, 86400,
-     "close idle keep-alive connections after N s"},
-    {"max-connections", "N", F_SIZE, OFF(max_connections), 1, 10000000,
-     "open connections at most; more are closed at once"},
-    {"drain-timeout-s", "N", F_INT, OFF(drain_timeout_s), 0, 86400,
-     "on SIGTERM/SIGINT, let running jobs finish this long"},
-    {"request-timeout-ms", "N", F_INT, OFF(request_timeout_ms), 1, 3600000,
+     "reported stuck (threads)"),
+    FLAG("max-jobs-per-worker", "N", F_U64, OFF(max_jobs_per_worker), 0, INT64_C(1) << 40,
+     "replace a worker process after N jobs, 0 = never"),
+    FLAG("retry-backoff-ms", "N", F_INT, OFF(retry_backoff_ms), 1, 3600000,
+     "a job's k-th retry waits N x 2^(k-1) ms (plus up to 10% jitter)"),
+    {.name = "store", .arg = "KIND", .kind = F_CHOICE, .offset = OFF(store_sqlite), .help = "where jobs are kept: memory or sqlite", .choices = {"memory", "sqlite"}},
+    FLAG("data-dir", "DIR", F_STR, OFF(data_dir), 0, 0, "the SQLite store's directory (created when missing)"),
+    {.name = "durability", .arg = "MODE", .kind = F_CHOICE, .offset = OFF(durability_relaxed),
+     .help = "strict (synchronous=FULL) or relaxed (NORMAL: survives a crash, not a power cut)",
+     .choices = {"strict", "relaxed"}},
+    FLAG("max-queue", "N", F_SIZE, OFF(max_queue), 1, 100000000, "jobs that may wait for a worker"),
+    FLAG("max-iterations", "N", F_INT, OFF(max_iterations), 1, INT64_C(1000000000000000),
+     "largest heavyIterations for report jobs"),
+    FLAG("max-body", "BYTES", F_SIZE, OFF(max_body), 1, INT64_C(1) << 30, "largest request body"),
+    FLAG("job-timeout-ms", "N", F_INT, OFF(job_timeout_ms), 0, INT64_C(2147483647),
+     "default job timeout from start of processing, 0 = none"),
+    FLAG("retention-s", "N", F_INT, OFF(retention_s), 1, INT64_C(315360000), "keep finished jobs this long"),
+    FLAG("max-finished", "N", F_SIZE, OFF(max_finished), 1, 100000000, "keep at most this many finished jobs"),
+    FLAG("keepalive-timeout-s", "N", F_INT, OFF(keepalive_timeout_s), 1, 86400,
+     "close idle keep-alive connections after N s"),
+    FLAG("max-connections", "N", F_SIZE, OFF(max_connections), 1, 10000000,
+     "open connections at most; more are closed at once"),
+    FLAG("drain-timeout-s", "N", F_INT, OFF(drain_timeout_s), 0, 86400,
+     "on SIGTERM/SIGINT, let running jobs finish this long"),
+    FLAG("request-timeout-ms", "N", F_INT, OFF(request_timeout_ms), 1, 3600000,
      "a request head must arrive within N ms of its first byte (or of the connection opening), its body within "
-     "N ms more; else the connection is closed"},
-    {"worker-nice", "N", F_I32, OFF(worker_nice), 0, 19, "niceness added to workers, 0..19"},
-    {"log-level", "LEVEL", F_LOG, 0, 0, 0, "error, warn, info or debug"},
-    {"enable-test-tasks", NULL, F_BOOL, OFF(test_tasks), 0, 0,
-     "TESTS ONLY: offer the crash task and spin's ignoreCancel, which break workers on purpose"},
-    {"inline", NULL, F_BOOL, OFF(run_inline), 0, 0,
+     "N ms more; else the connection is closed"),
+    FLAG("worker-nice", "N", F_I32, OFF(worker_nice), 0, 19, "niceness added to workers, 0..19"),
+    FLAG("log-level", "LEVEL", F_LOG, 0, 0, 0, "error, warn, info or debug"),
+    FLAG("enable-test-tasks", NULL, F_BOOL, OFF(test_tasks), 0, 0,
+     "TESTS ONLY: offer the crash task and spin's ignoreCancel, which break workers on purpose"),
+    FLAG("inline", NULL, F_BOOL, OFF(run_inline), 0, 0,
      "DEMONSTRATION ONLY, never for production: run thread-isolated jobs on the event-loop thread, blocking "
-     "every other request meanwhile"},
+     "every other request meanwhile"),
 };
 
 #define NFLAGS (sizeof flags / sizeof flags[0])
@@ -88,6 +95,7 @@ static void default_text(const flag_t *f, const server_config_t *d, char *buf, s
   case F_UNSIGNED: snprintf(buf, size, "%u", *(const unsigned *)base); break;
   case F_SIZE: snprintf(buf, size, "%zu", *(const size_t *)base); break;
   case F_ISOLATION: snprintf(buf, size, "%s", *(const bool *)base ? "process" : "thread"); break;
+  case F_CHOICE: snprintf(buf, size, "%s", f->choices[*(const bool *)base ? 1 : 0]); break;
   case F_LOG: snprintf(buf, size, "info"); break;
   case F_BOOL: buf[0] = '\0'; break;
   }
@@ -141,6 +149,13 @@ static void set_flag(const flag_t *f, server_config_t *cfg, const char *arg) {
       exit(2);
     }
     *(bool *)base = strcmp(arg, "process") == 0;
+    break;
+  case F_CHOICE:
+    if (strcmp(arg, f->choices[0]) != 0 && strcmp(arg, f->choices[1]) != 0) {
+      fprintf(stderr, "offload: --%s must be %s or %s; got \"%s\"\n", f->name, f->choices[0], f->choices[1], arg);
+      exit(2);
+    }
+    *(bool *)base = strcmp(arg, f->choices[1]) == 0;
     break;
   case F_LOG:
     if (strcmp(arg, "error") == 0)

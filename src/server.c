@@ -17,6 +17,7 @@
 #include "offload/pool.h"
 #include "pool/item.h"
 #include "registry/registry.h"
+#include "store/store.h"
 #include "tasks/tasks.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -27,6 +28,7 @@ typedef struct server {
   const server_config_t *cfg;
   tasks_catalog_t catalog;
   registry_t *reg;
+  store_t *store;
   pool_t *pools[LANE_N];
   http_server_t *http;
   api_t api;
@@ -56,6 +58,7 @@ void server_config_defaults(server_config_t *c) {
       .worker_nice = 19,
       .kill_grace_ms = 200,
       .retry_backoff_ms = 500,
+      .data_dir = "./offload-data",
   };
 }
 
@@ -75,6 +78,14 @@ static void stop_everything(server_t *s) {
       pool_free(s->pools[l]);
     s->pools[l] = NULL;
   }
+  store_close(s->store); /* the last transitions: one commit at most */
+  s->store = NULL;
+}
+
+static void on_stored_row(const store_job_t *row, void *data) {
+  server_t *s = data;
+  if (registry_restore(s->reg, row) != 0)
+    log_error("store: out of memory restoring job %s", row->id);
 }
 
 static const char *const worker_argv[] = {"offload", "worker", NULL};
@@ -186,6 +197,19 @@ int server_run(const server_config_t *cfg) {
              "for tests only");
   tasks_catalog_set_max(&s->catalog, "report", "heavyIterations", cfg->max_iterations);
 
+  store_config_t stc = {
+      .kind = cfg->store_sqlite ? STORE_SQLITE : STORE_MEMORY,
+      .data_dir = cfg->data_dir,
+      .strict = !cfg->durability_relaxed,
+  };
+  char serr[768];
+  s->store = store_open(&s->loop, &stc, serr, sizeof serr);
+  if (!s->store) {
+    fprintf(stderr, "offload: %s\n", serr);
+    tasks_catalog_fini(&s->catalog);
+    goto out_loop;
+  }
+
   registry_config_t rc = {
       .catalog = &s->catalog,
       .max_finished = cfg->max_finished,
@@ -193,12 +217,17 @@ int server_run(const server_config_t *cfg) {
       .default_timeout_ms = cfg->job_timeout_ms,
       .retry_backoff_ms = cfg->retry_backoff_ms,
       .memory_mb = cfg->worker_memory_mb,
+      .store = s->store,
   };
   s->reg = registry_new(&s->loop, &rc);
   if (!s->reg)
     goto out_catalog;
   if (!start_pools(s))
     goto out_pool;
+  if (store_load(s->store, on_stored_row, s) != 0) {
+    fprintf(stderr, "offload: cannot read the jobs in %s/offload.db\n", cfg->data_dir);
+    goto out_pool;
+  }
 
   http_config_t hc = {
       .max_header_bytes = 16 * 1024,
@@ -252,6 +281,9 @@ out_pool:
   for (int l = 0; l < LANE_N; l++)
     if (s->pools[l])
       pool_free(s->pools[l]);
+  if (s->store)
+    store_close(s->store);
+  s->store = NULL;
   uv_run(&s->loop, UV_RUN_DEFAULT); /* worker processes exit, handles close */
   registry_free(s->reg);
   uv_run(&s->loop, UV_RUN_DEFAULT);

@@ -33,6 +33,10 @@ typedef struct server_config {
   uint64_t max_jobs_per_worker; /* 0 = never recycle */
   int64_t retry_backoff_ms;
   bool test_tasks;              /* --enable-test-tasks */
+  /* The job store. */
+  bool store_sqlite;            /* --store sqlite (else memory) */
+  const char *data_dir;         /* --data-dir */
+  bool durability_relaxed;      /* --durability relaxed (else strict) */
 } server_config_t;
 
 /* Fills in every default (workers = online CPUs). */

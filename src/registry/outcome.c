@@ -22,6 +22,8 @@ static void count_run(registry_t *r, job_t *j) {
   j->attempts++;
   r->stats.attempts++;
   j->started_at = pool_work_started_ms(&j->_item->work);
+  if (j->status == JOB_PROCESSING)
+    reg_persist(r, j, false);
 }
 
 /* The job lets go of its item while a worker still holds it; the item is
@@ -94,6 +96,7 @@ static void schedule_retry(registry_t *r, job_t *j) {
   j->retry_at = clock_wall_ms() + (int64_t)delay;
   DLIST_APPEND(r->b_head, r->b_tail, j, _b_prev, _b_next);
   r->stats.retries++;
+  reg_persist(r, j, false);
   uv_timer_start(j->_retry, on_retry_timer, delay, 0);
   log_info("job %s: attempt %d failed; retrying in %llu ms", j->id, j->attempts, (unsigned long long)delay);
 }

@@ -86,6 +86,7 @@ void reg_mark_final(registry_t *r, job_t *j, job_status_t status) {
 
   size_t idx = (size_t)(j->def - r->cfg.catalog->defs);
   r->stats.finals[idx][status]++;
+  reg_persist(r, j, false);
   if (j->started_at)
     hist_observe(&r->stats.run_seconds, (double)(j->finished_at - j->started_at) / 1000.0);
 }
@@ -258,6 +259,7 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
   index_add(r, j);
   index_status_link(r, j);
   r->stats.submitted++;
+  reg_persist(r, j, true);
   *out = j;
   return 0;
 }

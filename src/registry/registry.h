@@ -38,6 +38,7 @@
 
 #include "offload/pool.h"
 #include "pool/item.h"
+#include "store/store.h"
 #include "tasks/tasks.h"
 #include "util/hist.h"
 
@@ -106,6 +107,7 @@ typedef struct registry_config {
   int64_t default_timeout_ms;     /* 0 = none */
   int64_t retry_backoff_ms;       /* base of the retry backoff */
   uint64_t memory_mb;             /* the process workers' cap, for messages */
+  store_t *store;                 /* borrowed; NULL = nothing is kept */
 } registry_config_t;
 
 /* Per-task counters for /metrics. */
@@ -115,6 +117,7 @@ typedef struct registry_stats {
   uint64_t submitted;
   uint64_t attempts; /* runs started */
   uint64_t retries;  /* runs scheduled again after a worker fault or timeout */
+  uint64_t store_failures; /* state changes the store could not keep */
   size_t jobs, finished;
 } registry_stats_t;
 
@@ -125,6 +128,13 @@ typedef struct registry registry_t;
 registry_t *registry_new(uv_loop_t *loop, const registry_config_t *cfg);
 /* The pool of each lane; a lane no kind uses may be NULL. */
 void registry_attach(registry_t *r, pool_t *threads, pool_t *procs);
+/* At start, before serving: a job the store kept. A final one is retained
+ * as it was; a queued one is queued again, in creation order; one that was
+ * processing when the server stopped is queued again while it has runs
+ * left, else fails with code `interrupted`. Call in creation order, after
+ * registry_attach. Returns 0 or OFF_ENOMEM. */
+int registry_restore(registry_t *r, const store_job_t *row);
+
 /* Frees every job. The pools must be freed first (so no item is in flight). */
 void registry_free(registry_t *r);
 

@@ -61,6 +61,10 @@ const char *reg_cancel_message(const job_t *j, bool ran);
 int reg_hand_to_pool(registry_t *r, job_t *j, bool force);
 
 
+/* ---- persist.c ---- */
+/* Sends a snapshot of `j` to the store (insert: a new row), if there is one. */
+void reg_persist(registry_t *r, const job_t *j, bool insert);
+
 /* ---- index.c ---- */
 void index_new_id(char out[JOB_ID_LEN + 1]);
 int index_hash_grow(registry_t *r);

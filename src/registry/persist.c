@@ -1,0 +1,146 @@
+/* registry/persist: the registry's side of the job store (store/store.h):
+ * a snapshot of a job goes to the store at each state change (accepted,
+ * started, final, back to queued for a retry), and jobs found in the store
+ * at start come back (registry_restore). Progress is live state and is not
+ * written. Loop thread only.
+ *
+ * Ownership: each write owns a snapshot (a persist_t) the store reads until
+ * the write's callback, which frees it; the job itself may change or go in
+ * the meantime. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "registry/registry_int.h"
+#include "util/clock.h"
+#include "util/dlist.h"
+#include "util/log.h"
+
+typedef struct persist {
+  store_write_t w; /* first: the store hands this back */
+  store_job_t rec;
+  registry_t *r;
+} persist_t;
+
+static void on_persisted(store_write_t *w, int rc, void *data) {
+  persist_t *p = (persist_t *)w;
+  (void)data;
+  if (rc != 0) {
+    p->r->stats.store_failures++;
+    log_warn("store: job %s (%s) was not written: %s", p->rec.id, p->rec.status, err_str(rc));
+  }
+  store_job_fini(&p->rec);
+  free(p);
+}
+
+static char *dump(const json_t *v) { return v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY) : NULL; }
+static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
+
+void reg_persist(registry_t *r, const job_t *j, bool insert) {
+  if (!r->cfg.store || store_kind(r->cfg.store) == STORE_MEMORY)
+    return; /* nothing would ever read it back */
+  persist_t *p = calloc(1, sizeof *p);
+  if (!p) {
+    r->stats.store_failures++;
+    return;
+  }
+  store_job_t *rec = &p->rec;
+  rec->seq = j->_seq;
+  memcpy(rec->id, j->id, JOB_ID_LEN + 1);
+  rec->task = strdup(j->def->name);
+  rec->params = dump(j->params);
+  rec->status = job_status_name(j->status);
+  rec->attempts = j->attempts;
+  rec->retries = j->retries;
+  rec->timeout_ms = j->_timeout_ms;
+  rec->created_at = j->created_at;
+  rec->started_at = j->started_at;
+  rec->finished_at = j->finished_at;
+  rec->result = dump(j->result);
+  rec->err_code = dup_or_null(j->err_code);
+  rec->err_message = dup_or_null(j->err_message);
+  p->r = r;
+  p->w.kind = insert ? STORE_W_INSERT : STORE_W_UPDATE;
+  p->w.job = rec;
+  p->w.cb = on_persisted;
+  store_write(r->cfg.store, &p->w);
+}
+
+static job_status_t status_of(const char *name) {
+  for (int s = 0; s < JOB_NSTATUS; s++)
+    if (strcmp(name, job_status_name((job_status_t)s)) == 0)
+      return (job_status_t)s;
+  return JOB_FAILED;
+}
+
+int registry_restore(registry_t *r, const store_job_t *row) {
+  const offload_task_def_t *def = tasks_catalog_find(r->cfg.catalog, row->task);
+  if (!def) {
+    log_warn("store: job %s is of task %s, which this server does not offer; left on disk as it is", row->id,
+             row->task);
+    return 0;
+  }
+  if (r->njobs + 1 > r->nbuckets && index_hash_grow(r) != 0)
+    return OFF_ENOMEM;
+  job_t *j = calloc(1, sizeof *j);
+  if (!j)
+    return OFF_ENOMEM;
+  j->params = json_loads(row->params, 0, NULL);
+  if (!j->params) {
+    free(j);
+    log_warn("store: job %s has unreadable params; skipped", row->id);
+    return 0;
+  }
+  memcpy(j->id, row->id, JOB_ID_LEN + 1);
+  j->def = def;
+  j->status = status_of(row->status);
+  j->attempts = row->attempts;
+  j->retries = row->retries;
+  j->created_at = row->created_at;
+  j->started_at = row->started_at;
+  j->finished_at = row->finished_at;
+  j->_lane = def->isolation == OFFLOAD_ISOLATION_PROCESS ? LANE_PROCESS : LANE_THREAD;
+  j->_timeout_ms = row->timeout_ms;
+  if (row->result)
+    j->result = json_loads(row->result, JSON_DECODE_ANY, NULL);
+  j->err_code = dup_or_null(row->err_code);
+  j->err_message = dup_or_null(row->err_message);
+  if (job_is_final(j) && j->status == JOB_COMPLETE)
+    j->progress = 1.0;
+  /* index_add numbers jobs; a restored one keeps its own number. */
+  r->next_seq = row->seq - 1 > r->next_seq ? row->seq - 1 : r->next_seq;
+  index_add(r, j);
+  if (j->_seq != row->seq)
+    log_warn("store: job %s is out of creation order", row->id);
+
+  if (job_is_final(j)) {
+    index_status_link(r, j);
+    j->_finished_mono_ms = (uint64_t)clock_mono_ms() -
+                           (uint64_t)(clock_wall_ms() > j->finished_at ? clock_wall_ms() - j->finished_at : 0);
+    DLIST_APPEND(r->f_head, r->f_tail, j, _f_prev, _f_next);
+    r->nfinished++;
+    return 0;
+  }
+  if (j->status == JOB_PROCESSING && j->attempts > j->retries) {
+    /* It was running when the server died, and has no run left. */
+    j->status = JOB_QUEUED;
+    index_status_link(r, j);
+    reg_set_error(j, "interrupted", "The server stopped while the job ran, and the job has no retries left.");
+    reg_finalize(r, j, JOB_FAILED); /* written by reg_mark_final */
+    return 0;
+  }
+  /* Queued, or interrupted mid-run with a run left: queued again, in its
+   * place (creation order). */
+  bool was_running = j->status == JOB_PROCESSING;
+  j->status = JOB_QUEUED;
+  j->started_at = 0;
+  index_status_link(r, j);
+  int rc = reg_hand_to_pool(r, j, true);
+  if (rc != 0) {
+    reg_set_error(j, "internal", "The job could not be queued again at start.");
+    reg_finalize(r, j, JOB_FAILED); /* written by reg_mark_final */
+  } else if (was_running) {
+    reg_persist(r, j, false);
+  }
+  return 0;
+}
