@@ -37,6 +37,7 @@ typedef enum {
   API_E_HEADER_TOO_LARGE,
   API_E_QUEUE_FULL,
   API_E_SHUTTING_DOWN,
+  API_E_STORE_UNAVAILABLE,
   API_E_INTERNAL,
 } api_err_t;
 
@@ -79,10 +80,16 @@ bool api_media_type_is_json(const char *ct);
 
 /* ---- held replies (hold.c) ---- */
 
-typedef enum { HOLD_JOB, HOLD_FIB } hold_kind_t;
+/* HOLD_JOB: GET /jobs/<id>?wait; HOLD_FIB: GET /fibonacci/<n>; the two
+ * HOLD_ACCEPT kinds answer a submission's 202 once the store kept its job
+ * (or 503 store_unavailable if it could not). */
+typedef enum { HOLD_JOB, HOLD_FIB, HOLD_ACCEPT_JOB, HOLD_ACCEPT_SEED } hold_kind_t;
 /* Replies when `j` is final (or after timeout_ms, when not 0). Returns 0 or
  * OFF_ENOMEM (nothing was replied). */
 int api_hold(api_t *a, http_req_t *req, job_t *j, hold_kind_t kind, uint64_t timeout_ms);
+/* The 202 of POST /jobs (Location + job) and of /tasks/reports/start. */
+void api_reply_job_accepted(api_t *a, http_req_t *req, job_t *j);
+void api_reply_seed_accepted(http_req_t *req, job_t *j);
 void api_reply_fib(http_req_t *req, job_t *j);
 
 /* ---- handlers ---- */

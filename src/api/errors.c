@@ -28,6 +28,7 @@ static const struct {
     [API_E_HEADER_TOO_LARGE] = {431, "header_too_large"},
     [API_E_QUEUE_FULL] = {429, "queue_full"},
     [API_E_SHUTTING_DOWN] = {503, "shutting_down"},
+    [API_E_STORE_UNAVAILABLE] = {503, "store_unavailable"},
     [API_E_INTERNAL] = {500, "internal"},
 };
 
@@ -86,6 +87,12 @@ void api_reply_submit_error(http_req_t *req, int rc) {
     http_headers_fini(&h);
   } else if (rc == OFF_ESTOPPED) {
     api_error(req, API_E_SHUTTING_DOWN, NULL, NULL, "The server is shutting down and accepts no new jobs.");
+  } else if (rc == OFF_ESTORE) {
+    http_headers_t h = HTTP_HEADERS_INIT;
+    http_headers_add(&h, "Retry-After", "1");
+    api_error(req, API_E_STORE_UNAVAILABLE, &h, NULL,
+              "The job store cannot keep the job now (disk full or I/O error); nothing was accepted. Retry later.");
+    http_headers_fini(&h);
   } else {
     api_error(req, API_E_INTERNAL, NULL, NULL, "The job could not be created: %s.", err_str(rc));
   }

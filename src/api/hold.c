@@ -48,8 +48,30 @@ static void on_waited_final(job_t *j, job_watch_t *watch) {
   waiter_t *w = (waiter_t *)watch;
   if (w->kind == HOLD_FIB)
     api_reply_fib(w->req, j);
+  else if (w->kind == HOLD_ACCEPT_SEED) /* final before kept: only a cancel does that */
+    api_reply_seed_accepted(w->req, j);
+  else if (w->kind == HOLD_ACCEPT_JOB)
+    api_reply_job_accepted(w->api, w->req, j);
   else
     api_reply_job(w->api, w->req, 200, NULL, j);
+  waiter_finish(w);
+}
+
+/* The 202 of a submission whose job the store was keeping. */
+static void on_waited_accepted(job_t *j, job_watch_t *watch, int rc) {
+  waiter_t *w = (waiter_t *)watch;
+  if (rc != 0) { /* the watch is already removed; the job is gone after this */
+    api_reply_submit_error(w->req, rc);
+    waiter_finish(w);
+    return;
+  }
+  if (w->kind == HOLD_FIB)
+    return; /* kept: now wait for its result */
+  registry_unwatch(j, &w->watch);
+  if (w->kind == HOLD_ACCEPT_SEED)
+    api_reply_seed_accepted(w->req, j);
+  else
+    api_reply_job_accepted(w->api, w->req, j);
   waiter_finish(w);
 }
 
@@ -76,6 +98,7 @@ int api_hold(api_t *a, http_req_t *req, job_t *j, hold_kind_t kind, uint64_t tim
   if (!w)
     return OFF_ENOMEM;
   w->watch.cb = on_waited_final;
+  w->watch.accepted = on_waited_accepted;
   w->api = a;
   w->req = req;
   w->job = j;

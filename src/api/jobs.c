@@ -187,13 +187,20 @@ void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m) {
     api_reply_submit_error(req, rc);
     goto out_params;
   }
+  if (job_is_accepted(j))
+    api_reply_job_accepted(a, req, j);
+  else if (api_hold(a, req, j, HOLD_ACCEPT_JOB, 0) != 0)
+    api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory."); /* the job still runs once kept */
+out_params:
+  json_decref(owned);
+  json_decref(body);
+}
+
+void api_reply_job_accepted(api_t *a, http_req_t *req, job_t *j) {
   http_headers_t h = HTTP_HEADERS_INIT;
   http_headers_addf(&h, "Location", "/jobs/%s", j->id);
   api_reply_job(a, req, 202, &h, j);
   http_headers_fini(&h);
-out_params:
-  json_decref(owned);
-  json_decref(body);
 }
 
 void h_job_get(api_t *a, http_req_t *req, const router_match_t *m) {

@@ -15,6 +15,13 @@ void h_report_start(api_t *a, http_req_t *req, const router_match_t *m) {
   job_t *j = api_submit_int_job(a, req, "report", "heavyIterations", p ? p->value : NULL, p ? p->value_len : 0);
   if (!j)
     return;
+  if (job_is_accepted(j))
+    api_reply_seed_accepted(req, j);
+  else if (api_hold(a, req, j, HOLD_ACCEPT_SEED, 0) != 0)
+    api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory."); /* the job still runs once kept */
+}
+
+void api_reply_seed_accepted(http_req_t *req, job_t *j) {
   char url[64];
   snprintf(url, sizeof url, "/tasks/reports/%s", j->id);
   http_headers_t h = HTTP_HEADERS_INIT;

@@ -100,6 +100,16 @@ void index_remove(registry_t *r, job_t *j) {
   r->nfinished--;
 }
 
+void index_forget(registry_t *r, job_t *j) {
+  job_t **pp = &r->buckets[id_hash(j->id) & (r->nbuckets - 1)];
+  while (*pp != j)
+    pp = &(*pp)->_hnext;
+  *pp = j->_hnext;
+  DLIST_UNLINK(r->newest, r->oldest, j, _all_prev, _all_next);
+  index_status_unlink(r, j);
+  r->njobs--;
+}
+
 /* ---- queue views ---- */
 
 void index_queue_insert(registry_t *r, job_t *j) {

@@ -14,12 +14,14 @@
 #include "registry/registry_int.h"
 #include "util/clock.h"
 #include "util/dlist.h"
+#include "util/err.h"
 #include "util/log.h"
 
 typedef struct persist {
   store_write_t w; /* first: the store hands this back */
   store_job_t rec;
   registry_t *r;
+  job_t *accepting; /* the job whose insert this is, while it waits for it */
 } persist_t;
 
 static void on_persisted(store_write_t *w, int rc, void *data) {
@@ -29,21 +31,28 @@ static void on_persisted(store_write_t *w, int rc, void *data) {
     p->r->stats.store_failures++;
     log_warn("store: job %s (%s) was not written: %s", p->rec.id, p->rec.status, err_str(rc));
   }
+  job_t *j = p->accepting;
+  registry_t *r = p->r;
   store_job_fini(&p->rec);
   free(p);
+  if (j)
+    reg_on_accepted(r, j, rc);
 }
+
+bool reg_durable(const registry_t *r) { return r->cfg.store && store_kind(r->cfg.store) != STORE_MEMORY; }
 
 static char *dump(const json_t *v) { return v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY) : NULL; }
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
-void reg_persist(registry_t *r, const job_t *j, bool insert) {
-  if (!r->cfg.store || store_kind(r->cfg.store) == STORE_MEMORY)
-    return; /* nothing would ever read it back */
+int reg_persist(registry_t *r, job_t *j, bool insert) {
+  if (!reg_durable(r))
+    return 0; /* nothing would ever read it back */
   persist_t *p = calloc(1, sizeof *p);
   if (!p) {
     r->stats.store_failures++;
-    return;
+    return OFF_ENOMEM;
   }
+  p->accepting = insert && j->_accepting ? j : NULL;
   store_job_t *rec = &p->rec;
   rec->seq = j->_seq;
   memcpy(rec->id, j->id, JOB_ID_LEN + 1);
@@ -64,6 +73,7 @@ void reg_persist(registry_t *r, const job_t *j, bool insert) {
   p->w.job = rec;
   p->w.cb = on_persisted;
   store_write(r->cfg.store, &p->w);
+  return 0;
 }
 
 static job_status_t status_of(const char *name) {

@@ -47,7 +47,8 @@ static void evict(registry_t *r, job_t *j) {
 
 static void evict_expired(registry_t *r) {
   uint64_t now = (uint64_t)clock_mono_ms();
-  while (r->f_head && !r->f_head->_item && r->f_head->_finished_mono_ms + (uint64_t)r->cfg.retention_ms <= now)
+  while (r->f_head && !r->f_head->_item && !r->f_head->_accepting &&
+         r->f_head->_finished_mono_ms + (uint64_t)r->cfg.retention_ms <= now)
     evict(r, r->f_head);
 }
 
@@ -95,7 +96,7 @@ void reg_mark_final(registry_t *r, job_t *j, job_status_t status) {
  * pool still holds (recorded early by registry_refresh) is never freed; the
  * eviction resumes at its done callback. */
 static void evict_over_limit(registry_t *r) {
-  while (r->nfinished > r->cfg.max_finished && !r->f_head->_item)
+  while (r->nfinished > r->cfg.max_finished && !r->f_head->_item && !r->f_head->_accepting)
     evict(r, r->f_head);
 }
 
@@ -115,7 +116,7 @@ void reg_finalize(registry_t *r, job_t *j, job_status_t status) {
 }
 
 void reg_maybe_idle(registry_t *r) {
-  if (r->draining && r->in_flight == 0 && !r->b_head && r->idle_cb) {
+  if (r->draining && r->in_flight == 0 && !r->b_head && reg_accepting(r) == 0 && r->idle_cb) {
     void (*cb)(void *) = r->idle_cb;
     r->idle_cb = NULL;
     cb(r->idle_data);
@@ -251,17 +252,80 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
     index_new_id(j->id);
   while (index_find(r, j->id)); /* 2^-128 per pair: never, but cheap to be sure */
   j->_seq = r->next_seq + 1;    /* what index_add gives it; the queues sort by it */
-  int rc = reg_hand_to_pool(r, j, false);
-  if (rc != 0) {
-    job_free(j);
-    return rc;
+  if (reg_durable(r)) {
+    /* The row first: the job reaches a pool once it is committed
+     * (reg_on_accepted). Its place in the queue is held from now. */
+    pool_t *pool = r->pools[lane];
+    if (pool_depth(pool) + r->accepting[lane] >= pool_capacity(pool)) {
+      job_free(j);
+      return OFF_EFULL;
+    }
+    j->_accepting = true;
+    index_add(r, j);
+    index_status_link(r, j);
+    if (reg_persist(r, j, true) != 0) {
+      index_forget(r, j);
+      job_free(j);
+      return OFF_ENOMEM;
+    }
+    r->accepting[lane]++;
+  } else {
+    int rc = reg_hand_to_pool(r, j, false);
+    if (rc != 0) {
+      job_free(j);
+      return rc;
+    }
+    index_add(r, j);
+    index_status_link(r, j);
   }
-  index_add(r, j);
-  index_status_link(r, j);
   r->stats.submitted++;
-  reg_persist(r, j, true);
   *out = j;
   return 0;
+}
+
+size_t reg_accepting(const registry_t *r) {
+  size_t n = 0;
+  for (int l = 0; l < LANE_N; l++)
+    n += r->accepting[l];
+  return n;
+}
+
+void reg_on_accepted(registry_t *r, job_t *j, int rc) {
+  j->_accepting = false;
+  r->accepting[j->_lane]--;
+  if (rc != 0) {
+    /* Never kept: the client hears 503 and the job never existed. */
+    job_watch_t *w = j->_watches;
+    while (w) {
+      job_watch_t *next = w->_next;
+      registry_unwatch(j, w);
+      if (w->accepted)
+        w->accepted(j, w, rc);
+      w = next;
+    }
+    j->_watches = NULL;
+    if (job_is_final(j)) { /* canceled meanwhile (seen in a listing) */
+      index_remove(r, j);
+    } else {
+      index_forget(r, j);
+    }
+    job_free(j);
+    reg_maybe_idle(r);
+    return;
+  }
+  if (!job_is_final(j) && !r->draining && reg_hand_to_pool(r, j, true) != 0) {
+    reg_set_error(j, "internal", "The job could not be queued (out of memory).");
+    reg_mark_final(r, j, JOB_FAILED);
+  }
+  /* While draining a durable store, it stays queued on disk for the next start. */
+  for (job_watch_t *w = j->_watches, *next; w; w = next) {
+    next = w->_next;
+    if (w->accepted)
+      w->accepted(j, w, 0);
+  }
+  if (job_is_final(j))
+    reg_notify_final(r, j);
+  reg_maybe_idle(r);
 }
 
 job_t *registry_get(registry_t *r, const char *id) {
@@ -275,9 +339,11 @@ int registry_cancel(registry_t *r, job_t *j) {
   registry_refresh(r, j);
   if (job_is_final(j))
     return OFF_EBUSY;
-  if (j->status == JOB_QUEUED && !j->_item) { /* waiting to retry */
-    uv_timer_stop(j->_retry);
-    DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
+  if (j->status == JOB_QUEUED && !j->_item) { /* waiting for its row, to retry, or for the next start */
+    if (j->_retry && uv_is_active((uv_handle_t *)j->_retry)) {
+      uv_timer_stop(j->_retry);
+      DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
+    }
     reg_set_error(j, "canceled", msg_by_client);
     reg_finalize(r, j, JOB_CANCELED);
     reg_maybe_idle(r);
@@ -315,14 +381,27 @@ void registry_unwatch(job_t *job, job_watch_t *w) {
   w->_next = w->_prev = NULL;
 }
 
+/* Drain with a durable store: a queued job is taken back from its pool
+ * and left `queued` (on disk too) for the next start. */
+static bool keep_queued(registry_t *r, job_t *j) {
+  if (pool_remove(r->pools[j->_lane], &j->_item->work) != 0)
+    return false;
+  item_free(j->_item);
+  j->_item = NULL;
+  r->in_flight--;
+  index_queue_unlink(r, j);
+  return true;
+}
+
 void registry_drain(registry_t *r) {
   r->draining = true;
+  bool keep = reg_durable(r);
   for (int l = 0; l < LANE_N; l++) {
     job_t *j = r->q_head[l];
     while (j) {
       job_t *next = j->_q_next;
       /* Only jobs no worker has taken: the running ones get the drain time. */
-      if (job_is_final(j) || !cancel_queued(r, j, true)) {
+      if (job_is_final(j) || !(keep ? keep_queued(r, j) : cancel_queued(r, j, true))) {
         registry_refresh(r, j); /* a worker has it: file it as processing */
         index_queue_unlink(r, j);
       }
@@ -333,6 +412,10 @@ void registry_drain(registry_t *r) {
     job_t *j = r->b_head;
     uv_timer_stop(j->_retry);
     DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
+    if (keep) {
+      j->retry_at = 0; /* runs after the next start */
+      continue;
+    }
     j->canceled_by_shutdown = true;
     reg_set_error(j, "canceled", msg_shutdown_queued);
     reg_finalize(r, j, JOB_CANCELED);

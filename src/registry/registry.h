@@ -53,9 +53,16 @@ typedef struct job job_t;
 typedef struct job_watch job_watch_t;
 /* Called once when the job becomes final; the watch is already removed. */
 typedef void (*job_final_cb)(job_t *job, job_watch_t *w);
+/* For a job submitted while the store must first keep it
+ * (job_is_accepted false): called once its row is committed (rc 0; the
+ * watch stays for the final call) or could not be (rc < 0, e.g.
+ * OFF_ESTORE: the watch is removed, and the job is gone once this
+ * returns). Optional (NULL). */
+typedef void (*job_accept_cb)(job_t *job, job_watch_t *w, int rc);
 
 struct job_watch {
   job_final_cb cb;
+  job_accept_cb accepted;
   job_watch_t *_next, *_prev;
 };
 
@@ -83,7 +90,8 @@ struct job {
   size_t json_cache_len;
 
   /* Private to the registry. */
-  item_t *_item; /* while in the pool */
+  item_t *_item;   /* while in the pool */
+  bool _accepting; /* its row is on the way to the store: not in a pool yet */
   lane_t _lane;
   int64_t _timeout_ms;    /* each run's timeout; 0 = none */
   bool _run_counted;      /* this item's start is in `attempts` */
@@ -190,6 +198,9 @@ void registry_unwatch(job_t *job, job_watch_t *w);
 
 static inline bool job_is_final(const job_t *j) { return j->status >= JOB_COMPLETE; }
 static inline lane_t job_lane(const job_t *j) { return j->_lane; }
+/* False while a durable store has not yet committed the job's row: then a
+ * client gets its 202 from a watch's `accepted` call, not at once. */
+static inline bool job_is_accepted(const job_t *j) { return !j->_accepting; }
 const char *job_status_name(job_status_t s);
 
 /* Shutdown: refuse new jobs (OFF_ESTOPPED) and cancel every queued one. */

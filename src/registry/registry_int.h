@@ -27,6 +27,7 @@ struct registry {
   job_t *s_newest[JOB_NSTATUS], *s_oldest[JOB_NSTATUS];
   size_t nfinished;
   size_t in_flight; /* jobs with an item in a pool */
+  size_t accepting[LANE_N]; /* jobs whose row is on the way to the store */
   size_t orphans;   /* items a job let go of, still in a pool */
 
   bool draining;
@@ -55,6 +56,7 @@ void reg_mark_final(registry_t *r, job_t *j, job_status_t status);
 void reg_notify_final(registry_t *r, job_t *j);
 void reg_finalize(registry_t *r, job_t *j, job_status_t status);
 void reg_maybe_idle(registry_t *r);
+size_t reg_accepting(const registry_t *r);
 const char *reg_cancel_message(const job_t *j, bool ran);
 /* Builds the job's next item and hands it to its lane's pool (force: past
  * max_queue). 0 or the pool's error. */
@@ -62,8 +64,13 @@ int reg_hand_to_pool(registry_t *r, job_t *j, bool force);
 
 
 /* ---- persist.c ---- */
-/* Sends a snapshot of `j` to the store (insert: a new row), if there is one. */
-void reg_persist(registry_t *r, const job_t *j, bool insert);
+/* True when the store keeps jobs (a 202 waits for the commit). */
+bool reg_durable(const registry_t *r);
+/* Sends a snapshot of `j` to the store (insert: a new row), if it keeps
+ * jobs. An insert of an accepting job calls reg_on_accepted when done. */
+int reg_persist(registry_t *r, job_t *j, bool insert); /* 0 or OFF_ENOMEM */
+/* registry.c: the row of an accepting job was committed (rc 0) or not. */
+void reg_on_accepted(registry_t *r, job_t *j, int rc);
 
 /* ---- index.c ---- */
 void index_new_id(char out[JOB_ID_LEN + 1]);
@@ -73,6 +80,9 @@ job_t *index_find(const registry_t *r, const char *id);
 void index_add(registry_t *r, job_t *j);
 /* Takes a final job out of every structure (the caller frees it). */
 void index_remove(registry_t *r, job_t *j);
+/* Takes a job that never became real (its row was not kept) out of the
+ * hash, the creation list and its status list (the caller frees it). */
+void index_forget(registry_t *r, job_t *j);
 
 /* The lane's queue view, kept in _seq order. */
 void index_queue_insert(registry_t *r, job_t *j);
