@@ -38,6 +38,7 @@ typedef enum {
   API_E_QUEUE_FULL,
   API_E_SHUTTING_DOWN,
   API_E_STORE_UNAVAILABLE,
+  API_E_IDEMPOTENCY_CONFLICT,
   API_E_INTERNAL,
 } api_err_t;
 
@@ -74,9 +75,17 @@ bool api_int_param(http_req_t *req, const char *name, const char *text, size_t l
 /* The job named by the route's :id, or NULL after answering 404. */
 job_t *api_find_job_or_404(api_t *a, http_req_t *req, const router_match_t *m);
 /* Submits a one-integer-parameter job from a query/path value. */
+/* `keyed`: honour an Idempotency-Key header (the seed's start URL). */
 job_t *api_submit_int_job(api_t *a, http_req_t *req, const char *task, const char *param, const char *text,
-                          size_t len);
+                          size_t len, bool keyed);
 bool api_media_type_is_json(const char *ct);
+/* The request's Idempotency-Key (NULL when absent); false after a 400. */
+bool api_idempotency_key(http_req_t *req, const char **key);
+/* A job already submitted with `key`: true after replying 200 with it (the
+ * same task and params) or 409 idempotency_conflict (different ones);
+ * false when there is none. `seed`: answer in the seed's shape. */
+bool api_reply_existing(api_t *a, http_req_t *req, const char *key, const offload_task_def_t *def,
+                        const json_t *params, bool seed);
 
 /* ---- held replies (hold.c) ---- */
 

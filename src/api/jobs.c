@@ -181,8 +181,13 @@ void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m) {
   }
   if (!job_spec_or_reply(a, req, body, &def, &params, &owned, &timeout_ms, &retries))
     goto out_params;
+  const char *key;
+  if (!api_idempotency_key(req, &key))
+    goto out_params;
+  if (key && api_reply_existing(a, req, key, def, params, false))
+    goto out_params;
   job_t *j = NULL;
-  int rc = registry_submit(a->reg, def, params, timeout_ms, retries, &j);
+  int rc = registry_submit_keyed(a->reg, def, params, timeout_ms, retries, key, &j);
   if (rc != 0) {
     api_reply_submit_error(req, rc);
     goto out_params;

@@ -73,7 +73,7 @@ static const offload_param_spec_t *spec_of(const offload_task_def_t *def, const 
 }
 
 job_t *api_submit_int_job(api_t *a, http_req_t *req, const char *task, const char *param, const char *text,
-                          size_t len) {
+                          size_t len, bool keyed) {
   const offload_task_def_t *def = tasks_catalog_find(a->cat, task);
   const offload_param_spec_t *spec = def ? spec_of(def, param) : NULL;
   if (!spec) {
@@ -83,15 +83,67 @@ job_t *api_submit_int_job(api_t *a, http_req_t *req, const char *task, const cha
   int64_t v;
   if (!api_int_param(req, param, text, len, spec->min, spec->max, &v))
     return NULL;
+  const char *key = NULL;
+  if (keyed && !api_idempotency_key(req, &key))
+    return NULL;
   json_t *params = json_pack("{s:I}", param, (json_int_t)v);
+  if (params && key && api_reply_existing(a, req, key, def, params, true)) {
+    json_decref(params);
+    return NULL;
+  }
   job_t *j = NULL;
-  int rc = params ? registry_submit(a->reg, def, params, -1, 0, &j) : OFF_ENOMEM;
+  int rc = params ? registry_submit_keyed(a->reg, def, params, -1, 0, key, &j) : OFF_ENOMEM;
   json_decref(params);
   if (rc != 0) {
     api_reply_submit_error(req, rc);
     return NULL;
   }
   return j;
+}
+
+#define KEY_MAX 255
+
+bool api_idempotency_key(http_req_t *req, const char **key) {
+  *key = http_req_header(req, "Idempotency-Key");
+  if (!*key)
+    return true;
+  size_t n = strlen(*key);
+  bool ok = n >= 1 && n <= KEY_MAX;
+  for (size_t i = 0; ok && i < n; i++)
+    ok = (unsigned char)(*key)[i] > 0x20 && (unsigned char)(*key)[i] < 0x7f;
+  if (!ok)
+    api_error(req, API_E_INVALID_PARAM, NULL, "Idempotency-Key",
+              "Idempotency-Key must be 1 to %d visible ASCII characters (no spaces).", KEY_MAX);
+  return ok;
+}
+
+bool api_reply_existing(api_t *a, http_req_t *req, const char *key, const offload_task_def_t *def,
+                        const json_t *params, bool seed) {
+  job_t *j = registry_find_key(a->reg, key);
+  if (!j)
+    return false;
+  if (j->def != def || !json_equal(j->params, (json_t *)params)) {
+    api_error(req, API_E_IDEMPOTENCY_CONFLICT, NULL, "Idempotency-Key",
+              "This Idempotency-Key was used for another job (%s, task %s) with different parameters.", j->id,
+              j->def->name);
+    return true;
+  }
+  /* The same request again: the original job, not a new one. */
+  if (seed) {
+    char url[64];
+    snprintf(url, sizeof url, "/tasks/reports/%s", j->id);
+    http_headers_t h = HTTP_HEADERS_INIT;
+    http_headers_add(&h, "Location", url);
+    api_reply_json(req, 200, &h,
+                   json_pack("{s:s, s:s, s:s}", "jobId", j->id, "status", job_status_name(j->status), "statusUrl", url));
+    http_headers_fini(&h);
+  } else {
+    http_headers_t h = HTTP_HEADERS_INIT;
+    http_headers_addf(&h, "Location", "/jobs/%s", j->id);
+    api_reply_job(a, req, 200, &h, j);
+    http_headers_fini(&h);
+  }
+  return true;
 }
 
 bool api_media_type_is_json(const char *ct) {

@@ -12,7 +12,7 @@ void h_report_start(api_t *a, http_req_t *req, const router_match_t *m) {
   if (!api_parse_query(req, &q, allowed))
     return;
   const query_param_t *p = query_get(&q, "heavyIterations");
-  job_t *j = api_submit_int_job(a, req, "report", "heavyIterations", p ? p->value : NULL, p ? p->value_len : 0);
+  job_t *j = api_submit_int_job(a, req, "report", "heavyIterations", p ? p->value : NULL, p ? p->value_len : 0, true);
   if (!j)
     return;
   if (job_is_accepted(j))
@@ -47,7 +47,7 @@ void h_fibonacci(api_t *a, http_req_t *req, const router_match_t *m) {
   if (router_param(m, "n", n, sizeof n) < 0)
     n[0] = '\0';
   /* A value cut to fit is far too long for an integer: rejected below. */
-  job_t *j = api_submit_int_job(a, req, "fibonacci", "n", n, strlen(n));
+  job_t *j = api_submit_int_job(a, req, "fibonacci", "n", n, strlen(n), false);
   if (!j)
     return;
   if (api_hold(a, req, j, HOLD_FIB, 0) != 0) {

@@ -45,9 +45,24 @@ static size_t id_hash(const char *id) {
 
 int index_hash_grow(registry_t *r) {
   size_t n = r->nbuckets ? r->nbuckets * 2 : 1024;
-  job_t **b = calloc(n, sizeof *b);
-  if (!b)
+  job_t **b = calloc(n, sizeof *b), **kb = calloc(n, sizeof *kb);
+  if (!b || !kb) {
+    free(b);
+    free(kb);
     return OFF_ENOMEM;
+  }
+  for (size_t i = 0; i < r->nbuckets; i++) {
+    job_t *j = r->kbuckets[i];
+    while (j) {
+      job_t *next = j->_knext;
+      size_t k = id_hash(j->idem_key) & (n - 1);
+      j->_knext = kb[k];
+      kb[k] = j;
+      j = next;
+    }
+  }
+  free(r->kbuckets);
+  r->kbuckets = kb;
   for (size_t i = 0; i < r->nbuckets; i++) {
     job_t *j = r->buckets[i];
     while (j) {
@@ -73,6 +88,31 @@ job_t *index_find(const registry_t *r, const char *id) {
   return NULL;
 }
 
+/* ---- idempotency keys: a second hash, over the jobs that have one ---- */
+
+job_t *index_key_find(const registry_t *r, const char *key) {
+  for (job_t *j = r->kbuckets[id_hash(key) & (r->nbuckets - 1)]; j; j = j->_knext)
+    if (strcmp(j->idem_key, key) == 0)
+      return j;
+  return NULL;
+}
+
+void index_key_add(registry_t *r, job_t *j) {
+  size_t k = id_hash(j->idem_key) & (r->nbuckets - 1);
+  j->_knext = r->kbuckets[k];
+  r->kbuckets[k] = j;
+}
+
+static void key_remove(registry_t *r, job_t *j) {
+  if (!j->idem_key)
+    return;
+  job_t **pp = &r->kbuckets[id_hash(j->idem_key) & (r->nbuckets - 1)];
+  while (*pp && *pp != j)
+    pp = &(*pp)->_knext;
+  if (*pp)
+    *pp = j->_knext;
+}
+
 void index_add(registry_t *r, job_t *j) {
   size_t k = id_hash(j->id) & (r->nbuckets - 1);
   j->_hnext = r->buckets[k];
@@ -89,6 +129,7 @@ void index_add(registry_t *r, job_t *j) {
 
 void index_remove(registry_t *r, job_t *j) {
   assert(job_is_final(j));
+  key_remove(r, j);
   job_t **pp = &r->buckets[id_hash(j->id) & (r->nbuckets - 1)];
   while (*pp != j)
     pp = &(*pp)->_hnext;
@@ -101,6 +142,7 @@ void index_remove(registry_t *r, job_t *j) {
 }
 
 void index_forget(registry_t *r, job_t *j) {
+  key_remove(r, j);
   job_t **pp = &r->buckets[id_hash(j->id) & (r->nbuckets - 1)];
   while (*pp != j)
     pp = &(*pp)->_hnext;

@@ -68,6 +68,7 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
   rec->result = dump(j->result);
   rec->err_code = dup_or_null(j->err_code);
   rec->err_message = dup_or_null(j->err_message);
+  rec->idem_key = dup_or_null(j->idem_key);
   p->r = r;
   p->w.kind = insert ? STORE_W_INSERT : STORE_W_UPDATE;
   p->w.job = rec;
@@ -115,11 +116,14 @@ int registry_restore(registry_t *r, const store_job_t *row) {
     j->result = json_loads(row->result, JSON_DECODE_ANY, NULL);
   j->err_code = dup_or_null(row->err_code);
   j->err_message = dup_or_null(row->err_message);
+  j->idem_key = dup_or_null(row->idem_key);
   if (job_is_final(j) && j->status == JOB_COMPLETE)
     j->progress = 1.0;
   /* index_add numbers jobs; a restored one keeps its own number. */
   r->next_seq = row->seq - 1 > r->next_seq ? row->seq - 1 : r->next_seq;
   index_add(r, j);
+  if (j->idem_key)
+    index_key_add(r, j);
   if (j->_seq != row->seq)
     log_warn("store: job %s is out of creation order", row->id);
 

@@ -34,6 +34,7 @@ static void job_free(job_t *j) {
   }
   json_decref(j->params);
   json_decref(j->result);
+  free(j->idem_key);
   free(j->err_code);
   free(j->err_message);
   free(j->json_cache);
@@ -221,11 +222,24 @@ void registry_free(registry_t *r) {
     j = next;
   }
   free(r->buckets);
+  free(r->kbuckets);
   uv_close((uv_handle_t *)&r->evict_timer, on_timer_closed);
 }
 
 int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
                     int retries, job_t **out) {
+  return registry_submit_keyed(r, def, params, timeout_ms, retries, NULL, out);
+}
+
+job_t *registry_find_key(registry_t *r, const char *key) {
+  job_t *j = index_key_find(r, key);
+  if (j)
+    registry_refresh(r, j);
+  return j;
+}
+
+int registry_submit_keyed(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
+                          int retries, const char *key, job_t **out) {
   /* Stats are indexed by the def's place in the catalog. */
   assert(def >= r->cfg.catalog->defs && def < r->cfg.catalog->defs + r->cfg.catalog->n);
   if (r->draining)
@@ -238,7 +252,10 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
   if (!j)
     return OFF_ENOMEM;
   j->params = json_deep_copy(params);
-  if (!j->params) {
+  j->idem_key = key ? strdup(key) : NULL;
+  if (!j->params || (key && !j->idem_key)) {
+    json_decref(j->params);
+    free(j->idem_key);
     free(j);
     return OFF_ENOMEM;
   }
@@ -278,6 +295,8 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
     index_add(r, j);
     index_status_link(r, j);
   }
+  if (j->idem_key)
+    index_key_add(r, j);
   r->stats.submitted++;
   *out = j;
   return 0;

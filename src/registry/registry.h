@@ -83,6 +83,7 @@ struct job {
   int attempts;          /* runs started */
   int retries;           /* runs allowed after the first, for worker faults and timeouts */
   int64_t retry_at;      /* wall ms of the next run while waiting to retry, else 0 */
+  char *idem_key;        /* owned; the Idempotency-Key it was submitted with, or NULL */
   /* The API's serialized JSON of this job once final (a final job never
    * changes, so big listings reuse it). Set by the API layer; owned by the
    * job (freed with it). NULL until then. */
@@ -99,6 +100,7 @@ struct job {
   job_t *_b_prev, *_b_next; /* waiting to retry */
   uint64_t _finished_mono_ms;
   job_t *_hnext;
+  job_t *_knext; /* idempotency-key hash chain */
   job_t *_all_prev, *_all_next; /* creation order, newest first */
   job_t *_q_prev, *_q_next;     /* loop's view of its lane's queue, oldest first */
   job_t *_f_prev, *_f_next;     /* finished, oldest first */
@@ -157,6 +159,12 @@ void registry_on_stall(pool_work_t *w, pool_stall_t why, void *data);
  * registered. */
 int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
                     int retries, job_t **out);
+/* The same, holding an idempotency key (copied; NULL = none): the caller
+ * checked registry_find_key first. */
+int registry_submit_keyed(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
+                          int retries, const char *key, job_t **out);
+/* The live or retained job submitted with this key, or NULL. */
+job_t *registry_find_key(registry_t *r, const char *key);
 
 /* The job with this id, its status and progress brought up to date, or NULL. */
 job_t *registry_get(registry_t *r, const char *id);

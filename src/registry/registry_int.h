@@ -14,7 +14,8 @@ struct registry {
   uv_timer_t evict_timer;
 
   job_t **buckets;
-  size_t nbuckets; /* power of two */
+  job_t **kbuckets; /* by idempotency key; as many as buckets */
+  size_t nbuckets;  /* power of two */
   size_t njobs;
 
   job_t *newest, *oldest;         /* creation order */
@@ -76,6 +77,9 @@ void reg_on_accepted(registry_t *r, job_t *j, int rc);
 void index_new_id(char out[JOB_ID_LEN + 1]);
 int index_hash_grow(registry_t *r);
 job_t *index_find(const registry_t *r, const char *id);
+/* The job holding this idempotency key, or NULL; files one (j->idem_key set). */
+job_t *index_key_find(const registry_t *r, const char *key);
+void index_key_add(registry_t *r, job_t *j);
 /* Files a new job (hash, creation list) with the next sequence number. */
 void index_add(registry_t *r, job_t *j);
 /* Takes a final job out of every structure (the caller frees it). */
