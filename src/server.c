@@ -201,6 +201,8 @@ int server_run(const server_config_t *cfg) {
       .kind = cfg->store_sqlite ? STORE_SQLITE : STORE_MEMORY,
       .data_dir = cfg->data_dir,
       .strict = !cfg->durability_relaxed,
+      .retention_ms = cfg->retention_s * 1000,
+      .max_finished = cfg->max_finished,
   };
   char serr[768];
   s->store = store_open(&s->loop, &stc, serr, sizeof serr);

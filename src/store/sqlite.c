@@ -148,6 +148,37 @@ void sq_close(sq_t *q) {
   free(q);
 }
 
+int sq_expire(sq_t *q, int64_t cutoff_ms, uint64_t max_finished, int batch) {
+  /* The oldest finished first (the partial index on finished_at). A job
+   * past the cap is one whose rank among the finished, newest first, is
+   * above max_finished: that is the oldest (count - max). */
+  sqlite3_stmt *st;
+  const char *sql = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE finished_at IS NOT NULL"
+                    " AND (finished_at < ?1 OR ?2 > 0) ORDER BY finished_at LIMIT ?3)";
+  int64_t over = 0;
+  if (max_finished) {
+    if (sqlite3_prepare_v2(q->db, "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL", -1, &st, NULL) != SQLITE_OK)
+      return -1;
+    if (sqlite3_step(st) == SQLITE_ROW)
+      over = sqlite3_column_int64(st, 0) - (int64_t)max_finished;
+    sqlite3_finalize(st);
+  }
+  if (over < 0)
+    over = 0;
+  /* First the ones over the cap (oldest), then the ones past retention. */
+  int limit = over > 0 ? (over < batch ? (int)over : batch) : batch;
+  if (sqlite3_prepare_v2(q->db, sql, -1, &st, NULL) != SQLITE_OK)
+    return -1;
+  sqlite3_bind_int64(st, 1, cutoff_ms);
+  sqlite3_bind_int64(st, 2, over);
+  sqlite3_bind_int(st, 3, limit);
+  int rc = sqlite3_step(st);
+  sqlite3_finalize(st);
+  if (rc != SQLITE_DONE)
+    return -1;
+  return sqlite3_changes(q->db);
+}
+
 static const char *col_text(sqlite3_stmt *st, int i) { return (const char *)sqlite3_column_text(st, i); }
 static char *dup_col(sqlite3_stmt *st, int i) {
   const char *t = col_text(st, i);

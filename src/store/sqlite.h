@@ -17,5 +17,9 @@ int sq_load(sq_t *q, void (*row)(const store_job_t *j, void *data), void *data);
  * Returns 0 or OFF_ESTORE (the transaction was rolled back). */
 int sq_apply(sq_t *q, store_write_t *list);
 void sq_close(sq_t *q);
+/* Deletes up to `batch` finished jobs older than `cutoff_ms` (wall) or
+ * beyond the newest `max_finished` (0 = no cap), oldest first, in one
+ * transaction. Returns how many, or -1 on error. */
+int sq_expire(sq_t *q, int64_t cutoff_ms, uint64_t max_finished, int batch);
 
 #endif

@@ -17,12 +17,14 @@
 #include "store/store.h"
 
 #include <assert.h>
+#include <errno.h>
 #include <pthread.h>
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
 
 #include "store/sqlite.h"
+#include "util/clock.h"
 #include "util/log.h"
 
 struct store {
@@ -41,6 +43,7 @@ struct store {
   bool stopping;                  /* guarded by mu */
   store_write_t *d_head, *d_tail; /* applied, callbacks not yet run; guarded by mu */
   uint64_t commits;               /* guarded by mu */
+  uint64_t expired;               /* guarded by mu */
 
   store_stats_t stats; /* loop only */
   int open_handles;    /* at store_close: handles whose close is pending */
@@ -58,12 +61,44 @@ void store_job_fini(store_job_t *j) {
 
 /* ---- the store thread ---- */
 
+#define EXPIRE_EVERY_MS 1000
+#define EXPIRE_BATCH 500
+
+/* While idle: retention, a batch at a time, so a write never waits behind
+ * a long delete. */
+static int expire_some(store_t *s) {
+  if (!s->cfg.retention_ms && !s->cfg.max_finished)
+    return 0;
+  int64_t cutoff = s->cfg.retention_ms ? clock_wall_ms() - s->cfg.retention_ms : 0;
+  int n = sq_expire(s->sq, cutoff, s->cfg.max_finished, EXPIRE_BATCH);
+  if (n > 0) {
+    pthread_mutex_lock(&s->mu);
+    s->expired += (uint64_t)n;
+    pthread_mutex_unlock(&s->mu);
+  }
+  return n;
+}
+
 static void *store_main(void *arg) {
   store_t *s = arg;
   for (;;) {
     pthread_mutex_lock(&s->mu);
-    while (!s->q_head && !s->stopping)
-      pthread_cond_wait(&s->cond, &s->mu);
+    while (!s->q_head && !s->stopping) {
+      struct timespec ts;
+      clock_gettime(CLOCK_REALTIME, &ts);
+      ts.tv_sec += EXPIRE_EVERY_MS / 1000;
+      if (pthread_cond_timedwait(&s->cond, &s->mu, &ts) == ETIMEDOUT && !s->q_head && !s->stopping) {
+        pthread_mutex_unlock(&s->mu);
+        while (expire_some(s) == EXPIRE_BATCH) {
+          pthread_mutex_lock(&s->mu);
+          bool busy = s->q_head || s->stopping;
+          pthread_mutex_unlock(&s->mu);
+          if (busy)
+            break; /* writes first */
+        }
+        pthread_mutex_lock(&s->mu);
+      }
+    }
     store_write_t *batch = s->q_head, *last = s->q_tail;
     s->q_head = s->q_tail = NULL;
     bool stop = s->stopping;
@@ -110,6 +145,7 @@ static void on_async(uv_async_t *h) {
   store_write_t *list = s->d_head;
   s->d_head = s->d_tail = NULL;
   s->stats.commits = s->commits;
+  s->stats.expired = s->expired;
   pthread_mutex_unlock(&s->mu);
   run_callbacks(s, list);
 }

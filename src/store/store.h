@@ -39,6 +39,11 @@ typedef struct store_config {
   store_kind_t kind;
   const char *data_dir; /* SQLite: created when missing; holds offload.db */
   bool strict;          /* SQLite: synchronous=FULL (else NORMAL) */
+  /* Retention on disk (0 = keep): finished jobs older than retention_ms,
+   * and the oldest beyond max_finished, are deleted by the store thread in
+   * small batches while it has nothing else to do. */
+  int64_t retention_ms;
+  uint64_t max_finished;
 } store_config_t;
 
 /* One job as the store keeps it: plain data. Strings are owned by whoever
@@ -102,6 +107,7 @@ void store_close(store_t *s);
 /* Writes committed / failed so far, and transactions (for /metrics). */
 typedef struct store_stats {
   uint64_t commits, writes, failures;
+  uint64_t expired; /* finished jobs deleted by retention */
 } store_stats_t;
 const store_stats_t *store_stats(const store_t *s);
 store_kind_t store_kind(const store_t *s);

@@ -18,6 +18,7 @@
 
 #include "store/schema.h"
 #include "store/store.h"
+#include "util/clock.h"
 #include "util/fault.h"
 #include "util/test_poll.h"
 
@@ -319,6 +320,61 @@ static void test_refusals(void **state) {
   assert_int_equal(uv_loop_close(&loop), 0);
 }
 
+static int count_rows(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/offload.db", dir);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(path, &db), SQLITE_OK);
+  sqlite3_stmt *st;
+  int n = -1;
+  if (sqlite3_prepare_v2(db, "SELECT count(*) FROM jobs", -1, &st, NULL) == SQLITE_OK && sqlite3_step(st) == SQLITE_ROW)
+    n = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+static void test_retention_on_disk(void **state) {
+  (void)state;
+  /* 4 jobs finished long ago, 6 just now, 1 queued; retention 5 s and at
+   * most 3 finished: the store thread, once idle, deletes the old ones and
+   * then the oldest beyond 3, and never the queued one. */
+  char *dir = tmpdir();
+  env_t e;
+  assert_int_equal(uv_loop_init(&e.loop), 0);
+  store_config_t cfg = {.kind = STORE_SQLITE, .data_dir = dir, .retention_ms = 5000, .max_finished = 3};
+  char err[256];
+  e.s = store_open(&e.loop, &cfg, err, sizeof err);
+  assert_non_null(e.s);
+  assert_int_equal(store_load(e.s, NULL, NULL), 0);
+  enum { N = 11 };
+  w_t w[N];
+  int64_t now = clock_wall_ms();
+  for (int i = 0; i < N; i++) {
+    fill(&w[i], STORE_W_INSERT, (uint64_t)i + 1, i == N - 1 ? "queued" : "complete");
+    if (i < N - 1)
+      w[i].job.finished_at = i < 4 ? now - 60000 + i : now + i;
+    store_write(e.s, &w[i].w);
+  }
+  POLL(&e.loop, true, w[N - 1].calls == 1);
+  assert_int_equal(count_rows(dir), N);
+  POLL(&e.loop, true, count_rows(dir) == 4); /* 3 finished + the queued one */
+  env_close(&e);
+  env_open(&e, STORE_SQLITE, dir);
+  loaded_t l = {0};
+  assert_int_equal(store_load(e.s, on_row, &l), 0);
+  assert_int_equal(l.n, 4);
+  assert_int_equal(l.rows[0].seq, 8); /* the newest three finished: 8, 9, 10 */
+  assert_string_equal(l.rows[3].status, "queued");
+  for (int i = 0; i < l.n; i++)
+    store_job_fini(&l.rows[i]);
+  env_close(&e);
+  for (int i = 0; i < N; i++)
+    store_job_fini(&w[i].job);
+  rmtree(dir);
+  free(dir);
+}
+
 static void test_migrations(void **state) {
   (void)state;
   /* From an empty file and from each earlier version to the current one. */
@@ -344,7 +400,7 @@ int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_memory_backend), cmocka_unit_test(test_sqlite_round_trip),
       cmocka_unit_test(test_bad_write_and_failed_commit), cmocka_unit_test(test_refusals),
-      cmocka_unit_test(test_migrations),
+      cmocka_unit_test(test_migrations), cmocka_unit_test(test_retention_on_disk),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
