@@ -510,6 +510,69 @@ static void on_idle(void *data) {
   }
 }
 
+static store_job_t row(uint64_t seq, const char *task, const char *params, const char *status, int attempts,
+                       int retries) {
+  store_job_t r;
+  memset(&r, 0, sizeof r);
+  r.seq = seq;
+  snprintf(r.id, sizeof r.id, "AAAAAAAAAAAAAAAAAAAA%02d", (int)seq);
+  r.task = (char *)task;
+  r.params = (char *)params;
+  r.status = status;
+  r.attempts = attempts;
+  r.retries = retries;
+  r.created_at = 1000 + (int64_t)seq;
+  if (strcmp(status, "complete") == 0) {
+    r.started_at = 2000;
+    r.finished_at = clock_wall_ms();
+    r.result = (char *)"6765";
+  }
+  if (strcmp(status, "processing") == 0)
+    r.started_at = 2000;
+  return r;
+}
+
+static void test_restore(void **state) {
+  (void)state;
+  /* Rows as a store hands them back at start, in creation order: a final
+   * job is kept as it was; queued ones run again in their order; one that
+   * was processing runs again if it has a run left, else fails
+   * `interrupted`; a task this server does not offer is left alone. */
+  env_t e;
+  env_start(&e, (env_config_t){0});
+  store_job_t rows[] = {
+      row(1, "fibonacci", "{\"n\":20}", "complete", 1, 0),
+      row(2, "fibonacci", "{\"n\":10}", "processing", 1, 0),
+      row(3, "fibonacci", "{\"n\":11}", "processing", 1, 1),
+      row(4, "fibonacci", "{\"n\":12}", "queued", 0, 0),
+      row(5, "no_such_task", "{}", "queued", 0, 0),
+  };
+  for (size_t i = 0; i < sizeof rows / sizeof rows[0]; i++)
+    assert_int_equal(registry_restore(e.r, &rows[i]), 0);
+  job_t *done = registry_get(e.r, rows[0].id), *cut = registry_get(e.r, rows[1].id),
+        *again = registry_get(e.r, rows[2].id), *queued = registry_get(e.r, rows[3].id);
+  assert_non_null(done);
+  assert_int_equal(done->status, JOB_COMPLETE);
+  assert_int_equal(json_integer_value(done->result), 6765);
+  assert_true(done->progress == 1.0);
+  assert_int_equal(cut->status, JOB_FAILED);
+  assert_string_equal(cut->err_code, "interrupted");
+  assert_null(registry_get(e.r, rows[4].id));
+  RUN_UNTIL(&e, job_is_final(again) && job_is_final(queued));
+  assert_int_equal(again->status, JOB_COMPLETE);
+  assert_int_equal(again->attempts, 2);
+  assert_int_equal(json_integer_value(again->result), 89);
+  assert_int_equal(queued->status, JOB_COMPLETE);
+  assert_int_equal(queued->attempts, 1);
+  assert_int_equal(json_integer_value(queued->result), 144);
+  /* Creation order is kept, and new jobs are numbered after the stored ones. */
+  assert_ptr_equal(registry_newest(e.r), queued);
+  job_t *fresh = submit(&e, e.fib, "n", 5, -1);
+  assert_ptr_equal(registry_newest(e.r), fresh);
+  RUN_UNTIL(&e, job_is_final(fresh));
+  env_stop(&e);
+}
+
 static void test_drain(void **state) {
   (void)state;
   env_t e;
@@ -617,7 +680,7 @@ int main(void) {
       cmocka_unit_test(test_failed_task),
       cmocka_unit_test(test_max_finished_eviction),
       cmocka_unit_test(test_retention_eviction),
-      cmocka_unit_test(test_drain),
+      cmocka_unit_test(test_drain),                  cmocka_unit_test(test_restore),
       cmocka_unit_test(test_drain_free_pool_from_idle),
       cmocka_unit_test(test_cancel_running_spares_queued),
   };
