@@ -15,11 +15,19 @@
  *       (with --wait) GET /jobs/<id>?wait=60 until final, else poll
  *       GET /tasks/reports/<id> until complete. Prints jobs/s and the
  *       end-to-end latency of each job (submit sent -> final status read).
+ *   loadgen submit --port P [--inflight K] [--n N] [--seconds T] [--iterations I] [--max-s S]
+ *       K keep-alive connections, each keeps one
+ *       POST /jobs {"task":"report","params":{"heavyIterations":I}} in flight:
+ *       N submissions in all, or as many as fit in T seconds (then the ones in
+ *       flight are answered and counted). Prints submissions/s and the
+ *       latency of each 202 (request sent -> reply read); other statuses
+ *       count as non_202 (the first few are shown on stderr).
  *
  * Output: one JSON object on stdout. */
 #include <getopt.h>
 #include <signal.h>
 #include <jansson.h>
+#include <limits.h>
 #include <llhttp.h>
 #include <stdbool.h>
 #include <stdio.h>
@@ -27,7 +35,7 @@
 #include <string.h>
 #include <uv.h>
 
-typedef enum { MODE_LATENCY, MODE_JOBS } mode_t_;
+typedef enum { MODE_LATENCY, MODE_JOBS, MODE_SUBMIT } mode_t_;
 
 typedef struct opts {
   mode_t_ mode;
@@ -41,6 +49,7 @@ typedef struct opts {
   double max_s;
   const char *series;
   long interval_us;
+  double seconds; /* submit: stop starting new requests after this long, 0 = none */
 } opts_t;
 
 typedef struct client client_t;
@@ -71,9 +80,11 @@ struct client {
   uint64_t *lat; /* ns, per request (latency) or per job (jobs) */
   long nlat, cap;
   long started, done, requests, errors;
+  long accepted, non_202, outstanding; /* submit */
   FILE *series;
-  bool stopping;
+  bool stopping, draining;
   uv_timer_t deadline;
+  uv_timer_t duration;
   uv_timer_t pace;
   uv_signal_t sigint, sigterm;
 };
@@ -126,9 +137,38 @@ static void send_get(conn_t *c, const char *path) {
     fail("uv_write");
 }
 
+static void send_post(conn_t *c) {
+  char body[128];
+  int bn =
+      snprintf(body, sizeof body, "{\"task\":\"report\",\"params\":{\"heavyIterations\":%ld}}", c->cl->o.iterations);
+  int n = snprintf(c->req, sizeof c->req,
+                   "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                   "Content-Length: %d\r\n\r\n%s",
+                   bn, body);
+  if (n < 0 || (size_t)n >= sizeof c->req)
+    fail("request too long");
+  uv_buf_t b = uv_buf_init(c->req, (unsigned)n);
+  c->body_len = 0;
+  c->req_start_ns = uv_hrtime();
+  c->cl->requests++;
+  c->cl->outstanding++;
+  c->write.data = c;
+  if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
+    fail("uv_write");
+}
+
 static void finish_if_done(client_t *cl) {
   if (cl->stopping)
     return;
+  if (cl->o.mode == MODE_SUBMIT) {
+    /* Done when every submission has been answered, or when the time is up
+     * and the ones still in flight have been. */
+    if ((cl->done >= cl->o.n || cl->draining) && cl->outstanding == 0) {
+      cl->stopping = true;
+      uv_stop(cl->loop);
+    }
+    return;
+  }
   long target = cl->o.mode == MODE_LATENCY ? cl->o.n : cl->o.jobs;
   if (cl->done >= target) {
     cl->stopping = true;
@@ -152,6 +192,13 @@ static void send_next(conn_t *c) {
     }
     cl->started++;
     send_get(c, cl->o.path);
+    return;
+  }
+  if (cl->o.mode == MODE_SUBMIT) {
+    if (cl->draining || cl->started >= cl->o.n)
+      return;
+    cl->started++;
+    send_post(c);
     return;
   }
   if (c->in_job) {
@@ -198,6 +245,21 @@ static void handle_response(conn_t *c) {
     if (cl->series)
       fprintf(cl->series, "%.6f %.4f\n", (double)(c->req_start_ns - cl->start_ns) / 1e9,
               (double)(now - c->req_start_ns) / 1e6);
+    cl->done++;
+    finish_if_done(cl);
+    send_next(c);
+    return;
+  }
+  if (cl->o.mode == MODE_SUBMIT) {
+    cl->outstanding--;
+    if (c->status == 202) {
+      cl->accepted++;
+      record(cl, now - c->req_start_ns);
+    } else {
+      if (cl->non_202 < 5)
+        fprintf(stderr, "loadgen: submit got %d: %.200s\n", c->status, c->body ? c->body : "");
+      cl->non_202++;
+    }
     cl->done++;
     finish_if_done(cl);
     send_next(c);
@@ -281,10 +343,16 @@ static void on_connect(uv_connect_t *req, int status) {
   send_next(c);
 }
 
+static void on_duration(uv_timer_t *t) {
+  client_t *cl = t->data;
+  cl->draining = true;
+  finish_if_done(cl);
+}
+
 static void on_deadline(uv_timer_t *t) {
   client_t *cl = t->data;
   fprintf(stderr, "loadgen: --max-s reached after %ld of %ld\n", cl->done,
-          cl->o.mode == MODE_LATENCY ? cl->o.n : cl->o.jobs);
+          cl->o.mode == MODE_JOBS ? cl->o.jobs : cl->o.n);
   cl->stopping = true;
   uv_stop(cl->loop);
 }
@@ -310,15 +378,17 @@ static double pct(const uint64_t *v, long n, double p) {
 
 int main(int argc, char **argv) {
   if (argc < 2)
-    fail("usage: loadgen latency|jobs --port P [...]");
+    fail("usage: loadgen latency|jobs|submit --port P [...]");
   client_t cl = {0};
   cl.o = (opts_t){.path = "/health", .n = 2000, .jobs = 1000, .inflight = 32, .iterations = 1, .max_s = 120};
   if (!strcmp(argv[1], "latency"))
     cl.o.mode = MODE_LATENCY;
   else if (!strcmp(argv[1], "jobs"))
     cl.o.mode = MODE_JOBS;
+  else if (!strcmp(argv[1], "submit"))
+    cl.o.mode = MODE_SUBMIT;
   else
-    fail("mode must be latency or jobs");
+    fail("mode must be latency, jobs or submit");
   static const struct option lo[] = {
       {"port", required_argument, 0, 'p'},
       {"path", required_argument, 0, 'P'},
@@ -330,15 +400,20 @@ int main(int argc, char **argv) {
       {"max-s", required_argument, 0, 'm'},
       {"series", required_argument, 0, 's'},
       {"interval-us", required_argument, 0, 'I'},
+      {"seconds", required_argument, 0, 'S'}, /* submit */
       {0, 0, 0, 0},
   };
   optind = 2;
+  bool n_set = false;
   int ch;
   while ((ch = getopt_long(argc, argv, "", lo, NULL)) != -1) {
     switch (ch) {
     case 'p': cl.o.port = atoi(optarg); break;
     case 'P': cl.o.path = optarg; break;
-    case 'n': cl.o.n = atol(optarg); break;
+    case 'n':
+      cl.o.n = atol(optarg);
+      n_set = true;
+      break;
     case 'j': cl.o.jobs = atol(optarg); break;
     case 'k': cl.o.inflight = atoi(optarg); break;
     case 'w': cl.o.wait = true; break;
@@ -346,6 +421,7 @@ int main(int argc, char **argv) {
     case 'm': cl.o.max_s = atof(optarg); break;
     case 's': cl.o.series = optarg; break;
     case 'I': cl.o.interval_us = atol(optarg); break;
+    case 'S': cl.o.seconds = atof(optarg); break;
     default: fail("bad flag");
     }
   }
@@ -353,6 +429,8 @@ int main(int argc, char **argv) {
     fail("--port is required");
   if (cl.o.mode == MODE_LATENCY)
     cl.o.inflight = 1;
+  if (cl.o.mode == MODE_SUBMIT && cl.o.seconds > 0 && !n_set)
+    cl.o.n = LONG_MAX; /* bounded by --seconds alone */
   if (cl.o.inflight < 1 || cl.o.inflight > 1024)
     fail("--inflight must be 1..1024");
   if (cl.o.series && !(cl.series = fopen(cl.o.series, "w")))
@@ -371,6 +449,10 @@ int main(int argc, char **argv) {
   uv_timer_start(&cl.deadline, on_deadline, (uint64_t)(cl.o.max_s * 1000), 0);
   uv_timer_init(cl.loop, &cl.pace);
   cl.pace.data = &cl;
+  uv_timer_init(cl.loop, &cl.duration);
+  cl.duration.data = &cl;
+  if (cl.o.mode == MODE_SUBMIT && cl.o.seconds > 0)
+    uv_timer_start(&cl.duration, on_duration, (uint64_t)(cl.o.seconds * 1000), 0);
   uv_signal_init(cl.loop, &cl.sigint);
   uv_signal_init(cl.loop, &cl.sigterm);
   cl.sigint.data = cl.sigterm.data = &cl;
@@ -398,6 +480,13 @@ int main(int argc, char **argv) {
            "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f}\n",
            cl.o.path, cl.nlat, cl.errors, secs, pct(cl.lat, cl.nlat, 0.5), pct(cl.lat, cl.nlat, 0.99),
            pct(cl.lat, cl.nlat, 0.999), cl.nlat ? (double)cl.lat[cl.nlat - 1] / 1e3 : 0);
+  else if (cl.o.mode == MODE_SUBMIT)
+    printf("{\"mode\":\"submit\",\"inflight\":%d,\"iterations\":%ld,\"requests\":%ld,\"accepted\":%ld,"
+           "\"non_202\":%ld,\"errors\":%ld,\"seconds\":%.3f,\"requests_per_s\":%.1f,\"accepted_per_s\":%.1f,"
+           "\"p50_us\":%.1f,\"p99_us\":%.1f,\"p999_us\":%.1f,\"max_us\":%.1f}\n",
+           cl.o.inflight, cl.o.iterations, cl.done, cl.accepted, cl.non_202, cl.errors, secs, (double)cl.done / secs,
+           (double)cl.accepted / secs, pct(cl.lat, cl.nlat, 0.5), pct(cl.lat, cl.nlat, 0.99),
+           pct(cl.lat, cl.nlat, 0.999), cl.nlat ? (double)cl.lat[cl.nlat - 1] / 1e3 : 0);
   else
     printf("{\"mode\":\"jobs\",\"jobs\":%ld,\"inflight\":%d,\"wait\":%s,\"errors\":%ld,\"requests\":%ld,"
            "\"seconds\":%.3f,\"jobs_per_s\":%.1f,\"requests_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,"
@@ -412,11 +501,12 @@ int main(int argc, char **argv) {
   }
   uv_close((uv_handle_t *)&cl.deadline, NULL);
   uv_close((uv_handle_t *)&cl.pace, NULL);
+  uv_close((uv_handle_t *)&cl.duration, NULL);
   uv_close((uv_handle_t *)&cl.sigint, NULL);
   uv_close((uv_handle_t *)&cl.sigterm, NULL);
   uv_run(cl.loop, UV_RUN_DEFAULT); /* pending writes cancel, handles close */
   free(cl.conns);
   free(cl.lat);
   uv_loop_close(cl.loop);
-  return cl.errors ? 3 : 0;
+  return cl.errors || cl.non_202 ? 3 : 0;
 }

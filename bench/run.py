@@ -3,8 +3,9 @@
 with the Node.js peers (and nginx as the raw-C front-door reference) in one
 run on this machine.
 
-Usage: bench/run.py [--quick] [--only S1,S2,...,S9] [--out DIR]
-  --quick   the same scenarios, smaller and shorter (make bench QUICK=1)
+Usage: bench/run.py [--quick] [--only S1,S2,...,S10] [--out DIR]
+  --quick   the same scenarios, smaller and shorter (make bench QUICK=1); writes
+            to bench/results/quick unless --out says otherwise
   --smoke   scenarios 2 and 4 for a few seconds against offload alone (S4 in
             both isolation modes); fails unless they ran and produced numbers
             (run by make test)
@@ -620,6 +621,80 @@ def s8_memory(cfg):
     return {"jobs": jobs, "servers": out}
 
 
+# S10: the job store's cost on the submit path, offload alone (the peers keep
+# nothing). Target: strict durability at 64 in flight >= 20000 submissions/s
+# and within 2x of --store memory at 64 in flight.
+STORE_SERVERS = [
+    ("memory", ["--store", "memory"]),
+    ("sqlite-relaxed", ["--store", "sqlite", "--durability", "relaxed"]),
+    ("sqlite-strict", ["--store", "sqlite", "--durability", "strict"]),
+]
+SUBMIT_INFLIGHT = [1, 8, 64]
+SUBMIT_TARGET = {"strict_64_per_s": 20000.0, "max_ratio_vs_memory": 2.0}
+
+
+def s10_submissions(cfg):
+    """POST /jobs {"task":"report","params":{"heavyIterations":1}} with K in
+    flight over K keep-alive connections (loadgen submit), for memory, sqlite
+    relaxed and sqlite strict: submissions/s and the time to the 202 (which,
+    with sqlite, waits for the row's commit). Each server starts fresh with its
+    own temp data dir (deleted after) and a queue large enough never to fill;
+    the jobs are tiny, so the default workers keep up. Servers alternate
+    round by round; within a round one server runs K = 1, 8, 64 in turn after a
+    short unmeasured warm-up."""
+    secs = cfg["submit_s"]
+    runs = {(name, k): [] for name, _ in STORE_SERVERS for k in SUBMIT_INFLIGHT}
+    db_bytes = {name: [] for name, _ in STORE_SERVERS}
+    for r in range(cfg["submit_rounds"]):
+        for name, extra in STORE_SERVERS:
+            data = tempfile.mkdtemp(prefix=f"offload-s10-{name}-")
+            args = extra + (["--data-dir", data] if "sqlite" in extra else []) + ["--max-queue", "1000000"]
+            s = Server(name, "offload", CORES, args)
+            s.tmp = data  # stop() deletes it
+            try:
+                s.start()
+                run_json([loadgen(), "submit", "--port", str(s.port), "--inflight", "8", "--n",
+                          str(cfg["submit_warmup"]), "--max-s", "60"], 90)
+                for k in SUBMIT_INFLIGHT:
+                    x = run_json([loadgen(), "submit", "--port", str(s.port), "--inflight", str(k), "--seconds",
+                                  str(secs), "--max-s", str(secs + 60)], secs + 90)
+                    runs[(name, k)].append(x)
+                    log(f"S10 r{r} {name} @{k}: {x['accepted_per_s']:.0f}/s, p50 {x['p50_us'] / 1000:.2f} ms, "
+                        f"p99 {x['p99_us'] / 1000:.2f} ms, max {x['max_us'] / 1000:.1f} ms"
+                        + (f", {x['non_202']} non-202" if x["non_202"] else "")
+                        + (f", {x['errors']} errors" if x["errors"] else ""))
+                db = os.path.join(data, "offload.db")
+                if os.path.exists(db):
+                    db_bytes[name].append(sum(os.path.getsize(os.path.join(data, f)) for f in os.listdir(data)))
+            finally:
+                s.stop()
+    servers = {}
+    for name, _ in STORE_SERVERS:
+        servers[name] = {}
+        for k in SUBMIT_INFLIGHT:
+            rs = runs[(name, k)]
+            servers[name][str(k)] = {
+                "per_s": med([x["accepted_per_s"] for x in rs]),
+                "p50_ms": med([x["p50_us"] / 1000 for x in rs]),
+                "p99_ms": med([x["p99_us"] / 1000 for x in rs]),
+                "p999_ms": med([x["p999_us"] / 1000 for x in rs]),
+                "max_ms": max([x["max_us"] / 1000 for x in rs], default=None),
+                "accepted": sum(x["accepted"] for x in rs),
+                "non_202": sum(x["non_202"] for x in rs),
+                "errors": sum(x["errors"] for x in rs),
+                "runs": rs,
+            }
+    strict = servers["sqlite-strict"]["64"]["per_s"]
+    memory = servers["memory"]["64"]["per_s"]
+    ratio_ = memory / strict if memory and strict else None
+    met = bool(strict and ratio_ is not None and strict >= SUBMIT_TARGET["strict_64_per_s"]
+               and ratio_ <= SUBMIT_TARGET["max_ratio_vs_memory"])
+    return {"seconds_per_cell": secs, "rounds": cfg["submit_rounds"], "inflight": SUBMIT_INFLIGHT,
+            "servers": servers, "db_bytes": {k: med(v) for k, v in db_bytes.items()},
+            "target": SUBMIT_TARGET, "strict_64_per_s": strict, "memory_64_per_s": memory,
+            "memory_over_strict": ratio_, "met": met}
+
+
 HOSTILE_TARGETS = {"a_health_max_ms": 250.0, "a_rss_growth_mib": 200.0, "b_health_p99_ms": 50.0}
 
 
@@ -895,6 +970,32 @@ def render(results, cfg, cmdline):
                      f"{v['rss_before_kib'] / 1024:.1f} | {v['rss_peak_kib'] / 1024:.1f} | "
                      f"{v['rss_after_kib'] / 1024:.1f} | {'met' if v['met'] else 'missed'} |")
         L.append("")
+    if "S10" in results:
+        r = results["S10"]
+        L.append(f"## 10. Submissions: POST /jobs with the job store, {r['rounds']} alternating round(s) of "
+                 f"{fmt(r['seconds_per_cell'], 1)} s per cell\n")
+        L.append("`loadgen submit`: K keep-alive connections each keep one "
+                 "`POST /jobs {\"task\":\"report\",\"params\":{\"heavyIterations\":1}}` in flight; latency is "
+                 "request sent → 202 read (with sqlite the 202 waits for the row's commit, group-committed per "
+                 "event-loop turn). offload alone (the Node peers keep nothing), default workers, "
+                 "`--max-queue 1000000`, a fresh temp data dir per server.\n")
+        L.append("| server | in flight | submissions/s | p50 (ms) | p99 (ms) | p99.9 (ms) | max (ms) | "
+                 "non-202 | errors | vs memory |")
+        L.append("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for name, cells in r["servers"].items():
+            for k, v in cells.items():
+                base = r["servers"]["memory"][k]["per_s"]
+                L.append(f"| {name} | {k} | {fmt(v['per_s'], 0)} | {fmt(v['p50_ms'], 3)} | {fmt(v['p99_ms'], 3)} | "
+                         f"{fmt(v['p999_ms'], 2)} | {fmt(v['max_ms'], 1)} | {v['non_202']} | {v['errors']} | "
+                         f"{fmt(v['per_s'] / base if v['per_s'] and base else None)}× |")
+        t = r["target"]
+        L.append(f"\nTarget: sqlite-strict at 64 in flight ≥ {t['strict_64_per_s']:,.0f} submissions/s and within "
+                 f"{t['max_ratio_vs_memory']:.0f}× of memory at 64. Measured: strict {fmt(r['strict_64_per_s'], 0)}/s, "
+                 f"memory {fmt(r['memory_64_per_s'], 0)}/s, memory/strict = {fmt(r['memory_over_strict'])}× — "
+                 f"**{'met' if r['met'] else 'missed'}**.\n")
+        if any(r["db_bytes"].values()):
+            L.append("Data dir size after a round: " + ", ".join(
+                f"{k} {v / 1e6:.1f} MB" for k, v in r["db_bytes"].items() if v) + ".\n")
     return "\n".join(L) + "\n"
 
 
@@ -970,6 +1071,9 @@ def config(quick, smoke):
         "hostile_hold_max_s": 30 if (quick or smoke) else 40,
         "hostile_b_s": 3.0 if (quick or smoke) else 5.0,
         "hostile_b_depth": 16,
+        "submit_s": 1.0 if quick else 3.0,
+        "submit_rounds": 1 if quick else 3,
+        "submit_warmup": 200 if quick else 1000,
     }
     return cfg
 
@@ -979,8 +1083,10 @@ def main():
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--smoke", action="store_true")
     ap.add_argument("--only", default="")
-    ap.add_argument("--out", default=os.path.join(ROOT, "bench", "results"))
+    ap.add_argument("--out", default=None)
     args = ap.parse_args()
+    if args.out is None:  # a quick run never overwrites the full report
+        args.out = os.path.join(ROOT, "bench", "results", "quick" if args.quick else "")
     cmdline = "bench/run.py " + " ".join(sys.argv[1:])
     os.makedirs(args.out, exist_ok=True)
     tmpdir = tempfile.mkdtemp(prefix="offload-bench-")
@@ -993,7 +1099,7 @@ def main():
             only = ["S2", "S4"]
         else:
             only = [s.strip().upper() for s in args.only.split(",") if s.strip()] or \
-                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9"]
+                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10"]
         scen = {
             "S1": lambda: s1_worker_benchmark(cfg),
             "S2": lambda: s2_saturation(cfg, names=["offload"] if args.smoke else None, series_dir=tmpdir),
@@ -1004,6 +1110,7 @@ def main():
             "S7": lambda: s7_scaling(cfg),
             "S8": lambda: s8_memory(cfg),
             "S9": lambda: s9_hostile(cfg),
+            "S10": lambda: s10_submissions(cfg),
         }
         for key in only:
             t = time.time()
