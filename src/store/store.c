@@ -213,7 +213,9 @@ int store_load(store_t *s, void (*row)(const store_job_t *j, void *data), void *
 }
 
 void store_write(store_t *s, store_write_t *w) {
-  assert(w->job && (s->cfg.kind == STORE_MEMORY || s->thread_started));
+  /* Writes made while store_load restores jobs wait in `pend` until the
+   * first loop turn, when the store thread runs. */
+  assert(w->job);
   w->_next = NULL;
   w->_rc = 0;
   if (s->pend_tail)
@@ -233,6 +235,14 @@ static void on_closed(uv_handle_t *h) {
 }
 
 void store_close(store_t *s) {
+  if (s->cfg.kind == STORE_SQLITE && !s->thread_started) {
+    /* Never got to run (a failed start): what was written is not kept. */
+    store_write_t *list = s->pend_head;
+    s->pend_head = s->pend_tail = NULL;
+    for (store_write_t *w = list; w; w = w->_next)
+      w->_rc = OFF_ESTOPPED;
+    run_callbacks(s, list);
+  }
   on_turn(&s->turn); /* hand over what this turn wrote */
   if (s->thread_started) {
     pthread_mutex_lock(&s->mu);
