@@ -21,8 +21,14 @@ typedef struct waiter {
 
 static void on_waiter_closed(uv_handle_t *h) { free(h->data); }
 
+static bool has_timer(const waiter_t *w) { return w->kind == HOLD_JOB || w->kind == HOLD_FIB; }
+
 static void waiter_finish(waiter_t *w) {
   w->api->waiters--;
+  if (!has_timer(w)) { /* a 202 on its way: no handle to close */
+    free(w);
+    return;
+  }
   uv_timer_stop(&w->timer);
   uv_close((uv_handle_t *)&w->timer, on_waiter_closed);
 }
@@ -103,10 +109,14 @@ int api_hold(api_t *a, http_req_t *req, job_t *j, hold_kind_t kind, uint64_t tim
   w->req = req;
   w->job = j;
   w->kind = kind;
-  uv_timer_init(a->loop, &w->timer);
-  w->timer.data = w;
-  if (timeout_ms)
-    uv_timer_start(&w->timer, on_wait_timeout, timeout_ms, 0);
+  /* Only the holds that wait for a result need a timer (and a handle's
+   * deferred free); a 202 waits one store commit at most. */
+  if (has_timer(w)) {
+    uv_timer_init(a->loop, &w->timer);
+    w->timer.data = w;
+    if (timeout_ms)
+      uv_timer_start(&w->timer, on_wait_timeout, timeout_ms, 0);
+  }
   registry_watch(j, &w->watch);
   http_req_on_abort(req, on_wait_abort, w);
   a->waiters++;
