@@ -238,6 +238,14 @@ static void bind_time(sqlite3_stmt *st, int i, int64_t ms) {
     sqlite3_bind_null(st, i);
 }
 
+/* Runs a prepared write once and readies it for the next. */
+static int step_once(sqlite3_stmt *st) {
+  int rc = sqlite3_step(st);
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc;
+}
+
 static int run_insert(sq_t *q, const store_job_t *j) {
   sqlite3_stmt *st = q->insert;
   sqlite3_bind_int64(st, 1, (sqlite3_int64)j->seq);
@@ -255,10 +263,7 @@ static int run_insert(sq_t *q, const store_job_t *j) {
   bind_text(st, 13, j->err_code);
   bind_text(st, 14, j->err_message);
   bind_text(st, 15, j->idem_key);
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return rc;
+  return step_once(st);
 }
 
 static int run_update(sq_t *q, const store_job_t *j) {
@@ -271,10 +276,7 @@ static int run_update(sq_t *q, const store_job_t *j) {
   bind_text(st, 6, j->result);
   bind_text(st, 7, j->err_code);
   bind_text(st, 8, j->err_message);
-  int rc = sqlite3_step(st);
-  sqlite3_reset(st);
-  sqlite3_clear_bindings(st);
-  return rc;
+  return step_once(st);
 }
 
 int sq_apply(sq_t *q, store_write_t *list) {
