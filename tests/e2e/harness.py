@@ -543,6 +543,18 @@ class OffloadTestCase(unittest.TestCase):
             self.assertEqual(j["id"], job_id)
         return j
 
+    def checkReportAccepted(self, r):
+        """The 202 of /tasks/reports/start: the seed's body and Location. Its job id."""
+        self.assertEqual(r.status, 202, repr(r))
+        self.assertJsonType(r)
+        b = r.json()
+        self.assertEqual(set(b.keys()), {"jobId", "status", "statusUrl"}, repr(b))
+        self.assertRegex(b["jobId"], ID_RE)
+        self.assertEqual(b["status"], "queued")
+        self.assertEqual(b["statusUrl"], "/tasks/reports/%s" % b["jobId"])
+        self.assertEqual(r.header("Location"), "/tasks/reports/%s" % b["jobId"])
+        return b["jobId"]
+
     def checkReportStatus(self, j, expect_status=None, job_id=None):
         self._check_common(j, REPORT_KEYS, expect_status)
         self.assertRegex(j["jobId"], ID_RE)

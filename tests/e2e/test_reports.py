@@ -12,15 +12,7 @@ class ReportStart(OffloadTestCase):
 
     def start_report(self, srv, n):
         r = srv.get("/tasks/reports/start?heavyIterations=%d" % n)
-        self.assertEqual(r.status, 202, repr(r))
-        self.assertJsonType(r)
-        b = r.json()
-        self.assertEqual(set(b.keys()), {"jobId", "status", "statusUrl"}, repr(b))
-        self.assertRegex(b["jobId"], ID_RE)
-        self.assertEqual(b["status"], "queued")
-        self.assertEqual(b["statusUrl"], "/tasks/reports/%s" % b["jobId"])
-        self.assertEqual(r.header("Location"), "/tasks/reports/%s" % b["jobId"])
-        return b["jobId"]
+        return self.checkReportAccepted(r)
 
     def report(self, srv, jid):
         r = srv.get("/tasks/reports/%s" % jid)
