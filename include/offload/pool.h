@@ -86,6 +86,7 @@ struct pool_work {
   pool_ctl_t *_home;  /* ctl as submitted (a process pool points ctl at a shared page meanwhile) */
   uint64_t _cancel_ms; /* monotonic ms of pool_cancel while running; 0 = none */
   bool _watched;       /* counted in the watchdog's set */
+  bool _start_told;    /* the `started` callback ran for this run */
 };
 
 typedef enum { POOL_THREADS = 0, POOL_PROCS } pool_kind_t;
@@ -96,6 +97,10 @@ typedef enum { POOL_STALL_TIMEOUT = 1, POOL_STALL_CANCEL } pool_stall_t;
  * has run out (CANCEL, once). The item stays the pool's: `done` still comes,
  * whenever the worker lets go of it. */
 typedef void (*pool_stall_cb)(pool_work_t *w, pool_stall_t why, void *data);
+/* Loop thread, soon after a worker took `w` (one wake-up for many starts):
+ * its state is RUNNING, or already DONE with `done` still to come. A run
+ * that finished before the loop looked is reported by `done` alone. */
+typedef void (*pool_started_cb)(pool_work_t *w, void *data);
 
 /* Process pools: the item's job frame payload (a new malloc'd buffer the pool
  * frees, *len its size; *fd a descriptor to pass along, which the pool
@@ -127,6 +132,7 @@ typedef struct pool_config {
   uint64_t kill_grace_ms; /* how long a canceled or overdue item may take to stop */
   unsigned first_id;      /* the id of the first worker (ids are unique per server) */
   pool_stall_cb stall;    /* optional */
+  pool_started_cb started; /* optional */
   pool_proc_config_t proc;
 } pool_config_t;
 

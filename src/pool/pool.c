@@ -184,10 +184,33 @@ void pool__unpop(pool_t *p, pool_slot_t *s, pool_work_t *w) {
   pthread_mutex_unlock(&p->mu);
 }
 
+/* Wakes the loop from a worker thread. Dekker-style with
+ * pool__backend_gone (both seq_cst): either it sees us here and waits, or
+ * we see `abandoned` and leave the loop alone (a stuck thread that came
+ * back after the loop let go of the pool). */
+static void wake_loop(pool_t *p, void (*before)(pool_t *p, pool_work_t *w), pool_work_t *w) {
+  atomic_fetch_add(&p->finishing, 1);
+  if (!atomic_load(&p->abandoned)) {
+    if (before)
+      before(p, w);
+    uv_async_send(&p->async);
+  }
+  atomic_fetch_sub(&p->finishing, 1);
+}
+
+/* A run began: the loop reports it (cfg.started) at its next wake-up. */
+static void note_start(pool_t *p, pool_work_t *w) {
+  if (!w || !p->cfg.started)
+    return;
+  atomic_store(&p->starts, true);
+  wake_loop(p, NULL, NULL);
+}
+
 pool_work_t *pool__pop(pool_t *p, pool_slot_t *s) {
   pthread_mutex_lock(&p->mu);
   pool_work_t *w = p->stopping || !p->head ? NULL : pop_head_locked(p, s);
   pthread_mutex_unlock(&p->mu);
+  note_start(p, w);
   return w;
 }
 
@@ -197,6 +220,7 @@ pool_work_t *pool__pop_wait(pool_t *p, pool_slot_t *s) {
     pthread_cond_wait(&p->cond, &p->mu);
   pool_work_t *w = p->stopping ? NULL : pop_head_locked(p, s);
   pthread_mutex_unlock(&p->mu);
+  note_start(p, w);
   return w;
 }
 
@@ -209,20 +233,16 @@ static void finish(pool_t *p, pool_slot_t *s, pool_work_t *w) {
   atomic_store(&w->ctl->state, POOL_WORK_DONE);
 }
 
+static void push_done(pool_t *p, pool_work_t *w) {
+  pool_work_t *head = atomic_load_explicit(&p->done_head, memory_order_relaxed);
+  do
+    w->_next = head; /* published by the release below */
+  while (!atomic_compare_exchange_weak_explicit(&p->done_head, &head, w, memory_order_release, memory_order_relaxed));
+}
+
 void pool__finish_async(pool_t *p, pool_slot_t *s, pool_work_t *w) {
   finish(p, s, w);
-  /* Dekker-style with pool__backend_gone (both seq_cst): either it sees us
-   * here and waits, or we see `abandoned` and leave the loop alone (a stuck
-   * thread that came back after the loop let go of the pool). */
-  atomic_fetch_add(&p->finishing, 1);
-  if (!atomic_load(&p->abandoned)) {
-    pool_work_t *head = atomic_load_explicit(&p->done_head, memory_order_relaxed);
-    do
-      w->_next = head; /* published by the release below */
-    while (!atomic_compare_exchange_weak_explicit(&p->done_head, &head, w, memory_order_release, memory_order_relaxed));
-    uv_async_send(&p->async);
-  }
-  atomic_fetch_sub(&p->finishing, 1);
+  wake_loop(p, push_done, w);
 }
 
 void pool__finish_here(pool_t *p, pool_slot_t *s, pool_work_t *w) {
@@ -276,9 +296,25 @@ static void run_one_inline(pool_t *p) {
     uv_async_send(&p->async);
 }
 
+/* Loop thread: tells the owner about runs that started since it last
+ * looked. An item read from `current` is the owner's until its done
+ * callback, which only this thread runs, so it is safe to hand over. */
+static void report_starts(pool_t *p) {
+  if (!p->cfg.started || !atomic_exchange(&p->starts, false))
+    return;
+  for (unsigned i = 0; i < p->nslots; i++) {
+    pool_work_t *w = atomic_load(&p->slots[i].current);
+    if (w && !w->_start_told) {
+      w->_start_told = true;
+      p->cfg.started(w, p->data);
+    }
+  }
+}
+
 static void on_async(uv_async_t *h) {
   pool_t *p = h->data;
   drain_done(p);
+  report_starts(p);
   if (p->cfg.run_inline)
     run_one_inline(p);
 }
@@ -395,6 +431,7 @@ static int submit(pool_t *p, pool_work_t *w, bool force) {
   }
   w->_home = w->ctl;
   w->_cancel_ms = 0;
+  w->_start_told = false;
   atomic_store_explicit(&w->ctl->started_ms, 0, memory_order_relaxed);
   atomic_store(&w->ctl->state, POOL_WORK_QUEUED);
   pool_work_t *after = p->tail;

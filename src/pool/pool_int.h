@@ -77,7 +77,8 @@ struct pool {
   bool watchdog_on;
   bool closing;         /* pool_free ran; freed when the handles close */
   _Atomic bool abandoned; /* left to a stuck thread: never touch the loop again */
-  _Atomic int finishing;  /* worker threads inside pool__finish_async now */
+  _Atomic int finishing;  /* worker threads waking the loop now (wake_loop) */
+  _Atomic bool starts;    /* a run started since the loop last looked (cfg.started) */
   int open_handles;
   uint64_t restarts[POOL_NRESTART];
 };

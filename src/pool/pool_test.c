@@ -41,6 +41,8 @@ typedef struct item {
   int start_seq;     /* worker writes; loop reads after done */
   /* Loop side. */
   int dones;
+  int started;       /* `started` callbacks */
+  int state_at_started;
   int done_seq;
   int state_at_done;
   int submit_in_done_rc; /* what pool_submit said from inside done */
@@ -104,10 +106,19 @@ static void on_stall(pool_work_t *w, pool_stall_t why, void *data) {
   c->stalled = w;
 }
 
+static void on_started(pool_work_t *w, void *data) {
+  item_t *it = (item_t *)w;
+  assert_ptr_equal(it->ctx, data);
+  assert_int_equal(it->dones, 0); /* never after its done */
+  it->started++;
+  it->state_at_started = pool_work_state(w);
+}
+
 static void ctx_start(ctx_t *c, unsigned workers, size_t max_queue) {
   *c = (ctx_t){0};
   assert_int_equal(uv_loop_init(&c->loop), 0);
-  pool_config_t cfg = {.workers = workers, .max_queue = max_queue, .nice = 0, .kill_grace_ms = 50, .stall = on_stall};
+  pool_config_t cfg = {.workers = workers, .max_queue = max_queue, .nice = 0, .kill_grace_ms = 50, .stall = on_stall,
+                       .started = on_started};
   c->pool = pool_new(&c->loop, &cfg, on_done, c);
   assert_non_null(c->pool);
   assert_int_equal(pool_workers(c->pool), workers);
@@ -509,6 +520,36 @@ static void test_timeout_stall(void **state) {
   ctx_stop(&c);
 }
 
+static void test_started_while_running(void **state) {
+  (void)state;
+  /* The owner hears of a start while the item runs (not only at done),
+   * once per run; a queued item is not reported. */
+  ctx_t c;
+  ctx_start(&c, 1, 8);
+  atomic_bool gate = false;
+  item_t a, b;
+  item_init(&a, &c, 1, &gate);
+  item_init(&b, &c, 2, NULL);
+  assert_int_equal(pool_submit(c.pool, &a.work), 0);
+  assert_int_equal(pool_submit(c.pool, &b.work), 0);
+  RUN_UNTIL(&c.loop, a.started == 1);
+  assert_int_equal(a.state_at_started, POOL_WORK_RUNNING);
+  assert_int_equal(a.dones, 0);
+  assert_int_equal(b.started, 0);
+  atomic_store(&gate, true);
+  RUN_UNTIL(&c.loop, a.dones == 1 && b.dones == 1);
+  assert_int_equal(a.started, 1);
+  assert_true(b.started <= 1); /* a run done before the loop looked is told by done alone */
+  /* A second run of the same item is a new start. */
+  atomic_store(&gate, false);
+  a.dones = 0;
+  assert_int_equal(pool_submit(c.pool, &a.work), 0);
+  RUN_UNTIL(&c.loop, a.started == 2);
+  atomic_store(&gate, true);
+  RUN_UNTIL(&c.loop, a.dones == 1);
+  ctx_stop(&c);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_done_once_fifo),     cmocka_unit_test(test_bounded_queue_and_remove),
@@ -516,6 +557,7 @@ int main(void) {
       cmocka_unit_test(test_free_busy_many_workers), cmocka_unit_test(test_remove_during_free),
       cmocka_unit_test(test_stress_many_items),      cmocka_unit_test(test_order_and_deadline),
       cmocka_unit_test(test_stuck_thread),           cmocka_unit_test(test_timeout_stall),
+      cmocka_unit_test(test_started_while_running),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -223,6 +223,15 @@ void registry_on_done(pool_work_t *w, void *data) {
   reg_maybe_idle(r);
 }
 
+void registry_on_started(pool_work_t *w, void *data) {
+  registry_t *r = data;
+  job_t *j = item_of(w)->owner;
+  /* Now, not when someone asks: a durable store writes `processing` (and
+   * the attempt) while the job runs, so a crash finds it interrupted. */
+  if (j && j->_item == item_of(w) && pool_work_state(w) == POOL_WORK_RUNNING)
+    registry_refresh(r, j);
+}
+
 void registry_on_stall(pool_work_t *w, pool_stall_t why, void *data) {
   registry_t *r = data;
   item_t *it = item_of(w);

@@ -151,6 +151,9 @@ void registry_free(registry_t *r);
 /* The pool_done_cb and pool_stall_cb to give pool_new, with the registry as data. */
 void registry_on_done(pool_work_t *w, void *data);
 void registry_on_stall(pool_work_t *w, pool_stall_t why, void *data);
+/* The pool's started callback (pool_config_t.started, data = registry):
+ * files the job as processing at once (and writes it to the store). */
+void registry_on_started(pool_work_t *w, void *data);
 
 /* Creates a queued job running `def` with `params` (borrowed, copied; must be
  * valid for def) and hands it to its lane's pool. timeout_ms < 0 takes the
