@@ -182,9 +182,13 @@ void index_queue_unlink(registry_t *r, job_t *j) {
   r->nqview[j->_lane]--;
 }
 
+/* A job in a queue view waits in its pool, or (kept for the next start by
+ * a durable drain) nowhere: either way it has not started. */
+static bool waiting(const job_t *j) { return !j->_item || pool_work_state(&j->_item->work) == POOL_WORK_QUEUED; }
+
 void index_prune_queues(registry_t *r) {
   for (int l = 0; l < LANE_N; l++)
-    while (r->q_head[l] && pool_work_state(&r->q_head[l]->_item->work) != POOL_WORK_QUEUED) {
+    while (r->q_head[l] && !waiting(r->q_head[l])) {
       job_t *j = r->q_head[l];
       registry_refresh(r, j); /* processing, or final if already done */
       index_queue_unlink(r, j);
@@ -243,7 +247,7 @@ void registry_sync(registry_t *r, size_t queued[LANE_N]) {
 
 bool registry_queues_settled(const registry_t *r) {
   for (int l = 0; l < LANE_N; l++)
-    if (r->q_head[l] && pool_work_state(&r->q_head[l]->_item->work) != POOL_WORK_QUEUED)
+    if (r->q_head[l] && !waiting(r->q_head[l]))
       return false;
   return true;
 }

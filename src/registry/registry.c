@@ -332,11 +332,12 @@ void reg_on_accepted(registry_t *r, job_t *j, int rc) {
     reg_maybe_idle(r);
     return;
   }
-  if (!job_is_final(j) && !r->draining && reg_hand_to_pool(r, j, true) != 0) {
+  if (!job_is_final(j) && r->draining) {
+    index_queue_insert(r, j); /* queued on disk for the next start, in its place */
+  } else if (!job_is_final(j) && reg_hand_to_pool(r, j, true) != 0) {
     reg_set_error(j, "internal", "The job could not be queued (out of memory).");
     reg_mark_final(r, j, JOB_FAILED);
   }
-  /* While draining a durable store, it stays queued on disk for the next start. */
   for (job_watch_t *w = j->_watches, *next; w; w = next) {
     next = w->_next;
     if (w->accepted)
@@ -401,14 +402,15 @@ void registry_unwatch(job_t *job, job_watch_t *w) {
 }
 
 /* Drain with a durable store: a queued job is taken back from its pool
- * and left `queued` (on disk too) for the next start. */
+ * and left `queued` (on disk too) for the next start. It keeps its place
+ * in the queue view (without an item), so GET still shows where it will
+ * run from: the queue is what the next start runs, in this order. */
 static bool keep_queued(registry_t *r, job_t *j) {
   if (pool_remove(r->pools[j->_lane], &j->_item->work) != 0)
     return false;
   item_free(j->_item);
   j->_item = NULL;
   r->in_flight--;
-  index_queue_unlink(r, j);
   return true;
 }
 
@@ -432,7 +434,8 @@ void registry_drain(registry_t *r) {
     uv_timer_stop(j->_retry);
     DLIST_UNLINK(r->b_head, r->b_tail, j, _b_prev, _b_next);
     if (keep) {
-      j->retry_at = 0; /* runs after the next start */
+      j->retry_at = 0; /* runs after the next start, in its place */
+      index_queue_insert(r, j);
       continue;
     }
     j->canceled_by_shutdown = true;
