@@ -58,6 +58,7 @@ void server_config_defaults(server_config_t *c) {
       .worker_nice = 19,
       .kill_grace_ms = 200,
       .retry_backoff_ms = 500,
+      .store_sqlite = true,
       .data_dir = "./offload-data",
   };
 }

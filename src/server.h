@@ -34,7 +34,7 @@ typedef struct server_config {
   int64_t retry_backoff_ms;
   bool test_tasks;              /* --enable-test-tasks */
   /* The job store. */
-  bool store_sqlite;            /* --store sqlite (else memory) */
+  bool store_sqlite;            /* --store sqlite (the default; else memory) */
   const char *data_dir;         /* --data-dir */
   bool durability_relaxed;      /* --durability relaxed (else strict) */
 } server_config_t;

@@ -24,10 +24,12 @@ import json
 import math
 import os
 import re
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import unittest
@@ -298,6 +300,18 @@ def _die_with_parent():
         _PRCTL(1, int(signal.SIGKILL))  # PR_SET_PDEATHSIG
 
 
+# Where servers' own data dirs go (see Server).
+_SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
+
+
+def _store_memory(args):
+    """True if these serve flags choose --store memory."""
+    for i, a in enumerate(args):
+        if a == "--store=memory" or (a == "--store" and i + 1 < len(args) and args[i + 1] == "memory"):
+            return True
+    return False
+
+
 LISTEN_RE = re.compile(r"offload listening on http://127\.0\.0\.1:(\d+)")
 
 
@@ -306,6 +320,14 @@ class Server:
         self.args = list(args)
         if drain_default and "--drain-timeout-s" not in self.args:
             self.args += ["--drain-timeout-s", "1"]
+        # The default store is SQLite in ./offload-data: each server gets its
+        # own fresh data dir instead (on /dev/shm when there is one, so a
+        # strict commit's fsync costs little), removed once it stopped. A
+        # test that names --data-dir or --store memory keeps its choice.
+        self.own_dir = None
+        if "--data-dir" not in self.args and not _store_memory(self.args):
+            self.own_dir = tempfile.mkdtemp(prefix="offload-e2e-", dir=_SCRATCH)
+            self.args += ["--data-dir", os.path.join(self.own_dir, "data")]
         self.cmd = [_bin(), "serve", "--host", HOST, "--port", "0"] + self.args
         self.out_lines = []
         self.err_lines = []
@@ -396,6 +418,8 @@ class Server:
                 problem = "server pid %d did not exit within %.0fs of SIGTERM (killed)" % (self.pid, STOP_TIMEOUT)
         self._join()
         _LIVE.discard(self.proc)
+        if self.own_dir:
+            shutil.rmtree(self.own_dir, True)
         rc = self.proc.returncode
         if problem is None and rc != 0 and not self.killed_by_test and not self.expect_nonzero:
             problem = "server exited with code %r at teardown" % rc

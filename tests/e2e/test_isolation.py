@@ -12,9 +12,11 @@ call a zombie alive).
 import os
 import random
 import re
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import threading
 import time
 
@@ -1065,10 +1067,11 @@ class ServerExit(IsoCase):
         self.assertEqual({p: proc_stat(p) for p in kids if not is_dead(p)}, {})
 
     def test_sigterm_cancels_job_waiting_to_retry(self):
-        # API.md: at shutdown a job waiting to retry is canceled like a queued
-        # job; the drain does not wait out its 10 s backoff.
+        # API.md: at shutdown (--store memory) a job waiting to retry is
+        # canceled like a queued job; the drain does not wait out its 10 s
+        # backoff. (With the SQLite store it stays queued: next test.)
         srv = self.start_iso("--workers", 1, "--process-workers", 2, "--enable-test-tasks",
-                             "--retry-backoff-ms", 10000, "--drain-timeout-s", 1)
+                             "--retry-backoff-ms", 10000, "--drain-timeout-s", 1, "--store", "memory")
         self.wait_pool_ready(srv, 1, 2)
         a = self.post_job(srv, "crash", {"mode": "segv"}, retries=1)
         self.wait_job(srv, a["id"], lambda j: j["retryAt"] is not None, 10, what="waiting to retry")
@@ -1089,6 +1092,42 @@ class ServerExit(IsoCase):
         dt = time.monotonic() - t0
         self.assertEqual(rc, 0, srv.stderr())
         self.assertLess(dt, 1 + (GRACE_MS + SLACK_MS) / 1000 + 3, "exit took %.1fs" % dt)
+
+    def test_sigterm_keeps_job_waiting_to_retry_on_disk(self):
+        # API.md: with the SQLite store (the default) a job waiting to retry
+        # stays queued through the drain (first in the queue the next start
+        # runs, its backoff not waited out) and runs its retry after the
+        # next start.
+        d = os.path.join(tempfile.mkdtemp(prefix="offload-iso-"), "data")
+        self.addCleanup(shutil.rmtree, os.path.dirname(d), True)
+        srv = self.start_iso("--workers", 1, "--process-workers", 2, "--enable-test-tasks",
+                             "--retry-backoff-ms", 10000, "--drain-timeout-s", 1, "--data-dir", d)
+        self.wait_pool_ready(srv, 1, 2)
+        a = self.post_job(srv, "crash", {"mode": "segv"}, retries=1)
+        self.wait_job(srv, a["id"], lambda j: j["retryAt"] is not None, 10, what="waiting to retry")
+        h = self.post_job(srv, "crash", {"mode": "hang"})  # holds the drain for its 1 s
+        self.worker_running(srv, h["id"])
+        c = self.raw(srv)
+        self.assertEqual(c.request("GET", "/health").status, 200)
+        t0 = time.monotonic()
+        srv.signal(signal.SIGTERM)
+        self.wait_listener_closed(srv)
+        r = c.request("GET", "/jobs/%s" % a["id"], timeout=10)
+        self.assertEqual(r.status, 200, repr(r))
+        ja = self.checkJob(r.json(), job_id=a["id"])
+        self.assertEqual((ja["status"], ja["queuePosition"], ja["retryAt"], ja["attempts"]), ("queued", 1, None, 1),
+                         repr(ja))
+        rc = srv.wait_exit(20)
+        self.assertEqual(rc, 0, srv.stderr())
+        self.assertLess(time.monotonic() - t0, 1 + (GRACE_MS + SLACK_MS) / 1000 + 3)
+        # The next start runs its retry at once (and it fails again: the
+        # crash task exits every time).
+        srv2 = self.start_iso("--workers", 1, "--process-workers", 2, "--enable-test-tasks", "--data-dir", d)
+        j = self.wait_final(srv2, a["id"], timeout=15)
+        self.checkJob(j, expect_status="failed", job_id=a["id"])
+        self.assertEqual((j["attempts"], j["error"]["code"]), (2, "worker_crashed"), repr(j))
+        hj = self.wait_final(srv2, h["id"], timeout=15)
+        self.assertEqual(hj["status"], "canceled", repr(hj))
 
 
 # --------------------------------------------------------------------------

@@ -4,7 +4,8 @@ Jobs are kept in DIR/offload.db (SQLite, WAL) and survive a restart: a clean
 stop (SIGTERM, drain), a crash (SIGKILL) mid-run or right after a 202. A
 server refuses to start on a data dir it cannot use, with a message that
 names the path and says what to do, and deletes or overwrites nothing.
-`--store memory` (the default) keeps nothing: shown here for contrast.
+`--store sqlite` is the default; `--store memory` keeps nothing: shown here
+for contrast.
 
 Every server is stopped by its pid (the harness); every data dir is a fresh
 temporary directory removed at cleanup, after the servers using it stopped.
