@@ -86,13 +86,17 @@ bool api_idempotency_key(http_req_t *req, const char **key);
  * false when there is none. `seed`: answer in the seed's shape. */
 bool api_reply_existing(api_t *a, http_req_t *req, const char *key, const offload_task_def_t *def,
                         const json_t *params, bool seed);
+/* The 200 for a repeated request: the job, or the seed's short form. */
+void api_reply_same(api_t *a, http_req_t *req, job_t *j, bool seed);
 
 /* ---- held replies (hold.c) ---- */
 
 /* HOLD_JOB: GET /jobs/<id>?wait; HOLD_FIB: GET /fibonacci/<n>; the two
  * HOLD_ACCEPT kinds answer a submission's 202 once the store kept its job
  * (or 503 store_unavailable if it could not). */
-typedef enum { HOLD_JOB, HOLD_FIB, HOLD_ACCEPT_JOB, HOLD_ACCEPT_SEED } hold_kind_t;
+/* HOLD_SAME_*: a request repeating the Idempotency-Key of a job whose row
+ * is on the way to the store gets the 200 for that job once it is kept. */
+typedef enum { HOLD_JOB, HOLD_FIB, HOLD_ACCEPT_JOB, HOLD_ACCEPT_SEED, HOLD_SAME_JOB, HOLD_SAME_SEED } hold_kind_t;
 /* Replies when `j` is final (or after timeout_ms, when not 0). Returns 0 or
  * OFF_ENOMEM (nothing was replied). */
 int api_hold(api_t *a, http_req_t *req, job_t *j, hold_kind_t kind, uint64_t timeout_ms);

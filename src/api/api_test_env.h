@@ -46,6 +46,7 @@ typedef struct env {
   registry_t *reg;
   pool_t *pool;
   http_server_t *http;
+  store_t *store; /* NULL, or the store given to env_init_store */
   looplag_t lag; /* never started: zero figures for /metrics */
   api_t api;
   client_t c[ENV_CLIENTS]; /* c[0] is opened by env_init */
@@ -68,12 +69,23 @@ static inline client_t *env_open(env_t *e, int i) {
 
 /* `max_queue`: jobs that may wait; `timeout_ms`: the default job timeout
  * (--job-timeout-ms; 0 = none). */
-static inline void env_init_cfg(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms) {
+static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms,
+                                 const char *sqlite_dir) {
   memset(e, 0, sizeof *e);
   assert_int_equal(uv_loop_init(&e->loop), 0);
   assert_int_equal(tasks_catalog_init(&e->cat), 0);
-  registry_config_t rc = {
-      .catalog = &e->cat, .max_finished = 1000, .retention_ms = 3600 * 1000, .default_timeout_ms = timeout_ms};
+  if (sqlite_dir) {
+    char err[512];
+    store_config_t sc = {.kind = STORE_SQLITE, .data_dir = sqlite_dir, .strict = false};
+    e->store = store_open(&e->loop, &sc, err, sizeof err);
+    if (!e->store)
+      fail_msg("store_open: %s", err);
+  }
+  registry_config_t rc = {.catalog = &e->cat,
+                          .max_finished = 1000,
+                          .retention_ms = 3600 * 1000,
+                          .default_timeout_ms = timeout_ms,
+                          .store = e->store};
   e->reg = registry_new(&e->loop, &rc);
   assert_non_null(e->reg);
   /* A generous grace: tests cancel cooperative tasks and then free the pool,
@@ -96,7 +108,18 @@ static inline void env_init_cfg(env_t *e, unsigned workers, size_t max_queue, in
   e->http = http_server_new(&e->loop, &hc, api_on_head, api_on_request, &e->api);
   assert_non_null(e->http);
   e->api.http = e->http;
+  if (e->store)
+    assert_int_equal(store_load(e->store, NULL, NULL), 0); /* a fresh dir: starts the store thread */
   env_open(e, 0);
+}
+
+static inline void env_init_cfg(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms) {
+  env_init_full(e, workers, max_queue, timeout_ms, NULL);
+}
+
+/* With a SQLite store (relaxed) in `dir`, which must be new or empty. */
+static inline void env_init_store(env_t *e, unsigned workers, const char *dir) {
+  env_init_full(e, workers, 100, 0, dir);
 }
 
 static inline void env_init(env_t *e, unsigned workers) { env_init_cfg(e, workers, 100, 0); }
@@ -117,6 +140,8 @@ static inline void env_fini(env_t *e) {
   assert_int_equal(e->api.waiters, 0);
   registry_cancel_running(e->reg);
   pool_free(e->pool);
+  if (e->store)
+    store_close(e->store); /* its last callbacks reach the registry */
   registry_free(e->reg);
   POLL(&e->loop, true, !uv_loop_alive(&e->loop));
   tasks_catalog_fini(&e->cat);

@@ -58,6 +58,8 @@ static void on_waited_final(job_t *j, job_watch_t *watch) {
     api_reply_seed_accepted(w->req, j);
   else if (w->kind == HOLD_ACCEPT_JOB)
     api_reply_job_accepted(w->api, w->req, j);
+  else if (w->kind == HOLD_SAME_JOB || w->kind == HOLD_SAME_SEED)
+    api_reply_same(w->api, w->req, j, w->kind == HOLD_SAME_SEED);
   else
     api_reply_job(w->api, w->req, 200, NULL, j);
   waiter_finish(w);
@@ -76,6 +78,8 @@ static void on_waited_accepted(job_t *j, job_watch_t *watch, int rc) {
   registry_unwatch(j, &w->watch);
   if (w->kind == HOLD_ACCEPT_SEED)
     api_reply_seed_accepted(w->req, j);
+  else if (w->kind == HOLD_SAME_JOB || w->kind == HOLD_SAME_SEED)
+    api_reply_same(w->api, w->req, j, w->kind == HOLD_SAME_SEED);
   else
     api_reply_job_accepted(w->api, w->req, j);
   waiter_finish(w);

@@ -128,7 +128,20 @@ bool api_reply_existing(api_t *a, http_req_t *req, const char *key, const offloa
               j->def->name);
     return true;
   }
-  /* The same request again: the original job, not a new one. */
+  /* The same request again: the original job, not a new one; once it is
+   * kept, if its row is still on the way to the store (a 200 promises as
+   * much as the 202 does). */
+  if (!job_is_accepted(j)) {
+    int rc = api_hold(a, req, j, seed ? HOLD_SAME_SEED : HOLD_SAME_JOB, 0);
+    if (rc != 0)
+      api_reply_submit_error(req, rc);
+    return true;
+  }
+  api_reply_same(a, req, j, seed);
+  return true;
+}
+
+void api_reply_same(api_t *a, http_req_t *req, job_t *j, bool seed) {
   if (seed) {
     char url[64];
     snprintf(url, sizeof url, "/tasks/reports/%s", j->id);
@@ -143,7 +156,6 @@ bool api_reply_existing(api_t *a, http_req_t *req, const char *key, const offloa
     api_reply_job(a, req, 200, &h, j);
     http_headers_fini(&h);
   }
-  return true;
 }
 
 bool api_media_type_is_json(const char *ct) {
