@@ -79,7 +79,8 @@ static void stop_everything(server_t *s) {
       pool_free(s->pools[l]);
     s->pools[l] = NULL;
   }
-  store_close(s->store); /* the last transitions: one commit at most */
+  registry_save_unsaved(s->reg); /* one last try for writes that failed */
+  store_close(s->store);         /* the last transitions: one commit at most */
   s->store = NULL;
 }
 

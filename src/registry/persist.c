@@ -21,22 +21,38 @@ typedef struct persist {
   store_write_t w; /* first: the store hands this back */
   store_job_t rec;
   registry_t *r;
-  job_t *accepting; /* the job whose insert this is, while it waits for it */
+  job_t *j;          /* kept from eviction until this callback (j->_writes) */
+  uint32_t ver;      /* j->_ver_sent when made */
+  bool accepting;    /* the insert of a job waiting for it to answer its 202 */
 } persist_t;
 
 static void on_persisted(store_write_t *w, int rc, void *data) {
   persist_t *p = (persist_t *)w;
   (void)data;
-  if (rc != 0) {
-    p->r->stats.store_failures++;
-    log_warn("store: job %s (%s) was not written: %s", p->rec.id, p->rec.status, err_str(rc));
-  }
-  job_t *j = p->accepting;
   registry_t *r = p->r;
+  job_t *j = p->j;
+  bool accepting = p->accepting, latest = p->ver == j->_ver_sent;
+  if (rc != 0) {
+    r->stats.store_failures++;
+    log_warn("store: job %s (%s) was not written: %s%s", p->rec.id, p->rec.status, err_str(rc),
+             accepting || !latest || rc == OFF_ESTOPPED ? "" : "; it will be written again");
+  }
   store_job_fini(&p->rec);
   free(p);
-  if (j)
-    reg_on_accepted(r, j, rc);
+  j->_writes--;
+  if (accepting) {
+    reg_on_accepted(r, j, rc); /* a failed insert: the job is gone */
+    return;
+  }
+  if (rc != 0 && rc != OFF_ESTOPPED && latest && !j->_unsaved) {
+    /* The store missed the job's latest state (a later write, had there
+     * been one, would carry it): write it again, as it is then. */
+    j->_unsaved = true;
+    j->_u_next = r->unsaved;
+    r->unsaved = j;
+  } else if (rc == 0 && job_is_final(j) && !j->_writes) {
+    reg_evict_old(r); /* it may have held back evictions */
+  }
 }
 
 bool reg_durable(const registry_t *r) { return r->cfg.store && store_kind(r->cfg.store) != STORE_MEMORY; }
@@ -47,12 +63,21 @@ static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 int reg_persist(registry_t *r, job_t *j, bool insert) {
   if (!reg_durable(r))
     return 0; /* nothing would ever read it back */
+  if (!insert && j->_accepting) {
+    /* Its insert is its only write in flight (a failed one frees the job):
+     * this state is written once that is kept (reg_on_accepted). */
+    j->_changed_while_accepting = true;
+    return 0;
+  }
   persist_t *p = calloc(1, sizeof *p);
   if (!p) {
     r->stats.store_failures++;
     return OFF_ENOMEM;
   }
-  p->accepting = insert && j->_accepting ? j : NULL;
+  p->accepting = insert && j->_accepting;
+  p->j = j;
+  p->ver = ++j->_ver_sent;
+  j->_writes++;
   store_job_t *rec = &p->rec;
   rec->seq = j->_seq;
   memcpy(rec->id, j->id, JOB_ID_LEN + 1);

@@ -46,14 +46,43 @@ static void evict(registry_t *r, job_t *j) {
   job_free(j);
 }
 
+bool reg_evictable(const job_t *j) { return !j->_item && !j->_accepting && !j->_writes && !j->_unsaved; }
+
 static void evict_expired(registry_t *r) {
   uint64_t now = (uint64_t)clock_mono_ms();
-  while (r->f_head && !r->f_head->_item && !r->f_head->_accepting &&
-         r->f_head->_finished_mono_ms + (uint64_t)r->cfg.retention_ms <= now)
+  while (r->f_head && reg_evictable(r->f_head) && r->f_head->_finished_mono_ms + (uint64_t)r->cfg.retention_ms <= now)
     evict(r, r->f_head);
 }
 
-static void on_evict_timer(uv_timer_t *t) { evict_expired(t->data); }
+static void evict_over_limit(registry_t *r);
+
+void reg_evict_old(registry_t *r) {
+  evict_over_limit(r);
+  evict_expired(r);
+}
+
+/* Each second: retention, and another try for writes that failed. */
+static void on_evict_timer(uv_timer_t *t) {
+  registry_t *r = t->data;
+  registry_save_unsaved(r);
+  evict_expired(r);
+}
+
+void registry_save_unsaved(registry_t *r) {
+  job_t *list = r->unsaved;
+  r->unsaved = NULL;
+  while (list) {
+    job_t *j = list;
+    list = j->_u_next;
+    j->_u_next = NULL;
+    j->_unsaved = false;
+    if (reg_persist(r, j, false) != 0) { /* no memory: next time */
+      j->_unsaved = true;
+      j->_u_next = r->unsaved;
+      r->unsaved = j;
+    }
+  }
+}
 
 /* ---- final states ---- */
 
@@ -97,7 +126,7 @@ void reg_mark_final(registry_t *r, job_t *j, job_status_t status) {
  * pool still holds (recorded early by registry_refresh) is never freed; the
  * eviction resumes at its done callback. */
 static void evict_over_limit(registry_t *r) {
-  while (r->nfinished > r->cfg.max_finished && !r->f_head->_item && !r->f_head->_accepting)
+  while (r->nfinished > r->cfg.max_finished && reg_evictable(r->f_head))
     evict(r, r->f_head);
 }
 
@@ -331,6 +360,10 @@ void reg_on_accepted(registry_t *r, job_t *j, int rc) {
     job_free(j);
     reg_maybe_idle(r);
     return;
+  }
+  if (j->_changed_while_accepting) { /* canceled while its row was on the way */
+    j->_changed_while_accepting = false;
+    reg_persist(r, j, false);
   }
   if (!job_is_final(j) && r->draining) {
     index_queue_insert(r, j); /* queued on disk for the next start, in its place */

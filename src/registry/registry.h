@@ -93,6 +93,15 @@ struct job {
   /* Private to the registry. */
   item_t *_item;   /* while in the pool */
   bool _accepting; /* its row is on the way to the store: not in a pool yet */
+  /* Writes to the store (registry/persist.c): each carries the job's state
+   * when made, numbered; a failed write whose number is the last sent puts
+   * the job on the unsaved list to be written again. A job with a write in
+   * flight or unsaved is never evicted (the callback needs it). */
+  uint32_t _writes;   /* in flight */
+  uint32_t _ver_sent; /* the number of the last write made */
+  bool _unsaved;      /* on the unsaved list */
+  bool _changed_while_accepting; /* written once its insert is kept (its one write till then) */
+  job_t *_u_next;
   lane_t _lane;
   int64_t _timeout_ms;    /* each run's timeout; 0 = none */
   bool _run_counted;      /* this item's start is in `attempts` */
@@ -145,8 +154,13 @@ void registry_attach(registry_t *r, pool_t *threads, pool_t *procs);
  * registry_attach. Returns 0 or OFF_ENOMEM. */
 int registry_restore(registry_t *r, const store_job_t *row);
 
-/* Frees every job. The pools must be freed first (so no item is in flight). */
+/* Frees every job. The pools must be freed first (so no item is in flight),
+ * and the store closed (so no write is). */
 void registry_free(registry_t *r);
+
+/* Writes again, now, every job whose last write failed (the store retries
+ * them each second by itself). For shutdown, before store_close. */
+void registry_save_unsaved(registry_t *r);
 
 /* The pool_done_cb and pool_stall_cb to give pool_new, with the registry as data. */
 void registry_on_done(pool_work_t *w, void *data);

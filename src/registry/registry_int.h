@@ -30,6 +30,7 @@ struct registry {
   size_t in_flight; /* jobs with an item in a pool */
   size_t accepting[LANE_N]; /* jobs whose row is on the way to the store */
   size_t orphans;   /* items a job let go of, still in a pool */
+  job_t *unsaved;   /* jobs whose last write failed, to write again (_u_next) */
 
   bool draining;
   void (*idle_cb)(void *);
@@ -70,6 +71,10 @@ bool reg_durable(const registry_t *r);
 /* Sends a snapshot of `j` to the store (insert: a new row), if it keeps
  * jobs. An insert of an accepting job calls reg_on_accepted when done. */
 int reg_persist(registry_t *r, job_t *j, bool insert); /* 0 or OFF_ENOMEM */
+/* Whether `j` may be freed now (nothing still needs it). */
+bool reg_evictable(const job_t *j);
+/* Evicts finished jobs past retention or beyond max_finished. */
+void reg_evict_old(registry_t *r);
 /* registry.c: the row of an accepting job was committed (rc 0) or not. */
 void reg_on_accepted(registry_t *r, job_t *j, int rc);
 

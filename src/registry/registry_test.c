@@ -22,6 +22,7 @@
 #include "tasks/tasks.h"
 #include "util/clock.h"
 #include "util/err.h"
+#include "util/fault.h"
 
 #include "util/test_poll.h"
 
@@ -37,11 +38,13 @@ typedef struct env {
   pool_t *pool;
   const offload_task_def_t *spin, *fib;
   size_t fib_idx;
+  store_t *store; /* with env_config_t.store_dir */
 } env_t;
 
 typedef struct env_config {
   size_t max_queue, max_finished;
   int64_t retention_ms, default_timeout_ms;
+  const char *store_dir; /* a SQLite store (relaxed) there; NULL = none */
 } env_config_t;
 
 static void env_start(env_t *e, env_config_t ec) {
@@ -53,11 +56,19 @@ static void env_start(env_t *e, env_config_t ec) {
   assert_non_null(e->spin);
   assert_non_null(e->fib);
   e->fib_idx = (size_t)(e->fib - e->cat.defs);
+  if (ec.store_dir) {
+    char err[512];
+    store_config_t sc = {.kind = STORE_SQLITE, .data_dir = ec.store_dir};
+    e->store = store_open(&e->loop, &sc, err, sizeof err);
+    if (!e->store)
+      fail_msg("store_open: %s", err);
+  }
   registry_config_t rc = {
       .catalog = &e->cat,
       .max_finished = ec.max_finished ? ec.max_finished : 10000,
       .retention_ms = ec.retention_ms ? ec.retention_ms : 3600 * 1000,
       .default_timeout_ms = ec.default_timeout_ms,
+      .store = e->store,
   };
   e->r = registry_new(&e->loop, &rc);
   assert_non_null(e->r);
@@ -67,11 +78,15 @@ static void env_start(env_t *e, env_config_t ec) {
   e->pool = pool_new(&e->loop, &pc, registry_on_done, e->r);
   assert_non_null(e->pool);
   registry_attach(e->r, e->pool, NULL);
+  if (e->store)
+    assert_int_equal(store_load(e->store, NULL, NULL), 0); /* a fresh dir */
 }
 
 static void env_stop(env_t *e) {
   pool_free(e->pool);
   assert_int_equal(registry_in_flight(e->r), 0);
+  if (e->store)
+    store_close(e->store);
   registry_free(e->r);
   uv_run(&e->loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&e->loop), 0);
@@ -573,6 +588,66 @@ static void test_restore(void **state) {
   env_stop(&e);
 }
 
+typedef struct stored {
+  char status[16];
+  char id[24];
+  int n;
+} stored_t;
+
+static void on_stored(const store_job_t *j, void *data) {
+  stored_t *st = data;
+  if (strcmp(j->id, st->id) == 0)
+    snprintf(st->status, sizeof st->status, "%s", j->status);
+  st->n++;
+}
+
+static void test_failed_write_is_written_again(void **state) {
+  (void)state;
+  /* A transition the store could not commit (a full disk) is written again,
+   * as the job then is, and the job is not evicted meanwhile. */
+  char dir[] = "/tmp/offload-regtest-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  env_t e;
+  env_start(&e, (env_config_t){.max_finished = 1, .store_dir = dir});
+  job_t *a = submit(&e, e.spin, "ms", LONG_SPIN_MS, 0);
+  RUN_UNTIL(&e, job_is_accepted(a));
+  WAIT_PROCESSING(&e, a);
+  RUN_UNTIL(&e, a->_writes == 0);
+  char id[24];
+  snprintf(id, sizeof id, "%s", a->id);
+  fault_arm(FAULT_STORE_COMMIT, 1);
+  assert_int_equal(registry_cancel(e.r, a), 1);
+  RUN_UNTIL(&e, job_is_final(a) && !a->_item && a->_writes == 0);
+  assert_int_equal(fault_fired_count(FAULT_STORE_COMMIT), 1);
+  assert_true(a->_unsaved);
+  /* Another job finishing past --max-finished 1 does not evict it yet. */
+  job_t *b = submit(&e, e.fib, "n", 5, -1);
+  RUN_UNTIL(&e, job_is_final(b) && !b->_item);
+  assert_ptr_equal(registry_get(e.r, id), a);
+  /* The registry's next second writes it again; then it may go. */
+  RUN_UNTIL(&e, registry_get(e.r, id) == NULL);
+  assert_int_equal(registry_stats(e.r)->store_failures, 1);
+  env_stop(&e);
+  /* What the disk says. */
+  uv_loop_t loop;
+  uv_loop_init(&loop);
+  char err[512];
+  store_config_t sc = {.kind = STORE_SQLITE, .data_dir = dir};
+  store_t *s = store_open(&loop, &sc, err, sizeof err);
+  assert_non_null(s);
+  stored_t st = {.n = 0};
+  snprintf(st.id, sizeof st.id, "%s", id);
+  assert_int_equal(store_load(s, on_stored, &st), 0);
+  assert_string_equal(st.status, "canceled");
+  assert_int_equal(st.n, 2);
+  store_close(s);
+  uv_run(&loop, UV_RUN_DEFAULT);
+  assert_int_equal(uv_loop_close(&loop), 0);
+  char cmd[128];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 static void test_drain(void **state) {
   (void)state;
   env_t e;
@@ -683,6 +758,7 @@ int main(void) {
       cmocka_unit_test(test_drain),                  cmocka_unit_test(test_restore),
       cmocka_unit_test(test_drain_free_pool_from_idle),
       cmocka_unit_test(test_cancel_running_spares_queued),
+      cmocka_unit_test(test_failed_write_is_written_again),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
