@@ -156,7 +156,21 @@ int registry_restore(registry_t *r, const store_job_t *row) {
     index_status_link(r, j);
     j->_finished_mono_ms = (uint64_t)clock_mono_ms() -
                            (uint64_t)(clock_wall_ms() > j->finished_at ? clock_wall_ms() - j->finished_at : 0);
-    DLIST_APPEND(r->f_head, r->f_tail, j, _f_prev, _f_next);
+    /* The finished list is oldest finished first (eviction takes its head);
+     * rows come in creation order, so walk back from the tail. */
+    job_t *after = r->f_tail;
+    while (after && after->_finished_mono_ms > j->_finished_mono_ms)
+      after = after->_f_prev;
+    j->_f_prev = after;
+    j->_f_next = after ? after->_f_next : r->f_head;
+    if (j->_f_next)
+      j->_f_next->_f_prev = j;
+    else
+      r->f_tail = j;
+    if (after)
+      after->_f_next = j;
+    else
+      r->f_head = j;
     r->nfinished++;
     return 0;
   }

@@ -588,6 +588,31 @@ static void test_restore(void **state) {
   env_stop(&e);
 }
 
+static void test_restore_evicts_oldest_finished(void **state) {
+  (void)state;
+  /* Restored final jobs are evicted oldest *finished* first, although
+   * they come back in creation order. */
+  env_t e;
+  env_start(&e, (env_config_t){.max_finished = 2});
+  int64_t now = clock_wall_ms();
+  store_job_t rows[] = {
+      row(1, "fibonacci", "{\"n\":20}", "complete", 1, 0),
+      row(2, "fibonacci", "{\"n\":20}", "complete", 1, 0),
+      row(3, "fibonacci", "{\"n\":20}", "complete", 1, 0),
+  };
+  rows[0].finished_at = now - 100;
+  rows[1].finished_at = now - 5000;
+  rows[2].finished_at = now - 1000;
+  for (size_t i = 0; i < 3; i++)
+    assert_int_equal(registry_restore(e.r, &rows[i]), 0);
+  job_t *fresh = submit(&e, e.fib, "n", 5, -1);
+  RUN_UNTIL(&e, job_is_final(fresh) && !fresh->_item);
+  assert_non_null(registry_get(e.r, rows[0].id));
+  assert_null(registry_get(e.r, rows[1].id));
+  assert_null(registry_get(e.r, rows[2].id));
+  env_stop(&e);
+}
+
 typedef struct stored {
   char status[16];
   char id[24];
@@ -759,6 +784,7 @@ int main(void) {
       cmocka_unit_test(test_drain_free_pool_from_idle),
       cmocka_unit_test(test_cancel_running_spares_queued),
       cmocka_unit_test(test_failed_write_is_written_again),
+      cmocka_unit_test(test_restore_evicts_oldest_finished),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
