@@ -31,6 +31,13 @@ static void on_persisted(store_write_t *w, int rc, void *data) {
   (void)data;
   registry_t *r = p->r;
   job_t *j = p->j;
+  if (!j) { /* a delete: the job is long gone; the store's expiry retries a failed one */
+    if (rc != 0)
+      r->stats.store_failures++;
+    store_job_fini(&p->rec);
+    free(p);
+    return;
+  }
   bool accepting = p->accepting, latest = p->ver == j->_ver_sent;
   if (rc != 0) {
     r->stats.store_failures++;
@@ -100,6 +107,24 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
   p->w.cb = on_persisted;
   store_write(r->cfg.store, &p->w);
   return 0;
+}
+
+void reg_persist_delete(registry_t *r, const job_t *j) {
+  if (!reg_durable(r))
+    return;
+  persist_t *p = calloc(1, sizeof *p);
+  if (!p) {
+    r->stats.store_failures++; /* the store's expiry deletes the row later */
+    return;
+  }
+  p->rec.seq = j->_seq;
+  memcpy(p->rec.id, j->id, JOB_ID_LEN + 1);
+  p->rec.status = job_status_name(j->status);
+  p->r = r;
+  p->w.kind = STORE_W_DELETE;
+  p->w.job = &p->rec;
+  p->w.cb = on_persisted;
+  store_write(r->cfg.store, &p->w);
 }
 
 static job_status_t status_of(const char *name) {

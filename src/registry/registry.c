@@ -42,6 +42,7 @@ static void job_free(job_t *j) {
 }
 
 static void evict(registry_t *r, job_t *j) {
+  reg_persist_delete(r, j); /* disk keeps what memory keeps */
   index_remove(r, j);
   job_free(j);
 }

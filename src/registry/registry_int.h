@@ -71,6 +71,8 @@ bool reg_durable(const registry_t *r);
 /* Sends a snapshot of `j` to the store (insert: a new row), if it keeps
  * jobs. An insert of an accepting job calls reg_on_accepted when done. */
 int reg_persist(registry_t *r, job_t *j, bool insert); /* 0 or OFF_ENOMEM */
+/* Deletes an evicted job's row (in order with the other writes). */
+void reg_persist_delete(registry_t *r, const job_t *j);
 /* Whether `j` may be freed now (nothing still needs it). */
 bool reg_evictable(const job_t *j);
 /* Evicts finished jobs past retention or beyond max_finished. */

@@ -626,34 +626,9 @@ static void on_stored(const store_job_t *j, void *data) {
   st->n++;
 }
 
-static void test_failed_write_is_written_again(void **state) {
-  (void)state;
-  /* A transition the store could not commit (a full disk) is written again,
-   * as the job then is, and the job is not evicted meanwhile. */
-  char dir[] = "/tmp/offload-regtest-XXXXXX";
-  assert_non_null(mkdtemp(dir));
-  env_t e;
-  env_start(&e, (env_config_t){.max_finished = 1, .store_dir = dir});
-  job_t *a = submit(&e, e.spin, "ms", LONG_SPIN_MS, 0);
-  RUN_UNTIL(&e, job_is_accepted(a));
-  WAIT_PROCESSING(&e, a);
-  RUN_UNTIL(&e, a->_writes == 0);
-  char id[24];
-  snprintf(id, sizeof id, "%s", a->id);
-  fault_arm(FAULT_STORE_COMMIT, 1);
-  assert_int_equal(registry_cancel(e.r, a), 1);
-  RUN_UNTIL(&e, job_is_final(a) && !a->_item && a->_writes == 0);
-  assert_int_equal(fault_fired_count(FAULT_STORE_COMMIT), 1);
-  assert_true(a->_unsaved);
-  /* Another job finishing past --max-finished 1 does not evict it yet. */
-  job_t *b = submit(&e, e.fib, "n", 5, -1);
-  RUN_UNTIL(&e, job_is_final(b) && !b->_item);
-  assert_ptr_equal(registry_get(e.r, id), a);
-  /* The registry's next second writes it again; then it may go. */
-  RUN_UNTIL(&e, registry_get(e.r, id) == NULL);
-  assert_int_equal(registry_stats(e.r)->store_failures, 1);
-  env_stop(&e);
-  /* What the disk says. */
+/* Opens the store in `dir` again and reads what it says of job `id`
+ * (status, "" when absent) and how many rows it has. */
+static stored_t read_back(const char *dir, const char *id) {
   uv_loop_t loop;
   uv_loop_init(&loop);
   char err[512];
@@ -663,14 +638,75 @@ static void test_failed_write_is_written_again(void **state) {
   stored_t st = {.n = 0};
   snprintf(st.id, sizeof st.id, "%s", id);
   assert_int_equal(store_load(s, on_stored, &st), 0);
-  assert_string_equal(st.status, "canceled");
-  assert_int_equal(st.n, 2);
   store_close(s);
   uv_run(&loop, UV_RUN_DEFAULT);
   assert_int_equal(uv_loop_close(&loop), 0);
+  return st;
+}
+
+static void rm_rf(const char *dir) {
   char cmd[128];
   snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
   assert_int_equal(system(cmd), 0);
+}
+
+/* A blocker whose processing row is written, then canceled while the
+ * store fails its next commit (as on a full disk): unsaved. */
+static job_t *cancel_unsaved(env_t *e) {
+  job_t *a = submit(e, e->spin, "ms", LONG_SPIN_MS, 0);
+  RUN_UNTIL(e, job_is_accepted(a));
+  WAIT_PROCESSING(e, a);
+  RUN_UNTIL(e, a->_writes == 0);
+  fault_arm(FAULT_STORE_COMMIT, 1);
+  assert_int_equal(registry_cancel(e->r, a), 1);
+  RUN_UNTIL(e, job_is_final(a) && !a->_item && a->_writes == 0);
+  assert_int_equal(fault_fired_count(FAULT_STORE_COMMIT), 1);
+  assert_true(a->_unsaved);
+  return a;
+}
+
+static void test_failed_write_is_written_again(void **state) {
+  (void)state;
+  /* A transition the store could not commit is written again, as the job
+   * then is, by the registry's next second. */
+  char dir[] = "/tmp/offload-regtest-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  env_t e;
+  env_start(&e, (env_config_t){.store_dir = dir});
+  job_t *a = cancel_unsaved(&e);
+  char id[24];
+  snprintf(id, sizeof id, "%s", a->id);
+  RUN_UNTIL(&e, !a->_unsaved && a->_writes == 0);
+  assert_int_equal(registry_stats(e.r)->store_failures, 1);
+  env_stop(&e);
+  stored_t st = read_back(dir, id);
+  assert_string_equal(st.status, "canceled");
+  assert_int_equal(st.n, 1);
+  rm_rf(dir);
+}
+
+static void test_unsaved_job_is_not_evicted(void **state) {
+  (void)state;
+  /* Past --max-finished, an unsaved job waits to be evicted until it is
+   * written; eviction then deletes its row too, so disk keeps what memory
+   * keeps. */
+  char dir[] = "/tmp/offload-regtest-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  env_t e;
+  env_start(&e, (env_config_t){.max_finished = 1, .store_dir = dir});
+  job_t *a = cancel_unsaved(&e);
+  char id[24];
+  snprintf(id, sizeof id, "%s", a->id);
+  job_t *b = submit(&e, e.fib, "n", 5, -1);
+  RUN_UNTIL(&e, job_is_final(b) && !b->_item && b->_writes == 0);
+  assert_ptr_equal(registry_get(e.r, id), a);
+  RUN_UNTIL(&e, registry_get(e.r, id) == NULL);
+  char bid[24];
+  snprintf(bid, sizeof bid, "%s", b->id);
+  env_stop(&e);
+  assert_int_equal(read_back(dir, id).n, 1); /* a's row went with it */
+  assert_string_equal(read_back(dir, bid).status, "complete");
+  rm_rf(dir);
 }
 
 static void test_drain(void **state) {
@@ -784,6 +820,7 @@ int main(void) {
       cmocka_unit_test(test_drain_free_pool_from_idle),
       cmocka_unit_test(test_cancel_running_spares_queued),
       cmocka_unit_test(test_failed_write_is_written_again),
+      cmocka_unit_test(test_unsaved_job_is_not_evicted),
       cmocka_unit_test(test_restore_evicts_oldest_finished),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

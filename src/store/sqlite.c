@@ -24,7 +24,7 @@ struct sq {
   sqlite3 *db;
   int lock_fd;
   char *path;
-  sqlite3_stmt *insert, *update;
+  sqlite3_stmt *insert, *update, *del, *free_key;
 };
 
 static const char insert_sql[] =
@@ -34,6 +34,10 @@ static const char insert_sql[] =
 static const char update_sql[] =
     "UPDATE jobs SET status = ?2, attempts = ?3, started_at = ?4, finished_at = ?5, result = ?6, error_code = ?7,"
     " error_message = ?8 WHERE id = ?1";
+static const char delete_sql[] = "DELETE FROM jobs WHERE id = ?1";
+/* A key the loop no longer knows belongs to a finished job it evicted whose
+ * DELETE did not commit (a full disk then): the new job takes the key. */
+static const char free_key_sql[] = "DELETE FROM jobs WHERE idempotency_key = ?1 AND finished_at IS NOT NULL";
 static const char load_sql[] =
     "SELECT seq, id, task, params, status, attempts, retries, timeout_ms, created_at, started_at, finished_at,"
     " result, error_code, error_message, idempotency_key FROM jobs ORDER BY seq";
@@ -126,7 +130,9 @@ sq_t *sq_open(const char *dir, bool strict, char *err, size_t errsz) {
     goto fail;
   }
   if (sqlite3_prepare_v3(q->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->insert, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v3(q->db, update_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->update, NULL) != SQLITE_OK) {
+      sqlite3_prepare_v3(q->db, update_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->update, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(q->db, delete_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->del, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(q->db, free_key_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->free_key, NULL) != SQLITE_OK) {
     snprintf(err, errsz, "cannot prepare statements on %s (%s)", q->path, sqlite3_errmsg(q->db));
     goto fail;
   }
@@ -141,6 +147,8 @@ void sq_close(sq_t *q) {
     return;
   sqlite3_finalize(q->insert);
   sqlite3_finalize(q->update);
+  sqlite3_finalize(q->del);
+  sqlite3_finalize(q->free_key);
   sqlite3_close(q->db);
   if (q->lock_fd >= 0)
     close(q->lock_fd); /* releases the flock */
@@ -247,6 +255,12 @@ static int step_once(sqlite3_stmt *st) {
 }
 
 static int run_insert(sq_t *q, const store_job_t *j) {
+  if (j->idem_key) {
+    sqlite3_bind_text(q->free_key, 1, j->idem_key, -1, SQLITE_STATIC);
+    int rc = step_once(q->free_key);
+    if (rc != SQLITE_DONE)
+      return rc;
+  }
   sqlite3_stmt *st = q->insert;
   sqlite3_bind_int64(st, 1, (sqlite3_int64)j->seq);
   sqlite3_bind_text(st, 2, j->id, -1, SQLITE_STATIC);
@@ -279,10 +293,17 @@ static int run_update(sq_t *q, const store_job_t *j) {
   return step_once(st);
 }
 
+static int run_delete(sq_t *q, const store_job_t *j) {
+  sqlite3_bind_text(q->del, 1, j->id, -1, SQLITE_STATIC);
+  return step_once(q->del);
+}
+
 int sq_apply(sq_t *q, store_write_t *list) {
   int rc = exec(q->db, "BEGIN IMMEDIATE;");
   for (store_write_t *w = list; w && rc == SQLITE_OK; w = w->_next) {
-    int r = w->kind == STORE_W_INSERT ? run_insert(q, w->job) : run_update(q, w->job);
+    int r = w->kind == STORE_W_INSERT   ? run_insert(q, w->job)
+            : w->kind == STORE_W_UPDATE ? run_update(q, w->job)
+                                        : run_delete(q, w->job);
     if (r == SQLITE_CONSTRAINT) {
       w->_rc = OFF_EINVAL; /* this write only (a duplicate id or key): the rest commit */
       continue;

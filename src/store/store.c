@@ -81,6 +81,7 @@ static int expire_some(store_t *s) {
 
 static void *store_main(void *arg) {
   store_t *s = arg;
+  int64_t last_expire = clock_mono_ms();
   for (;;) {
     pthread_mutex_lock(&s->mu);
     while (!s->q_head && !s->stopping) {
@@ -89,6 +90,7 @@ static void *store_main(void *arg) {
       ts.tv_sec += EXPIRE_EVERY_MS / 1000;
       if (pthread_cond_timedwait(&s->cond, &s->mu, &ts) == ETIMEDOUT && !s->q_head && !s->stopping) {
         pthread_mutex_unlock(&s->mu);
+        last_expire = clock_mono_ms();
         while (expire_some(s) == EXPIRE_BATCH) {
           pthread_mutex_lock(&s->mu);
           bool busy = s->q_head || s->stopping;
@@ -116,6 +118,11 @@ static void *store_main(void *arg) {
       s->commits += rc == 0;
       pthread_mutex_unlock(&s->mu);
       uv_async_send(&s->async);
+      if (clock_mono_ms() - last_expire >= EXPIRE_EVERY_MS) {
+        /* Busy for a second: one batch of expiry between commits. */
+        last_expire = clock_mono_ms();
+        expire_some(s);
+      }
     }
     if (stop && !batch)
       break;

@@ -68,6 +68,7 @@ void store_job_fini(store_job_t *j);
 typedef enum {
   STORE_W_INSERT = 1, /* a new job (every column) */
   STORE_W_UPDATE,     /* status, attempts, times, result, error of an existing job */
+  STORE_W_DELETE,     /* a finished job the loop let go of (retention): only `id` is read */
 } store_write_kind_t;
 
 typedef struct store_write store_write_t;
@@ -84,6 +85,12 @@ struct store_write {
   int _rc;
   store_write_t *_next;
 };
+
+/* (Retention: the registry deletes each job it evicts with a DELETE write,
+ * in order with the other writes, so disk and memory keep the same jobs
+ * and a freed Idempotency-Key is free on disk too; the store's own expiry
+ * below is the safety net for rows nobody deletes, and runs at least once
+ * a second however busy the store is.) */
 
 /* Opens the store: creates the data dir and database as needed, migrates
  * the schema forward, takes the data dir's lock. Returns NULL with a

@@ -396,11 +396,67 @@ static void test_migrations(void **state) {
   }
 }
 
+static void loaded_fini(loaded_t *l) {
+  for (int i = 0; i < l->n; i++)
+    store_job_fini(&l->rows[i]);
+}
+
+static void test_delete_and_freed_key(void **state) {
+  (void)state;
+  /* A DELETE removes the row in order with the other writes; a keyed
+   * insert takes its key from a finished row still holding it (an evicted
+   * job whose DELETE did not commit), never from a live one. */
+  char *dir = tmpdir();
+  env_t e;
+  env_open(&e, STORE_SQLITE, dir);
+  assert_int_equal(store_load(e.s, NULL, NULL), 0);
+  w_t a, a_done, b, live, c, c2;
+  fill(&a, STORE_W_INSERT, 1, "queued");
+  a.job.idem_key = strdup("k1");
+  fill(&a_done, STORE_W_UPDATE, 1, "complete");
+  a_done.job.finished_at = 5000;
+  fill(&live, STORE_W_INSERT, 2, "queued");
+  live.job.idem_key = strdup("k2");
+  store_write(e.s, &a.w);
+  store_write(e.s, &a_done.w);
+  store_write(e.s, &live.w);
+  POLL(&e.loop, true, live.calls == 1);
+  /* A new job with the finished job's key: it takes it. */
+  fill(&b, STORE_W_INSERT, 3, "queued");
+  b.job.idem_key = strdup("k1");
+  /* One with the live job's key: refused (that write only). */
+  fill(&c, STORE_W_INSERT, 4, "queued");
+  c.job.idem_key = strdup("k2");
+  fill(&c2, STORE_W_DELETE, 2, "queued");
+  store_write(e.s, &b.w);
+  store_write(e.s, &c.w);
+  store_write(e.s, &c2.w); /* then the live one goes */
+  POLL(&e.loop, true, c2.calls == 1);
+  assert_int_equal(b.rc, 0);
+  assert_int_equal(c.rc, OFF_EINVAL);
+  assert_int_equal(c2.rc, 0);
+  env_close(&e);
+  env_open(&e, STORE_SQLITE, dir);
+  loaded_t l = {0};
+  assert_int_equal(store_load(e.s, on_row, &l), 0);
+  assert_int_equal(l.n, 1); /* b alone: a gave up its key, 2 was deleted */
+  assert_int_equal(l.rows[0].seq, 3);
+  assert_string_equal(l.rows[0].idem_key, "k1");
+  loaded_fini(&l);
+  env_close(&e);
+  w_t *all[] = {&a, &a_done, &b, &live, &c, &c2};
+  for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+    store_job_fini(&all[k]->job);
+  rmtree(dir);
+  free(dir);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_memory_backend), cmocka_unit_test(test_sqlite_round_trip),
       cmocka_unit_test(test_bad_write_and_failed_commit), cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_migrations), cmocka_unit_test(test_retention_on_disk),
+      cmocka_unit_test(test_delete_and_freed_key),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
