@@ -106,7 +106,7 @@ static bool start_pools(server_t *s) {
         .nice = cfg->worker_nice,
         .kill_grace_ms = cfg->kill_grace_ms,
         .stall = registry_on_stall,
-        .started = registry_on_started,
+        .started = cfg->store_sqlite ? registry_on_started : NULL, /* writes `processing` at once */
     };
     if (cfg->run_inline)
       log_warn("--inline: jobs run on the event-loop thread and block every request while they run "
@@ -125,7 +125,7 @@ static bool start_pools(server_t *s) {
         .kill_grace_ms = cfg->kill_grace_ms,
         .first_id = next_id,
         .stall = registry_on_stall,
-        .started = registry_on_started,
+        .started = cfg->store_sqlite ? registry_on_started : NULL, /* writes `processing` at once */
         .proc =
             {
                 .argv = worker_argv,

@@ -88,8 +88,11 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
   store_job_t *rec = &p->rec;
   rec->seq = j->_seq;
   memcpy(rec->id, j->id, JOB_ID_LEN + 1);
-  rec->task = strdup(j->def->name);
-  rec->params = dump(j->params);
+  if (insert) { /* an update writes only what changes (store.h) */
+    rec->task = strdup(j->def->name);
+    rec->params = dump(j->params);
+    rec->idem_key = dup_or_null(j->idem_key);
+  }
   rec->status = job_status_name(j->status);
   rec->attempts = j->attempts;
   rec->retries = j->retries;
@@ -100,7 +103,6 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
   rec->result = dump(j->result);
   rec->err_code = dup_or_null(j->err_code);
   rec->err_message = dup_or_null(j->err_message);
-  rec->idem_key = dup_or_null(j->idem_key);
   p->r = r;
   p->w.kind = insert ? STORE_W_INSERT : STORE_W_UPDATE;
   p->w.job = rec;

@@ -67,7 +67,7 @@ void store_job_fini(store_job_t *j);
 
 typedef enum {
   STORE_W_INSERT = 1, /* a new job (every column) */
-  STORE_W_UPDATE,     /* status, attempts, times, result, error of an existing job */
+  STORE_W_UPDATE,     /* status, attempts, times, result, error of an existing job (task, params, key unread) */
   STORE_W_DELETE,     /* a finished job the loop let go of (retention): only `id` is read */
 } store_write_kind_t;
 
