@@ -64,6 +64,8 @@ static const flag_t flags[] = {
      "default job timeout from start of processing, 0 = none"),
     FLAG("retention-s", "N", F_INT, OFF(retention_s), 1, INT64_C(315360000), "keep finished jobs this long"),
     FLAG("max-finished", "N", F_SIZE, OFF(max_finished), 1, 100000000, "keep at most this many finished jobs"),
+    FLAG("cache-finished", "N", F_SIZE, OFF(cache_finished), 1, 100000000,
+         "finished jobs whose params and result stay in memory (SQLite store; older ones are read from disk)"),
     FLAG("keepalive-timeout-s", "N", F_INT, OFF(keepalive_timeout_s), 1, 86400,
      "close idle keep-alive connections after N s"),
     FLAG("max-connections", "N", F_SIZE, OFF(max_connections), 1, 10000000,

@@ -51,6 +51,7 @@ void server_config_defaults(server_config_t *c) {
       .job_timeout_ms = 0,
       .retention_s = 3600,
       .max_finished = 100000,
+      .cache_finished = 10000,
       .keepalive_timeout_s = 30,
       .max_connections = 10000,
       .drain_timeout_s = 30,
@@ -224,6 +225,7 @@ int server_run(const server_config_t *cfg) {
       .retry_backoff_ms = cfg->retry_backoff_ms,
       .memory_mb = cfg->worker_memory_mb,
       .store = s->store,
+      .cache_finished = cfg->cache_finished,
   };
   s->reg = registry_new(&s->loop, &rc);
   if (!s->reg)
@@ -234,6 +236,7 @@ int server_run(const server_config_t *cfg) {
     fprintf(stderr, "offload: cannot read the jobs in %s/offload.db\n", cfg->data_dir);
     goto out_pool;
   }
+  registry_restored(s->reg);
 
   http_config_t hc = {
       .max_header_bytes = 16 * 1024,
@@ -248,6 +251,7 @@ int server_run(const server_config_t *cfg) {
       .pools = {s->pools[LANE_THREAD], s->pools[LANE_PROCESS]},
       .cat = &s->catalog,
       .lag = &s->lag,
+      .store = s->store,
       .started_ms = (uint64_t)clock_mono_ms(),
   };
   s->http = http_server_new(&s->loop, &hc, api_on_head, api_on_request, &s->api);

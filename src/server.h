@@ -18,6 +18,7 @@ typedef struct server_config {
   int64_t job_timeout_ms;
   int64_t retention_s;
   size_t max_finished;
+  size_t cache_finished;        /* --cache-finished: finished jobs kept whole in memory (SQLite store) */
   int64_t keepalive_timeout_s;
   size_t max_connections;
   int64_t drain_timeout_s;

@@ -35,6 +35,7 @@ typedef struct api {
   http_server_t *http;
   const tasks_catalog_t *cat;
   const looplag_t *lag;
+  store_t *store;      /* the registry's store (reads of cold jobs); NULL = none */
   uint64_t started_ms; /* monotonic */
   size_t waiters;      /* held replies now */
 } api_t;

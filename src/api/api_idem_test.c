@@ -90,7 +90,7 @@ static void test_repeat_waits_for_the_row(void **state) {
   char dir[64];
   temp_dir(dir);
   env_t e;
-  env_init_store(&e, 1, dir);
+  env_init_store(&e, 1, dir, 0);
   env_open(&e, 1);
   env_open(&e, 2);
   const char *body = "{\"task\":\"spin\",\"params\":{\"ms\":1}}";
@@ -130,7 +130,7 @@ static void test_failed_commit_fails_the_repeat_too(void **state) {
   char dir[64];
   temp_dir(dir);
   env_t e;
-  env_init_store(&e, 1, dir);
+  env_init_store(&e, 1, dir, 0);
   env_open(&e, 1);
   const char *body = "{\"task\":\"spin\",\"params\":{\"ms\":1}}";
   fault_arm(FAULT_STORE_COMMIT, 1);

@@ -89,6 +89,24 @@ bool api_reply_existing(api_t *a, http_req_t *req, const char *key, const offloa
 /* The 200 for a repeated request: the job, or the seed's short form. */
 void api_reply_same(api_t *a, http_req_t *req, job_t *j, bool seed);
 
+/* ---- cold jobs (cold.c) ---- */
+
+/* A job's reply read back from the store (job_is_cold(j)): `status` with
+ * the job (or, `seed`, the seed's shape) once its row arrives, 404 if
+ * retention deleted it meanwhile. `location`: a Location header, or NULL. */
+void api_reply_cold(api_t *a, http_req_t *req, int status, const char *location, job_t *j, bool seed);
+
+/* One job of a listing: its text now (hot), or what the row needs (cold). */
+typedef struct api_list_entry {
+  char *text; /* owned, NUL-terminated; NULL when cold */
+  bool cold;
+  job_t meta; /* cold: the job's fields (pointers cleared) */
+} api_list_entry_t;
+int api_list_entry_set(api_list_entry_t *e, const job_t *j, size_t place);
+void api_list_entries_free(api_list_entry_t *e, size_t n);
+/* Answers a listing whose entries include cold jobs; takes `e`. */
+void api_reply_list_cold(api_t *a, http_req_t *req, api_list_entry_t *e, size_t n);
+
 /* ---- held replies (hold.c) ---- */
 
 /* HOLD_JOB: GET /jobs/<id>?wait; HOLD_FIB: GET /fibonacci/<n>; the two

@@ -70,7 +70,7 @@ static inline client_t *env_open(env_t *e, int i) {
 /* `max_queue`: jobs that may wait; `timeout_ms`: the default job timeout
  * (--job-timeout-ms; 0 = none). */
 static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms,
-                                 const char *sqlite_dir) {
+                                 const char *sqlite_dir, size_t cache_finished) {
   memset(e, 0, sizeof *e);
   assert_int_equal(uv_loop_init(&e->loop), 0);
   assert_int_equal(tasks_catalog_init(&e->cat), 0);
@@ -85,7 +85,8 @@ static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, i
                           .max_finished = 1000,
                           .retention_ms = 3600 * 1000,
                           .default_timeout_ms = timeout_ms,
-                          .store = e->store};
+                          .store = e->store,
+                          .cache_finished = cache_finished};
   e->reg = registry_new(&e->loop, &rc);
   assert_non_null(e->reg);
   /* A generous grace: tests cancel cooperative tasks and then free the pool,
@@ -104,6 +105,7 @@ static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, i
                    .pools = {e->pool, NULL},
                    .cat = &e->cat,
                    .lag = &e->lag,
+                   .store = e->store,
                    .started_ms = (uint64_t)clock_mono_ms()};
   e->http = http_server_new(&e->loop, &hc, api_on_head, api_on_request, &e->api);
   assert_non_null(e->http);
@@ -114,12 +116,13 @@ static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, i
 }
 
 static inline void env_init_cfg(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms) {
-  env_init_full(e, workers, max_queue, timeout_ms, NULL);
+  env_init_full(e, workers, max_queue, timeout_ms, NULL, 0);
 }
 
-/* With a SQLite store (relaxed) in `dir`, which must be new or empty. */
-static inline void env_init_store(env_t *e, unsigned workers, const char *dir) {
-  env_init_full(e, workers, 100, 0, dir);
+/* With a SQLite store (relaxed) in `dir`, which must be new or empty, and
+ * `cache_finished` (0 = every finished job stays whole in memory). */
+static inline void env_init_store(env_t *e, unsigned workers, const char *dir, size_t cache_finished) {
+  env_init_full(e, workers, 100, 0, dir, cache_finished);
 }
 
 static inline void env_init(env_t *e, unsigned workers) { env_init_cfg(e, workers, 100, 0); }

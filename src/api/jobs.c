@@ -249,6 +249,82 @@ static int status_of(const char *name) {
   return -1;
 }
 
+/* A listing being built: the body's text, or (once a cold job turns up)
+ * one entry per job, whose cold ones are read from the store. */
+typedef struct list {
+  buf_t b;
+  bool cold;
+  api_list_entry_t *e;
+  size_t n;
+} list_t;
+
+static void list_reset(list_t *l, int64_t limit) {
+  buf_reset(&l->b);
+  api_list_entries_free(l->e, l->n);
+  l->e = NULL;
+  l->n = 0;
+  (void)limit;
+}
+
+static int list_add(list_t *l, const job_t *j, size_t place, int64_t limit, bool first) {
+  if (!l->cold) {
+    int rc = first ? 0 : buf_append(&l->b, ",", 1);
+    return rc ? rc : api_job_text(j, place, &l->b);
+  }
+  if (!l->e && !(l->e = calloc((size_t)limit, sizeof *l->e)))
+    return OFF_ENOMEM;
+  l->cold = true;
+  return api_list_entry_set(&l->e[l->n++], j, place);
+}
+
+/* O(workers) to catch up with the workers, then O(limit): a status list
+ * (or the creation list) is walked newest first. The jobs of one lane's
+ * queue meet in reverse queue order (both are sorted by creation), so
+ * their places count down from the number in that queue. A worker that
+ * takes a job during the walk makes those counts stale: the walk is then
+ * done again (rare: a walk takes microseconds). The body is the jobs'
+ * texts joined; final jobs' texts are cached. Once a cold job turns up the
+ * walk starts again collecting entries (cold jobs are the oldest finished,
+ * so they come last in a walk newest first). */
+static int list_walk(api_t *a, int want, int64_t limit, list_t *l) {
+  int rc = 0;
+  for (int round = 0;; round++) {
+    bool was_cold = l->cold;
+    size_t queued[LANE_N], seen_queued[LANE_N] = {0};
+    registry_sync(a->reg, queued);
+    list_reset(l, limit);
+    rc = buf_puts(&l->b, "{\"jobs\":[");
+    int64_t n = 0;
+    job_t *j = want >= 0 ? registry_first_with(a->reg, (job_status_t)want) : registry_newest(a->reg);
+    while (j && n < limit && rc == 0) {
+      job_t *next = want >= 0 ? registry_next_with(j, (job_status_t)want) : registry_older(j);
+      registry_refresh(a->reg, j);
+      if (want < 0 || (int)j->status == want) {
+        size_t place = 0;
+        lane_t ln = job_lane(j);
+        if (j->status == JOB_QUEUED && registry_in_queue(j) && seen_queued[ln] < queued[ln])
+          place = queued[ln] - seen_queued[ln]++;
+        if (job_is_cold(j) && !l->cold) {
+          l->cold = true; /* again, as entries */
+          break;
+        }
+        rc = list_add(l, j, place, limit, n == 0);
+        n++;
+      }
+      j = next;
+    }
+    if (l->cold && !was_cold && rc == 0) {
+      round--; /* the entries walk is a walk of its own */
+      continue;
+    }
+    if (rc == 0 && !l->cold)
+      rc = buf_puts(&l->b, "]}\n");
+    if (rc != 0 || round >= 2 || registry_queues_settled(a->reg))
+      break;
+  }
+  return rc;
+}
+
 void h_jobs_list(api_t *a, http_req_t *req, const router_match_t *m) {
   static const char *const allowed[] = {"status", "limit", NULL};
   query_t q;
@@ -268,48 +344,20 @@ void h_jobs_list(api_t *a, http_req_t *req, const router_match_t *m) {
     api_error(req, API_E_INVALID_PARAM, NULL, "status", "status must be one of %s.", names);
     return;
   }
-  /* O(workers) to catch up with the workers, then O(limit): a status list
-   * (or the creation list) is walked newest first. The jobs of one lane's
-   * queue meet in reverse queue order (both are sorted by creation), so
-   * their places count down from the number in that queue. A worker that
-   * takes a job during the walk makes those counts stale: the walk is then
-   * done again (rare: a walk takes microseconds). The body is the jobs'
-   * texts joined; final jobs' texts are cached. */
-  buf_t b = BUF_INIT;
-  int rc = 0;
-  for (int round = 0;; round++) {
-    size_t queued[LANE_N], seen_queued[LANE_N] = {0};
-    registry_sync(a->reg, queued);
-    buf_reset(&b);
-    rc = buf_puts(&b, "{\"jobs\":[");
-    int64_t n = 0;
-    job_t *j = want >= 0 ? registry_first_with(a->reg, (job_status_t)want) : registry_newest(a->reg);
-    while (j && n < limit && rc == 0) {
-      job_t *next = want >= 0 ? registry_next_with(j, (job_status_t)want) : registry_older(j);
-      registry_refresh(a->reg, j);
-      if (want < 0 || (int)j->status == want) {
-        size_t place = 0;
-        lane_t l = job_lane(j);
-        if (j->status == JOB_QUEUED && registry_in_queue(j) && seen_queued[l] < queued[l])
-          place = queued[l] - seen_queued[l]++;
-        if (n > 0)
-          rc = buf_append(&b, ",", 1);
-        if (rc == 0)
-          rc = api_job_text(j, place, &b);
-        n++;
-      }
-      j = next;
-    }
-    if (rc == 0)
-      rc = buf_puts(&b, "]}\n");
-    if (rc != 0 || round == 2 || registry_queues_settled(a->reg))
-      break;
+  list_t l = {.b = BUF_INIT};
+  int rc = list_walk(a, want, limit, &l);
+  if (rc == 0 && l.cold) {
+    /* Old finished jobs among them: their rows are read first (cold.c). */
+    api_reply_list_cold(a, req, l.e, l.n);
+    buf_free(&l.b);
+    return;
   }
+  api_list_entries_free(l.e, l.n);
   if (rc != 0) {
-    buf_free(&b);
+    buf_free(&l.b);
     api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");
     return;
   }
-  size_t len = b.len;
-  http_reply_take(req, 200, "application/json", NULL, buf_release(&b), len);
+  size_t len = l.b.len;
+  http_reply_take(req, 200, "application/json", NULL, buf_release(&l.b), len);
 }

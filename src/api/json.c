@@ -81,6 +81,10 @@ int api_job_text(const job_t *j, size_t pos, buf_t *out) {
 }
 
 void api_reply_job(api_t *a, http_req_t *req, int status, const http_headers_t *headers, job_t *j) {
+  if (job_is_cold(j)) { /* final and not queued: no place, no headers from callers */
+    api_reply_cold(a, req, status, NULL, j, false);
+    return;
+  }
   size_t pos = registry_position(a->reg, j);
   buf_t b = BUF_INIT;
   if (api_job_text(j, pos, &b) != 0 || buf_append(&b, "\n", 1) != 0) {

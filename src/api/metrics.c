@@ -80,6 +80,24 @@ static void write_http(FILE *f, api_t *a) {
       fprintf(f, "offload_http_requests_total{code=\"%d\"} %" PRIu64 "\n", code, hs->by_status[code]);
 }
 
+static void write_store(FILE *f, api_t *a) {
+  if (!a->store || store_kind(a->store) == STORE_MEMORY)
+    return;
+  const store_stats_t *ss = store_stats(a->store);
+  put_u64(f, "counter", "offload_store_commits_total", "Transactions the job store committed (group commits).",
+          ss->commits);
+  put_u64(f, "counter", "offload_store_writes_total", "Job rows written (inserts, state changes, deletes).",
+          ss->writes);
+  put_u64(f, "counter", "offload_store_write_failures_total",
+          "Writes the store could not commit (disk full or I/O error).", ss->failures);
+  put_u64(f, "counter", "offload_store_reads_total", "Reads of old finished jobs' rows (cold jobs).", ss->reads);
+  put_u64(f, "counter", "offload_store_expired_total", "Rows deleted by the store's own retention sweep.",
+          ss->expired);
+  put_u64(f, "gauge", "offload_jobs_cold",
+          "Finished jobs whose params and result are only on disk (beyond --cache-finished).",
+          registry_stats(a->reg)->cold);
+}
+
 static void write_loop(FILE *f, api_t *a) {
   put_hist(f, "offload_event_loop_lag_seconds", "How late the event loop ran a timer (sampled every 100 ms).",
            &a->lag->hist);
@@ -102,6 +120,7 @@ void h_metrics(api_t *a, http_req_t *req, const router_match_t *m) {
   write_jobs(f, a);
   write_pool(f, a);
   write_http(f, a);
+  write_store(f, a);
   write_loop(f, a);
   if (fclose(f) != 0 || !text) {
     free(text);

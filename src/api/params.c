@@ -122,7 +122,7 @@ bool api_reply_existing(api_t *a, http_req_t *req, const char *key, const offloa
   job_t *j = registry_find_key(a->reg, key);
   if (!j)
     return false;
-  if (j->def != def || !json_equal(j->params, (json_t *)params)) {
+  if (j->def != def || !registry_same_params(j, params)) {
     api_error(req, API_E_IDEMPOTENCY_CONFLICT, NULL, "Idempotency-Key",
               "This Idempotency-Key was used for another job (%s, task %s) with different parameters.", j->id,
               j->def->name);
@@ -150,6 +150,10 @@ void api_reply_same(api_t *a, http_req_t *req, job_t *j, bool seed) {
     api_reply_json(req, 200, &h,
                    json_pack("{s:s, s:s, s:s}", "jobId", j->id, "status", job_status_name(j->status), "statusUrl", url));
     http_headers_fini(&h);
+  } else if (job_is_cold(j)) {
+    char url[48];
+    snprintf(url, sizeof url, "/jobs/%s", j->id);
+    api_reply_cold(a, req, 200, url, j, false);
   } else {
     http_headers_t h = HTTP_HEADERS_INIT;
     http_headers_addf(&h, "Location", "/jobs/%s", j->id);

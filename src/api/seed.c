@@ -37,7 +37,10 @@ void h_report_status(api_t *a, http_req_t *req, const router_match_t *m) {
   job_t *j = api_find_job_or_404(a, req, m);
   if (!j)
     return;
-  api_reply_json(req, 200, NULL, api_seed_job_json(j, registry_position(a->reg, j)));
+  if (job_is_cold(j))
+    api_reply_cold(a, req, 200, NULL, j, true);
+  else
+    api_reply_json(req, 200, NULL, api_seed_job_json(j, registry_position(a->reg, j)));
 }
 
 void h_fibonacci(api_t *a, http_req_t *req, const router_match_t *m) {

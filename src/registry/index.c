@@ -135,6 +135,9 @@ void index_remove(registry_t *r, job_t *j) {
     pp = &(*pp)->_hnext;
   *pp = j->_hnext;
   DLIST_UNLINK(r->newest, r->oldest, j, _all_prev, _all_next);
+  if (r->f_warm == j)
+    r->f_warm = j->_f_next;
+  r->ncold -= j->_cold;
   DLIST_UNLINK(r->f_head, r->f_tail, j, _f_prev, _f_next);
   index_status_unlink(r, j);
   r->njobs--;

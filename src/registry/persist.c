@@ -58,7 +58,8 @@ static void on_persisted(store_write_t *w, int rc, void *data) {
     j->_u_next = r->unsaved;
     r->unsaved = j;
   } else if (rc == 0 && job_is_final(j) && !j->_writes) {
-    reg_evict_old(r); /* it may have held back evictions */
+    reg_evict_old(r); /* it may have held back evictions, */
+    reg_cool(r);      /* or cooling */
   }
 }
 
@@ -129,6 +130,55 @@ void reg_persist_delete(registry_t *r, const job_t *j) {
   store_write(r->cfg.store, &p->w);
 }
 
+/* ---- cold jobs ---- */
+
+/* FNV-1a over the canonical text (sorted keys, compact): equal params give
+ * equal hashes, as json_equal would say. */
+static uint64_t params_hash(const json_t *params) {
+  char *text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY);
+  uint64_t h = UINT64_C(14695981039346656037);
+  for (const char *c = text ? text : ""; *c; c++)
+    h = (h ^ (unsigned char)*c) * UINT64_C(1099511628211);
+  free(text);
+  return h;
+}
+
+bool registry_same_params(const job_t *j, const json_t *params) {
+  if (!j->_cold)
+    return json_equal(j->params, (json_t *)params);
+  return j->_params_hash == params_hash(params);
+}
+
+/* Nothing still needs the job's params and result in memory: it is final
+ * and its last state is committed. */
+static bool coolable(const job_t *j) { return reg_evictable(j) && !j->_watches && job_is_final(j); }
+
+static void cool(job_t *j) {
+  if (j->idem_key)
+    j->_params_hash = params_hash(j->params);
+  json_decref(j->params);
+  json_decref(j->result);
+  free(j->err_code);
+  free(j->err_message);
+  free(j->json_cache);
+  j->params = j->result = NULL;
+  j->err_code = j->err_message = j->json_cache = NULL;
+  j->json_cache_len = 0;
+  j->_cold = true;
+}
+
+void reg_cool(registry_t *r) {
+  if (!reg_durable(r) || !r->cfg.cache_finished)
+    return;
+  while (r->f_warm && r->nfinished - r->ncold > r->cfg.cache_finished && coolable(r->f_warm)) {
+    cool(r->f_warm);
+    r->ncold++;
+    r->f_warm = r->f_warm->_f_next;
+  }
+}
+
+void registry_restored(registry_t *r) { reg_cool(r); }
+
 static job_status_t status_of(const char *name) {
   for (int s = 0; s < JOB_NSTATUS; s++)
     if (strcmp(name, job_status_name((job_status_t)s)) == 0)
@@ -198,6 +248,7 @@ int registry_restore(registry_t *r, const store_job_t *row) {
       after->_f_next = j;
     else
       r->f_head = j;
+    r->f_warm = r->f_head; /* nothing is cold before registry_restored */
     r->nfinished++;
     return 0;
   }

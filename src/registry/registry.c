@@ -114,6 +114,8 @@ void reg_mark_final(registry_t *r, job_t *j, job_status_t status) {
     j->progress = 1.0;
   j->_finished_mono_ms = (uint64_t)clock_mono_ms();
   DLIST_APPEND(r->f_head, r->f_tail, j, _f_prev, _f_next);
+  if (!r->f_warm)
+    r->f_warm = j;
   r->nfinished++;
 
   size_t idx = (size_t)(j->def - r->cfg.catalog->defs);
@@ -139,6 +141,7 @@ void reg_notify_final(registry_t *r, job_t *j) {
     w->cb(j, w);
   }
   evict_over_limit(r);
+  reg_cool(r);
 }
 
 void reg_finalize(registry_t *r, job_t *j, job_status_t status) {
@@ -502,5 +505,6 @@ void registry_on_idle(registry_t *r, void (*cb)(void *), void *data) {
 const registry_stats_t *registry_stats(registry_t *r) {
   r->stats.jobs = r->njobs;
   r->stats.finished = r->nfinished;
+  r->stats.cold = r->ncold;
   return &r->stats;
 }

@@ -101,6 +101,11 @@ struct job {
   uint32_t _ver_sent; /* the number of the last write made */
   bool _unsaved;      /* on the unsaved list */
   bool _changed_while_accepting; /* written once its insert is kept (its one write till then) */
+  /* Cold (durable stores): an old finished job whose params, result and
+   * error the registry let go of (they are on disk); the rest stays, so
+   * lists, ids and keys still find it. See registry_cool. */
+  bool _cold;
+  uint64_t _params_hash; /* a cold job with a key: registry_params_hash of its params */
   job_t *_u_next;
   lane_t _lane;
   int64_t _timeout_ms;    /* each run's timeout; 0 = none */
@@ -127,6 +132,10 @@ typedef struct registry_config {
   int64_t retry_backoff_ms;       /* base of the retry backoff */
   uint64_t memory_mb;             /* the process workers' cap, for messages */
   store_t *store;                 /* borrowed; NULL = nothing is kept */
+  /* With a durable store: how many finished jobs keep their params and
+   * result in memory (the most recently finished); older ones are cold and
+   * read back from the store. 0 = all of them. */
+  size_t cache_finished;
 } registry_config_t;
 
 /* Per-task counters for /metrics. */
@@ -137,6 +146,7 @@ typedef struct registry_stats {
   uint64_t attempts; /* runs started */
   uint64_t retries;  /* runs scheduled again after a worker fault or timeout */
   uint64_t store_failures; /* state changes the store could not keep */
+  size_t cold;             /* finished jobs whose params and result are only on disk */
   size_t jobs, finished;
 } registry_stats_t;
 
@@ -226,6 +236,17 @@ static inline lane_t job_lane(const job_t *j) { return j->_lane; }
 /* False while a durable store has not yet committed the job's row: then a
  * client gets its 202 from a watch's `accepted` call, not at once. */
 static inline bool job_is_accepted(const job_t *j) { return !j->_accepting; }
+/* True for a finished job whose params, result and error are only on disk:
+ * read its row (store.h, STORE_R_FETCH) to show it. */
+static inline bool job_is_cold(const job_t *j) { return j->_cold; }
+
+/* Whether `params` are the params `j` was submitted with (a cold job
+ * compares hashes). For Idempotency-Key checks. */
+bool registry_same_params(const job_t *j, const json_t *params);
+
+/* After every stored job was restored (registry_restore): the oldest
+ * finished ones beyond cache_finished go cold. */
+void registry_restored(registry_t *r);
 const char *job_status_name(job_status_t s);
 
 /* Shutdown: refuse new jobs (OFF_ESTOPPED) and cancel every queued one. */

@@ -22,6 +22,8 @@ struct registry {
   job_t *q_head[LANE_N], *q_tail[LANE_N]; /* queue view per lane, sorted by _seq */
   size_t nqview[LANE_N];
   job_t *f_head, *f_tail;         /* finished, oldest first */
+  job_t *f_warm;                  /* the first finished job not cold (cold ones are a prefix) */
+  size_t ncold;
   job_t *b_head, *b_tail;         /* waiting to retry */
   uint64_t next_seq;              /* creation order */
   /* Per status, newest created first, so a filtered /jobs is O(limit). */
@@ -71,6 +73,8 @@ bool reg_durable(const registry_t *r);
 /* Sends a snapshot of `j` to the store (insert: a new row), if it keeps
  * jobs. An insert of an accepting job calls reg_on_accepted when done. */
 int reg_persist(registry_t *r, job_t *j, bool insert); /* 0 or OFF_ENOMEM */
+/* Cools the oldest finished jobs beyond cache_finished (persist.c). */
+void reg_cool(registry_t *r);
 /* Deletes an evicted job's row (in order with the other writes). */
 void reg_persist_delete(registry_t *r, const job_t *j);
 /* Whether `j` may be freed now (nothing still needs it). */

@@ -24,7 +24,7 @@ struct sq {
   sqlite3 *db;
   int lock_fd;
   char *path;
-  sqlite3_stmt *insert, *update, *del, *free_key;
+  sqlite3_stmt *insert, *update, *del, *free_key, *fetch;
 };
 
 static const char insert_sql[] =
@@ -38,9 +38,11 @@ static const char delete_sql[] = "DELETE FROM jobs WHERE id = ?1";
 /* A key the loop no longer knows belongs to a finished job it evicted whose
  * DELETE did not commit (a full disk then): the new job takes the key. */
 static const char free_key_sql[] = "DELETE FROM jobs WHERE idempotency_key = ?1 AND finished_at IS NOT NULL";
-static const char load_sql[] =
-    "SELECT seq, id, task, params, status, attempts, retries, timeout_ms, created_at, started_at, finished_at,"
-    " result, error_code, error_message, idempotency_key FROM jobs ORDER BY seq";
+#define JOB_COLUMNS                                                                                            \
+  "seq, id, task, params, status, attempts, retries, timeout_ms, created_at, started_at, finished_at, result,"  \
+  " error_code, error_message, idempotency_key"
+static const char load_sql[] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY seq";
+static const char fetch_sql[] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1";
 
 /* The lock file: held for the life of the store. */
 static int take_lock(const char *dir, char *err, size_t errsz) {
@@ -132,7 +134,8 @@ sq_t *sq_open(const char *dir, bool strict, char *err, size_t errsz) {
   if (sqlite3_prepare_v3(q->db, insert_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->insert, NULL) != SQLITE_OK ||
       sqlite3_prepare_v3(q->db, update_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->update, NULL) != SQLITE_OK ||
       sqlite3_prepare_v3(q->db, delete_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->del, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v3(q->db, free_key_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->free_key, NULL) != SQLITE_OK) {
+      sqlite3_prepare_v3(q->db, free_key_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->free_key, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(q->db, fetch_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->fetch, NULL) != SQLITE_OK) {
     snprintf(err, errsz, "cannot prepare statements on %s (%s)", q->path, sqlite3_errmsg(q->db));
     goto fail;
   }
@@ -149,6 +152,7 @@ void sq_close(sq_t *q) {
   sqlite3_finalize(q->update);
   sqlite3_finalize(q->del);
   sqlite3_finalize(q->free_key);
+  sqlite3_finalize(q->fetch);
   sqlite3_close(q->db);
   if (q->lock_fd >= 0)
     close(q->lock_fd); /* releases the flock */
@@ -201,6 +205,28 @@ static const char *status_static(const char *s) {
   return NULL;
 }
 
+/* The JOB_COLUMNS of the current row into `j` (strings malloc'd). False
+ * when it is not a usable job (no status, task or params). */
+static bool read_row(sqlite3_stmt *st, store_job_t *j) {
+  memset(j, 0, sizeof *j);
+  j->seq = (uint64_t)sqlite3_column_int64(st, 0);
+  snprintf(j->id, sizeof j->id, "%s", col_text(st, 1) ? col_text(st, 1) : "");
+  j->task = dup_col(st, 2);
+  j->params = dup_col(st, 3);
+  j->status = status_static(col_text(st, 4));
+  j->attempts = sqlite3_column_int(st, 5);
+  j->retries = sqlite3_column_int(st, 6);
+  j->timeout_ms = sqlite3_column_int64(st, 7);
+  j->created_at = sqlite3_column_int64(st, 8);
+  j->started_at = sqlite3_column_int64(st, 9);
+  j->finished_at = sqlite3_column_int64(st, 10);
+  j->result = dup_col(st, 11);
+  j->err_code = dup_col(st, 12);
+  j->err_message = dup_col(st, 13);
+  j->idem_key = dup_col(st, 14);
+  return j->status && j->task && j->params;
+}
+
 int sq_load(sq_t *q, void (*row)(const store_job_t *j, void *data), void *data) {
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(q->db, load_sql, -1, &st, NULL) != SQLITE_OK)
@@ -208,23 +234,7 @@ int sq_load(sq_t *q, void (*row)(const store_job_t *j, void *data), void *data) 
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     store_job_t j;
-    memset(&j, 0, sizeof j);
-    j.seq = (uint64_t)sqlite3_column_int64(st, 0);
-    snprintf(j.id, sizeof j.id, "%s", col_text(st, 1) ? col_text(st, 1) : "");
-    j.task = dup_col(st, 2);
-    j.params = dup_col(st, 3);
-    j.status = status_static(col_text(st, 4));
-    j.attempts = sqlite3_column_int(st, 5);
-    j.retries = sqlite3_column_int(st, 6);
-    j.timeout_ms = sqlite3_column_int64(st, 7);
-    j.created_at = sqlite3_column_int64(st, 8);
-    j.started_at = sqlite3_column_int64(st, 9);
-    j.finished_at = sqlite3_column_int64(st, 10);
-    j.result = dup_col(st, 11);
-    j.err_code = dup_col(st, 12);
-    j.err_message = dup_col(st, 13);
-    j.idem_key = dup_col(st, 14);
-    if (j.status && j.task && j.params)
+    if (read_row(st, &j))
       row(&j, data);
     store_job_fini(&j);
   }
@@ -298,9 +308,42 @@ static int run_delete(sq_t *q, const store_job_t *j) {
   return step_once(q->del);
 }
 
+/* A read: each id's row, or a zeroed record. 0 or OFF_ESTORE. */
+static int run_fetch(sq_t *q, store_write_t *w) {
+  int rc = SQLITE_DONE;
+  for (size_t i = 0; i < w->nids && (rc == SQLITE_DONE || rc == SQLITE_ROW); i++) {
+    sqlite3_bind_text(q->fetch, 1, w->ids[i], -1, SQLITE_STATIC);
+    rc = sqlite3_step(q->fetch);
+    if (rc == SQLITE_ROW && !read_row(q->fetch, &w->rows[i]))
+      store_job_fini(&w->rows[i]);
+    if (rc == SQLITE_ROW)
+      rc = sqlite3_step(q->fetch); /* ids are unique: SQLITE_DONE */
+    sqlite3_reset(q->fetch);
+    sqlite3_clear_bindings(q->fetch);
+  }
+  return rc == SQLITE_DONE ? 0 : OFF_ESTORE;
+}
+
+static int apply_writes(sq_t *q, store_write_t *list);
+
 int sq_apply(sq_t *q, store_write_t *list) {
+  bool writes = false;
+  for (store_write_t *w = list; w && !writes; w = w->_next)
+    writes = w->kind != STORE_R_FETCH;
+  int rc = writes ? apply_writes(q, list) : 0;
+  /* Reads after the commit: they see this batch's writes, and a failed
+   * commit does not fail them. */
+  for (store_write_t *w = list; w; w = w->_next)
+    if (w->kind == STORE_R_FETCH)
+      w->_rc = run_fetch(q, w);
+  return rc;
+}
+
+static int apply_writes(sq_t *q, store_write_t *list) {
   int rc = exec(q->db, "BEGIN IMMEDIATE;");
   for (store_write_t *w = list; w && rc == SQLITE_OK; w = w->_next) {
+    if (w->kind == STORE_R_FETCH)
+      continue;
     int r = w->kind == STORE_W_INSERT   ? run_insert(q, w->job)
             : w->kind == STORE_W_UPDATE ? run_update(q, w->job)
                                         : run_delete(q, w->job);
@@ -319,7 +362,8 @@ int sq_apply(sq_t *q, store_write_t *list) {
   if (rc != SQLITE_OK) {
     exec(q->db, "ROLLBACK;");
     for (store_write_t *w = list; w; w = w->_next)
-      w->_rc = OFF_ESTORE;
+      if (w->kind != STORE_R_FETCH)
+        w->_rc = OFF_ESTORE;
     return OFF_ESTORE;
   }
   return 0;

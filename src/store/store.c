@@ -137,7 +137,10 @@ static void run_callbacks(store_t *s, store_write_t *list) {
   while (list) {
     store_write_t *next = list->_next;
     list->_next = NULL;
-    s->stats.writes++;
+    if (list->kind == STORE_R_FETCH)
+      s->stats.reads++;
+    else
+      s->stats.writes++;
     if (list->_rc == OFF_ESTORE)
       s->stats.failures++;
     if (list->cb)

@@ -69,6 +69,7 @@ typedef enum {
   STORE_W_INSERT = 1, /* a new job (every column) */
   STORE_W_UPDATE,     /* status, attempts, times, result, error of an existing job (task, params, key unread) */
   STORE_W_DELETE,     /* a finished job the loop let go of (retention): only `id` is read */
+  STORE_R_FETCH,      /* a read, in order with the writes: the rows of `ids` into `rows` */
 } store_write_kind_t;
 
 typedef struct store_write store_write_t;
@@ -78,9 +79,16 @@ typedef void (*store_write_cb)(store_write_t *w, int rc, void *data);
 
 struct store_write {
   store_write_kind_t kind;
-  const store_job_t *job; /* borrowed until the callback */
+  const store_job_t *job; /* borrowed until the callback (writes) */
   store_write_cb cb;      /* may be NULL (fire and forget) */
   void *data;
+  /* STORE_R_FETCH: `nids` ids (borrowed until the callback) and as many
+   * zeroed records, filled by the store: rows[i] is job ids[i], or left
+   * zeroed (seq 0) when there is no such row. The caller frees each with
+   * store_job_fini. The memory backend finds nothing. */
+  const char (*ids)[24];
+  size_t nids;
+  store_job_t *rows;
   /* Private to the store. */
   int _rc;
   store_write_t *_next;
@@ -103,7 +111,7 @@ store_t *store_open(uv_loop_t *loop, const store_config_t *cfg, char *err, size_
  * serving; the row is valid during the call). Returns 0 or OFF_ESTORE. */
 int store_load(store_t *s, void (*row)(const store_job_t *j, void *data), void *data);
 
-/* Queues a write for the end of this loop turn. Always succeeds; the
+/* Queues a write (or a read) for the end of this loop turn. Always succeeds; the
  * callback reports the outcome. */
 void store_write(store_t *s, store_write_t *w);
 
@@ -114,6 +122,7 @@ void store_close(store_t *s);
 /* Writes committed / failed so far, and transactions (for /metrics). */
 typedef struct store_stats {
   uint64_t commits, writes, failures;
+  uint64_t reads;   /* STORE_R_FETCH requests answered */
   uint64_t expired; /* finished jobs deleted by retention */
 } store_stats_t;
 const store_stats_t *store_stats(const store_t *s);

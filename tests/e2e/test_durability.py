@@ -623,5 +623,68 @@ class QueueOrderAfterKill(DurabilityCase):
         self.term(srv2)
 
 
+
+# ----------------------------------------------------------------------------
+# 5. Old finished jobs read back from disk (--cache-finished)
+# ----------------------------------------------------------------------------
+
+class ColdJobs(DurabilityCase):
+    """With `--cache-finished 2`, finished jobs beyond the two most recent
+    keep only their status and times in memory; every read of them (GET,
+    the listing, the seed's status URL, an Idempotency-Key replay) reads the
+    row back and answers exactly as before, across a restart too."""
+
+    def metric(self, srv, name):
+        r = srv.get("/metrics")
+        self.assertEqual(r.status, 200, repr(r))
+        for line in r.body.decode().splitlines():
+            if line.startswith(name + " "):
+                return float(line.split()[1])
+        self.fail("no %s in /metrics" % name)
+
+    def test_reads_of_cold_jobs(self):
+        d = self.data_dir()
+        srv = self.sqlite_server(d, "--cache-finished", 2, "--workers", 1)
+        ids, bodies = [], {}
+        for n in range(10, 16):
+            r = self.post(srv, {"task": "fibonacci", "params": {"n": n}}, key="cold-%d" % n)
+            j = self.checkCreated(r, "fibonacci", {"n": n})
+            ids.append(j["id"])
+            f = self.wait_final(srv, j["id"], timeout=10)
+            self.assertEqual(f["status"], "complete", repr(f))
+            bodies[j["id"]] = srv.get("/jobs/%s" % j["id"]).body
+        rep = self.checkReportAccepted(self.seed_start(srv, 1000, key="cold-seed"))
+        self.wait_final(srv, rep, timeout=10)
+        seed_body = srv.get("/tasks/reports/%s" % rep).body
+        for n in range(2):  # two more, so the report is cold too
+            j = self.checkCreated(self.post(srv, {"task": "fibonacci", "params": {"n": n}}), "fibonacci", {"n": n})
+            self.wait_final(srv, j["id"], timeout=10)
+        self.wait_until(lambda: self.metric(srv, "offload_jobs_cold") == 7, 5, what="7 cold jobs")
+
+        for _ in range(2):  # before and after a restart
+            reads = self.metric(srv, "offload_store_reads_total")
+            for jid in ids:
+                r = srv.get("/jobs/%s" % jid)
+                self.assertEqual((r.status, r.body), (200, bodies[jid]), jid)
+            r = srv.get("/tasks/reports/%s" % rep)
+            self.assertEqual((r.status, r.body), (200, seed_body))
+            self.assertGreaterEqual(self.metric(srv, "offload_store_reads_total"), reads + 7)
+            listed = self.listing(srv)
+            self.assertEqual(len(listed), 9, repr(listed))
+            for j in listed:
+                if j["id"] in bodies:
+                    self.assertEqual(j, json.loads(bodies[j["id"]]))
+            self.assertEqual([j["id"] for j in listed if j["id"] in bodies], list(reversed(ids)))
+            # keys of cold jobs: the same request is a replay, another a conflict
+            r = self.post(srv, {"task": "fibonacci", "params": {"n": 10}}, key="cold-10")
+            self.checkReplayed(r, ids[0], "fibonacci", {"n": 10})
+            self.assertEqual(r.body, bodies[ids[0]])
+            self.checkConflict(self.post(srv, {"task": "fibonacci", "params": {"n": 50}}, key="cold-11"))
+            self.checkSeedReplayed(self.seed_start(srv, 1000, key="cold-seed"), rep)
+            srv = self.restart(srv, d, "--cache-finished", 2, "--workers", 1)
+            self.assertEqual(self.metric(srv, "offload_jobs_cold"), 7)
+        self.term(srv)
+
+
 if __name__ == "__main__":
     main()
