@@ -225,7 +225,7 @@ int store_load(store_t *s, void (*row)(const store_job_t *j, void *data), void *
 void store_write(store_t *s, store_write_t *w) {
   /* Writes made while store_load restores jobs wait in `pend` until the
    * first loop turn, when the store thread runs. */
-  assert(w->job);
+  assert(w->kind == STORE_R_FETCH ? w->ids && w->rows : w->job != NULL);
   w->_next = NULL;
   w->_rc = 0;
   if (s->pend_tail)
