@@ -125,8 +125,19 @@ class Server:
 
     def cmd(self):
         if self.kind == "offload":
+            # The Node peers keep nothing, so the scenarios that compare with
+            # them run offload's memory store too; S10 measures the SQLite
+            # store (the default) on its own. A server that asks for SQLite
+            # without a --data-dir gets a fresh temp one (never ./offload-data,
+            # which would carry jobs from one server to the next).
+            extra = list(self.extra)
+            if "--store" not in extra:
+                extra += ["--store", "memory"]
+            elif "--data-dir" not in extra and "memory" not in extra:
+                self.tmp = tempfile.mkdtemp(prefix="offload-bench-")
+                extra += ["--data-dir", self.tmp]
             return [os.path.join(BUILD, "offload"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                    "--workers", str(self.workers), "--drain-timeout-s", "0", "--log-level", "warn"] + self.extra
+                    "--workers", str(self.workers), "--drain-timeout-s", "0", "--log-level", "warn"] + extra
         if self.kind == "node":
             script = {"node-seed": "node-seed", "node-piscina": "node-piscina", "node-piscina-nice": "node-piscina",
                       "node-blocking": "node-blocking"}[self.name.split("@")[0]]
