@@ -37,6 +37,8 @@ static const char *const migrations[] = {
     "  bytes INTEGER NOT NULL,"
     "  PRIMARY KEY (job_id, name)"
     ");",
+    /* 1 -> 2: a file's media type, for GET /jobs/<id>/files/<name>. */
+    "ALTER TABLE job_files ADD COLUMN content_type TEXT NOT NULL DEFAULT 'application/octet-stream';",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

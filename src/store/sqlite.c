@@ -16,6 +16,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "store/files.h"
 #include "store/schema.h"
 #include "util/err.h"
 #include "util/fault.h"
@@ -23,8 +24,8 @@
 struct sq {
   sqlite3 *db;
   int lock_fd;
-  char *path;
-  sqlite3_stmt *insert, *update, *del, *free_key, *fetch;
+  char *path, *dir;
+  sqlite3_stmt *insert, *update, *del, *free_key, *fetch, *file_put, *files_of;
 };
 
 static const char insert_sql[] =
@@ -43,6 +44,9 @@ static const char free_key_sql[] = "DELETE FROM jobs WHERE idempotency_key = ?1 
   " error_code, error_message, idempotency_key"
 static const char load_sql[] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY seq";
 static const char fetch_sql[] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1";
+static const char file_put_sql[] =
+    "INSERT OR REPLACE INTO job_files (job_id, name, bytes, content_type) VALUES (?1, ?2, ?3, ?4)";
+static const char files_of_sql[] = "SELECT name, content_type, bytes FROM job_files WHERE job_id = ?1 ORDER BY name";
 
 /* The lock file: held for the life of the store. */
 static int take_lock(const char *dir, char *err, size_t errsz) {
@@ -96,7 +100,8 @@ sq_t *sq_open(const char *dir, bool strict, char *err, size_t errsz) {
     free(q);
     return NULL;
   }
-  if (asprintf(&q->path, "%s/offload.db", dir) < 0) {
+  q->dir = strdup(dir);
+  if (!q->dir || asprintf(&q->path, "%s/offload.db", dir) < 0) {
     q->path = NULL;
     snprintf(err, errsz, "out of memory");
     goto fail;
@@ -135,7 +140,9 @@ sq_t *sq_open(const char *dir, bool strict, char *err, size_t errsz) {
       sqlite3_prepare_v3(q->db, update_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->update, NULL) != SQLITE_OK ||
       sqlite3_prepare_v3(q->db, delete_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->del, NULL) != SQLITE_OK ||
       sqlite3_prepare_v3(q->db, free_key_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->free_key, NULL) != SQLITE_OK ||
-      sqlite3_prepare_v3(q->db, fetch_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->fetch, NULL) != SQLITE_OK) {
+      sqlite3_prepare_v3(q->db, fetch_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->fetch, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(q->db, file_put_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->file_put, NULL) != SQLITE_OK ||
+      sqlite3_prepare_v3(q->db, files_of_sql, -1, SQLITE_PREPARE_PERSISTENT, &q->files_of, NULL) != SQLITE_OK) {
     snprintf(err, errsz, "cannot prepare statements on %s (%s)", q->path, sqlite3_errmsg(q->db));
     goto fail;
   }
@@ -153,11 +160,20 @@ void sq_close(sq_t *q) {
   sqlite3_finalize(q->del);
   sqlite3_finalize(q->free_key);
   sqlite3_finalize(q->fetch);
+  sqlite3_finalize(q->file_put);
+  sqlite3_finalize(q->files_of);
   sqlite3_close(q->db);
   if (q->lock_fd >= 0)
     close(q->lock_fd); /* releases the flock */
   free(q->path);
+  free(q->dir);
   free(q);
+}
+
+static const char *col_text(sqlite3_stmt *st, int i) { return (const char *)sqlite3_column_text(st, i); }
+static char *dup_col(sqlite3_stmt *st, int i) {
+  const char *t = col_text(st, i);
+  return t ? strdup(t) : NULL;
 }
 
 int sq_expire(sq_t *q, int64_t cutoff_ms, uint64_t max_finished, int batch) {
@@ -166,7 +182,7 @@ int sq_expire(sq_t *q, int64_t cutoff_ms, uint64_t max_finished, int batch) {
    * above max_finished: that is the oldest (count - max). */
   sqlite3_stmt *st;
   const char *sql = "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE finished_at IS NOT NULL"
-                    " AND (finished_at < ?1 OR ?2 > 0) ORDER BY finished_at LIMIT ?3)";
+                    " AND (finished_at < ?1 OR ?2 > 0) ORDER BY finished_at LIMIT ?3) RETURNING id";
   int64_t over = 0;
   if (max_finished) {
     if (sqlite3_prepare_v2(q->db, "SELECT count(*) FROM jobs WHERE finished_at IS NOT NULL", -1, &st, NULL) != SQLITE_OK)
@@ -184,18 +200,22 @@ int sq_expire(sq_t *q, int64_t cutoff_ms, uint64_t max_finished, int batch) {
   sqlite3_bind_int64(st, 1, cutoff_ms);
   sqlite3_bind_int64(st, 2, over);
   sqlite3_bind_int(st, 3, limit);
-  int rc = sqlite3_step(st);
+  /* The ids come back (RETURNING) so their files can go once committed. */
+  char(*ids)[24] = calloc((size_t)limit, sizeof *ids);
+  int n = 0, rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW)
+    if (ids && n < limit)
+      snprintf(ids[n++], sizeof ids[0], "%s", col_text(st, 0) ? col_text(st, 0) : "");
   sqlite3_finalize(st);
+  if (rc == SQLITE_DONE)
+    for (int i = 0; i < n; i++)
+      files_remove_job(q->dir, ids[i]);
+  free(ids);
   if (rc != SQLITE_DONE)
     return -1;
-  return sqlite3_changes(q->db);
+  return n;
 }
 
-static const char *col_text(sqlite3_stmt *st, int i) { return (const char *)sqlite3_column_text(st, i); }
-static char *dup_col(sqlite3_stmt *st, int i) {
-  const char *t = col_text(st, i);
-  return t ? strdup(t) : NULL;
-}
 
 static const char *status_static(const char *s) {
   static const char *const names[] = {"queued", "processing", "complete", "failed", "canceled"};
@@ -227,6 +247,27 @@ static bool read_row(sqlite3_stmt *st, store_job_t *j) {
   return j->status && j->task && j->params;
 }
 
+/* The job's files rows into j->files. 0 or -1 (an SQLite error, or out of
+ * memory: then j has the files read so far). */
+static int read_files(sq_t *q, store_job_t *j) {
+  sqlite3_stmt *st = q->files_of;
+  sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
+  int rc;
+  while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
+    store_file_t *more = realloc(j->files, (j->nfiles + 1) * sizeof *more);
+    if (!more)
+      break;
+    j->files = more;
+    store_file_t *f = &j->files[j->nfiles++];
+    f->name = dup_col(st, 0);
+    f->content_type = dup_col(st, 1);
+    f->bytes = sqlite3_column_int64(st, 2);
+  }
+  sqlite3_reset(st);
+  sqlite3_clear_bindings(st);
+  return rc == SQLITE_DONE ? 0 : -1;
+}
+
 int sq_load(sq_t *q, void (*row)(const store_job_t *j, void *data), void *data) {
   sqlite3_stmt *st;
   if (sqlite3_prepare_v2(q->db, load_sql, -1, &st, NULL) != SQLITE_OK)
@@ -234,7 +275,7 @@ int sq_load(sq_t *q, void (*row)(const store_job_t *j, void *data), void *data) 
   int rc;
   while ((rc = sqlite3_step(st)) == SQLITE_ROW) {
     store_job_t j;
-    if (read_row(st, &j))
+    if (read_row(st, &j) && read_files(q, &j) == 0)
       row(&j, data);
     store_job_fini(&j);
   }
@@ -264,6 +305,22 @@ static int step_once(sqlite3_stmt *st) {
   return rc;
 }
 
+static int step_once(sqlite3_stmt *st);
+
+/* The rows of j's files (insert or replace: an update may add more). */
+static int put_files(sq_t *q, const store_job_t *j) {
+  int rc = SQLITE_DONE;
+  for (size_t i = 0; i < j->nfiles && rc == SQLITE_DONE; i++) {
+    sqlite3_stmt *st = q->file_put;
+    sqlite3_bind_text(st, 1, j->id, -1, SQLITE_STATIC);
+    bind_text(st, 2, j->files[i].name);
+    sqlite3_bind_int64(st, 3, j->files[i].bytes);
+    bind_text(st, 4, j->files[i].content_type ? j->files[i].content_type : "application/octet-stream");
+    rc = step_once(st);
+  }
+  return rc;
+}
+
 static int run_insert(sq_t *q, const store_job_t *j) {
   if (j->idem_key) {
     sqlite3_bind_text(q->free_key, 1, j->idem_key, -1, SQLITE_STATIC);
@@ -287,7 +344,8 @@ static int run_insert(sq_t *q, const store_job_t *j) {
   bind_text(st, 13, j->err_code);
   bind_text(st, 14, j->err_message);
   bind_text(st, 15, j->idem_key);
-  return step_once(st);
+  int rc = step_once(st);
+  return rc == SQLITE_DONE ? put_files(q, j) : rc;
 }
 
 static int run_update(sq_t *q, const store_job_t *j) {
@@ -300,7 +358,8 @@ static int run_update(sq_t *q, const store_job_t *j) {
   bind_text(st, 6, j->result);
   bind_text(st, 7, j->err_code);
   bind_text(st, 8, j->err_message);
-  return step_once(st);
+  int rc = step_once(st);
+  return rc == SQLITE_DONE ? put_files(q, j) : rc;
 }
 
 static int run_delete(sq_t *q, const store_job_t *j) {
@@ -314,7 +373,7 @@ static int run_fetch(sq_t *q, store_write_t *w) {
   for (size_t i = 0; i < w->nids && (rc == SQLITE_DONE || rc == SQLITE_ROW); i++) {
     sqlite3_bind_text(q->fetch, 1, w->ids[i], -1, SQLITE_STATIC);
     rc = sqlite3_step(q->fetch);
-    if (rc == SQLITE_ROW && !read_row(q->fetch, &w->rows[i]))
+    if (rc == SQLITE_ROW && (!read_row(q->fetch, &w->rows[i]) || read_files(q, &w->rows[i]) != 0))
       store_job_fini(&w->rows[i]);
     if (rc == SQLITE_ROW)
       rc = sqlite3_step(q->fetch); /* ids are unique: SQLITE_DONE */
@@ -331,6 +390,10 @@ int sq_apply(sq_t *q, store_write_t *list) {
   for (store_write_t *w = list; w && !writes; w = w->_next)
     writes = w->kind != STORE_R_FETCH;
   int rc = writes ? apply_writes(q, list) : 0;
+  /* The files of deleted jobs, once their rows are gone for good. */
+  for (store_write_t *w = list; w && rc == 0; w = w->_next)
+    if (w->kind == STORE_W_DELETE && w->_rc == 0)
+      files_remove_job(q->dir, w->job->id); /* one that fails is left to the disk's owner (logged nowhere: rare) */
   /* Reads after the commit: they see this batch's writes, and a failed
    * commit does not fail them. */
   for (store_write_t *w = list; w; w = w->_next)

@@ -56,6 +56,11 @@ void store_job_fini(store_job_t *j) {
   free(j->err_code);
   free(j->err_message);
   free(j->idem_key);
+  for (size_t i = 0; i < j->nfiles; i++) {
+    free(j->files[i].name);
+    free(j->files[i].content_type);
+  }
+  free(j->files);
   memset(j, 0, sizeof *j);
 }
 
@@ -271,3 +276,4 @@ void store_close(store_t *s) {
 
 const store_stats_t *store_stats(const store_t *s) { return &s->stats; }
 store_kind_t store_kind(const store_t *s) { return s->cfg.kind; }
+const char *store_data_dir(const store_t *s) { return s->cfg.kind == STORE_SQLITE ? s->cfg.data_dir : NULL; }

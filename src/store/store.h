@@ -46,6 +46,13 @@ typedef struct store_config {
   uint64_t max_finished;
 } store_config_t;
 
+/* One output file of a job (store/files.h says where it lives). */
+typedef struct store_file {
+  char *name;         /* files_name_ok */
+  char *content_type; /* e.g. "image/webp" */
+  int64_t bytes;
+} store_file_t;
+
 /* One job as the store keeps it: plain data. Strings are owned by whoever
  * fills the record (the loop for writes, the store for loaded rows, freed
  * with store_job_fini). NULL = SQL NULL. */
@@ -61,6 +68,10 @@ typedef struct store_job {
   char *result; /* JSON text */
   char *err_code, *err_message;
   char *idem_key;
+  /* Its files (an insert or update with nfiles > 0 writes their rows; a
+   * load or fetch fills them). Owned like the strings. */
+  store_file_t *files;
+  size_t nfiles;
 } store_job_t;
 
 void store_job_fini(store_job_t *j);
@@ -68,7 +79,7 @@ void store_job_fini(store_job_t *j);
 typedef enum {
   STORE_W_INSERT = 1, /* a new job (every column) */
   STORE_W_UPDATE,     /* status, attempts, times, result, error of an existing job (task, params, key unread) */
-  STORE_W_DELETE,     /* a finished job the loop let go of (retention): only `id` is read */
+  STORE_W_DELETE,     /* a finished job the loop let go of (retention): only `id` is read; its files go too */
   STORE_R_FETCH,      /* a read, in order with the writes: the rows of `ids` into `rows` */
 } store_write_kind_t;
 
@@ -126,6 +137,9 @@ typedef struct store_stats {
   uint64_t expired; /* finished jobs deleted by retention */
 } store_stats_t;
 const store_stats_t *store_stats(const store_t *s);
+/* The SQLite store's data dir (its files live under it: store/files.h),
+ * or NULL for the memory store. */
+const char *store_data_dir(const store_t *s);
 store_kind_t store_kind(const store_t *s);
 
 #endif

@@ -1,0 +1,32 @@
+/* store/files: where a job's output files live, and their removal.
+ *
+ * The rule: a job's files are <data-dir>/files/<job id>/<name>, one
+ * directory per job named by its id, one row per file in `job_files`
+ * (job_id, name, bytes, content_type). The row goes with the job's row (ON
+ * DELETE CASCADE) and the store thread removes the directory once that
+ * delete committed, so files live and expire with their job. A name is
+ * 1..FILES_NAME_MAX characters of [A-Za-z0-9._-], not starting with a dot
+ * (it can never leave its directory).
+ *
+ * Threads: pure functions, except files_remove_job (disk I/O: the store
+ * thread, or a worker; never the event loop). */
+#ifndef OFFLOAD_STORE_FILES_H
+#define OFFLOAD_STORE_FILES_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#define FILES_NAME_MAX 128
+
+/* True if `name` may name a job's file. */
+bool files_name_ok(const char *name);
+
+/* <data_dir>/files/<id> (name NULL) or <data_dir>/files/<id>/<name> into
+ * buf. Returns 0, or -1 when the name is not valid or buf is too small. */
+int files_path(const char *data_dir, const char *id, const char *name, char *buf, size_t size);
+
+/* Removes <data_dir>/files/<id> and the files in it. 0 when it is gone
+ * (or never existed), else -1 with errno. */
+int files_remove_job(const char *data_dir, const char *id);
+
+#endif
