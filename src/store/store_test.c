@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "store/schema.h"
+#include "store/files.h"
 #include "store/store.h"
 #include "util/clock.h"
 #include "util/fault.h"
@@ -119,6 +120,12 @@ static void on_row(const store_job_t *j, void *data) {
   c->err_code = j->err_code ? strdup(j->err_code) : NULL;
   c->err_message = j->err_message ? strdup(j->err_message) : NULL;
   c->idem_key = j->idem_key ? strdup(j->idem_key) : NULL;
+  c->files = j->nfiles ? calloc(j->nfiles, sizeof *c->files) : NULL;
+  for (size_t i = 0; i < j->nfiles; i++) {
+    c->files[i].name = strdup(j->files[i].name);
+    c->files[i].content_type = strdup(j->files[i].content_type);
+    c->files[i].bytes = j->files[i].bytes;
+  }
 }
 
 static void test_sqlite_round_trip(void **state) {
@@ -451,12 +458,183 @@ static void test_delete_and_freed_key(void **state) {
   free(dir);
 }
 
+/* Gives `x` the files named (content types "text/plain", then NULL). */
+static void add_files(w_t *x, const char *const *names, size_t n) {
+  x->job.files = calloc(n, sizeof *x->job.files);
+  x->job.nfiles = n;
+  for (size_t i = 0; i < n; i++) {
+    x->job.files[i].name = strdup(names[i]);
+    x->job.files[i].content_type = i == 0 ? strdup("text/plain") : NULL;
+    x->job.files[i].bytes = 5;
+  }
+}
+
+/* What a worker does: writes <dir>/files/<id>/<name>. */
+static void write_file(const char *dir, const char *id, const char *name) {
+  char path[512];
+  assert_int_equal(files_path(dir, id, NULL, path, sizeof path), 0);
+  char parent[512];
+  snprintf(parent, sizeof parent, "%s/files", dir);
+  mkdir(parent, 0755);
+  mkdir(path, 0755);
+  assert_int_equal(files_path(dir, id, name, path, sizeof path), 0);
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fputs("hello", f);
+  fclose(f);
+}
+
+static bool job_dir_exists(const char *dir, const char *id) {
+  char path[512];
+  assert_int_equal(files_path(dir, id, NULL, path, sizeof path), 0);
+  struct stat st;
+  return stat(path, &st) == 0;
+}
+
+static int file_rows(const char *dir) {
+  char path[512];
+  snprintf(path, sizeof path, "%s/offload.db", dir);
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open_v2(path, &db, SQLITE_OPEN_READONLY, NULL), SQLITE_OK);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT count(*) FROM job_files", -1, &st, NULL), SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  int n = sqlite3_column_int(st, 0);
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+  return n;
+}
+
+static void test_file_names(void **state) {
+  (void)state;
+  const char *const good[] = {"w320.webp", "document.pdf", "a", "A-b_c.1"};
+  const char *const bad[] = {"", ".hidden", "..", "../x", "a/b", "a b", "x\n"};
+  for (size_t i = 0; i < sizeof good / sizeof good[0]; i++)
+    assert_true(files_name_ok(good[i]));
+  for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
+    assert_false(files_name_ok(bad[i]));
+  char buf[64];
+  assert_int_equal(files_path("/d", "abc", "w1.png", buf, sizeof buf), 0);
+  assert_string_equal(buf, "/d/files/abc/w1.png");
+  assert_int_equal(files_path("/d", "abc", "../x", buf, sizeof buf), -1);
+  assert_int_equal(files_path("/d", "../abc", NULL, buf, sizeof buf), -1);
+  assert_int_equal(files_path("/d", "abc", "w1.png", buf, 8), -1); /* too small */
+}
+
+static void test_files_live_and_go_with_their_job(void **state) {
+  (void)state;
+  /* Files are written with the job, come back with it (load, fetch), and
+   * leave with it: a delete write, or the retention sweep. */
+  char *dir = tmpdir();
+  env_t e;
+  assert_int_equal(uv_loop_init(&e.loop), 0);
+  store_config_t cfg = {.kind = STORE_SQLITE, .data_dir = dir, .retention_ms = 5000};
+  char err[256];
+  e.s = store_open(&e.loop, &cfg, err, sizeof err);
+  assert_non_null(e.s);
+  assert_string_equal(store_data_dir(e.s), dir);
+  assert_int_equal(store_load(e.s, NULL, NULL), 0);
+  const char *const names[] = {"w320.webp", "a.txt"};
+  w_t a, a_done, old;
+  fill(&a, STORE_W_INSERT, 1, "queued");
+  fill(&a_done, STORE_W_UPDATE, 1, "complete");
+  a_done.job.finished_at = clock_wall_ms();
+  add_files(&a_done, names, 2);
+  fill(&old, STORE_W_INSERT, 2, "complete");
+  old.job.finished_at = clock_wall_ms() - 60000; /* past retention: the sweep takes it */
+  add_files(&old, names, 1);
+  write_file(dir, a.job.id, "w320.webp");
+  write_file(dir, a.job.id, "a.txt");
+  write_file(dir, old.job.id, "w320.webp");
+  store_write(e.s, &a.w);
+  store_write(e.s, &a_done.w);
+  store_write(e.s, &old.w);
+  POLL(&e.loop, true, old.calls == 1);
+  assert_int_equal(a_done.rc, 0);
+  POLL(&e.loop, true, !job_dir_exists(dir, old.job.id)); /* the sweep, within a second or two */
+  assert_true(job_dir_exists(dir, a.job.id));
+  assert_int_equal(file_rows(dir), 2);
+  /* A fetch brings the files, sorted by name. */
+  char ids[1][24];
+  snprintf(ids[0], sizeof ids[0], "%s", a.job.id);
+  store_job_t row[1];
+  memset(row, 0, sizeof row);
+  w_t rd;
+  memset(&rd, 0, sizeof rd);
+  rd.w.kind = STORE_R_FETCH;
+  rd.w.ids = (const char(*)[24])ids;
+  rd.w.nids = 1;
+  rd.w.rows = row;
+  rd.w.cb = on_written;
+  store_write(e.s, &rd.w);
+  POLL(&e.loop, true, rd.calls == 1);
+  assert_int_equal(rd.rc, 0);
+  assert_int_equal(row[0].nfiles, 2);
+  assert_string_equal(row[0].files[0].name, "a.txt");
+  assert_string_equal(row[0].files[0].content_type, "application/octet-stream");
+  assert_string_equal(row[0].files[1].name, "w320.webp");
+  assert_string_equal(row[0].files[1].content_type, "text/plain");
+  assert_int_equal(row[0].files[1].bytes, 5);
+  store_job_fini(&row[0]);
+  env_close(&e);
+  /* A load brings them too. */
+  env_open(&e, STORE_SQLITE, dir);
+  loaded_t l = {0};
+  assert_int_equal(store_load(e.s, on_row, &l), 0);
+  assert_int_equal(l.n, 1);
+  assert_int_equal(l.rows[0].nfiles, 2);
+  loaded_fini(&l);
+  /* A delete takes the row, the file rows and the directory. */
+  w_t del;
+  fill(&del, STORE_W_DELETE, 1, "complete");
+  store_write(e.s, &del.w);
+  POLL(&e.loop, true, del.calls == 1);
+  assert_int_equal(del.rc, 0);
+  assert_false(job_dir_exists(dir, a.job.id));
+  env_close(&e);
+  assert_int_equal(file_rows(dir), 0);
+  w_t *all[] = {&a, &a_done, &old, &del};
+  for (size_t k = 0; k < sizeof all / sizeof all[0]; k++)
+    store_job_fini(&all[k]->job);
+  rmtree(dir);
+  free(dir);
+}
+
+static void test_migration_keeps_file_rows(void **state) {
+  (void)state;
+  /* A version-1 database with a file row: version 2 adds its content type. */
+  sqlite3 *db;
+  assert_int_equal(sqlite3_open(":memory:", &db), SQLITE_OK);
+  assert_int_equal(sqlite3_exec(db, "PRAGMA foreign_keys=ON;", NULL, NULL, NULL), SQLITE_OK);
+  char err[256];
+  assert_int_equal(schema_migrate_to(db, 1, err, sizeof err), 0);
+  assert_int_equal(sqlite3_exec(db,
+                                "INSERT INTO jobs (seq, id, task, params, status, created_at) VALUES "
+                                "(1, 'j1', 'spin', '{}', 'complete', 1);"
+                                "INSERT INTO job_files (job_id, name, bytes) VALUES ('j1', 'out.bin', 3);",
+                                NULL, NULL, NULL),
+                   SQLITE_OK);
+  assert_int_equal(schema_migrate(db, "mem", err, sizeof err), 0);
+  sqlite3_stmt *st;
+  assert_int_equal(sqlite3_prepare_v2(db, "SELECT name, bytes, content_type FROM job_files", -1, &st, NULL),
+                   SQLITE_OK);
+  assert_int_equal(sqlite3_step(st), SQLITE_ROW);
+  assert_string_equal((const char *)sqlite3_column_text(st, 0), "out.bin");
+  assert_int_equal(sqlite3_column_int(st, 1), 3);
+  assert_string_equal((const char *)sqlite3_column_text(st, 2), "application/octet-stream");
+  sqlite3_finalize(st);
+  sqlite3_close(db);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_memory_backend), cmocka_unit_test(test_sqlite_round_trip),
       cmocka_unit_test(test_bad_write_and_failed_commit), cmocka_unit_test(test_refusals),
       cmocka_unit_test(test_migrations), cmocka_unit_test(test_retention_on_disk),
       cmocka_unit_test(test_delete_and_freed_key),
+      cmocka_unit_test(test_file_names),
+      cmocka_unit_test(test_files_live_and_go_with_their_job),
+      cmocka_unit_test(test_migration_keeps_file_rows),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
