@@ -6,6 +6,8 @@
  * loop end. A second signal exits at once. */
 #include "server.h"
 
+#include <errno.h>
+#include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -37,6 +39,8 @@ typedef struct server {
   uv_timer_t drain_timer;
   int signals_seen;
   bool stopped;
+  char files_root[4096]; /* where jobs' output files go (registry_config_t.files_root) */
+  bool files_temp;       /* the memory store's temp root: removed at exit */
 } server_t;
 
 void server_config_defaults(server_config_t *c) {
@@ -84,6 +88,14 @@ static void stop_everything(server_t *s) {
   store_close(s->store);         /* the last transitions: one commit at most */
   s->store = NULL;
 }
+
+static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
+  (void)st, (void)flag, (void)ftw;
+  return remove(path);
+}
+
+/* The memory store's files root at exit (the loop has stopped). */
+static void remove_tree(const char *dir) { nftw(dir, rm_entry, 16, FTW_DEPTH | FTW_PHYS); }
 
 static void on_stored_row(const store_job_t *row, void *data) {
   server_t *s = data;
@@ -217,7 +229,27 @@ int server_run(const server_config_t *cfg) {
     goto out_loop;
   }
 
+  /* Output files: beside the database (the store removes them with their
+   * job's row), or, with the memory store, in a temp dir removed at exit. */
+  if (cfg->store_sqlite) {
+    snprintf(s->files_root, sizeof s->files_root, "%s/files", cfg->data_dir);
+  } else {
+    const char *tmp = getenv("TMPDIR");
+    snprintf(s->files_root, sizeof s->files_root, "%s/offload-files-XXXXXX", tmp && tmp[0] ? tmp : "/tmp");
+    if (!mkdtemp(s->files_root)) {
+      fprintf(stderr, "offload: cannot create a temp dir for job files in %s (%s); set TMPDIR\n",
+              tmp && tmp[0] ? tmp : "/tmp", strerror(errno));
+      store_close(s->store);
+      s->store = NULL;
+      uv_run(&s->loop, UV_RUN_DEFAULT);
+      tasks_catalog_fini(&s->catalog);
+      goto out_loop;
+    }
+    s->files_temp = true;
+  }
+
   registry_config_t rc = {
+      .files_root = s->files_root,
       .catalog = &s->catalog,
       .max_finished = cfg->max_finished,
       .retention_ms = cfg->retention_s * 1000,
@@ -252,6 +284,7 @@ int server_run(const server_config_t *cfg) {
       .cat = &s->catalog,
       .lag = &s->lag,
       .store = s->store,
+      .files_root = s->files_root,
       .started_ms = (uint64_t)clock_mono_ms(),
   };
   s->http = http_server_new(&s->loop, &hc, api_on_head, api_on_request, &s->api);
@@ -299,6 +332,9 @@ out_pool:
   uv_run(&s->loop, UV_RUN_DEFAULT);
 out_catalog:
   tasks_catalog_fini(&s->catalog);
+  tasks_libraries_fini(); /* every worker thread is gone */
+  if (s->files_temp)
+    remove_tree(s->files_root);
 out_loop:
   if (uv_loop_close(&s->loop) != 0)
     log_warn("event loop closed with handles still open");

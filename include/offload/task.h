@@ -19,15 +19,37 @@
 typedef struct offload_task offload_task_t;
 typedef void (*offload_task_fn)(offload_task_t *t);
 
-typedef enum { OFFLOAD_PARAM_INTEGER = 1, OFFLOAD_PARAM_BOOLEAN, OFFLOAD_PARAM_STRING } offload_param_type_t;
+typedef enum {
+  OFFLOAD_PARAM_INTEGER = 1, /* a JSON integer in min..max */
+  OFFLOAD_PARAM_BOOLEAN,
+  OFFLOAD_PARAM_STRING,      /* one of `choices` (an enum), or any text of at most max_len bytes */
+  OFFLOAD_PARAM_NUMBER,      /* a finite JSON number in min_real..max_real */
+  OFFLOAD_PARAM_INT_LIST,    /* min_items..max_items integers, each in min..max: a JSON array, or "1,2,3" in a query string */
+  OFFLOAD_PARAM_NUMBER_LIST, /* min_items..max_items finite numbers: a JSON array */
+} offload_param_type_t;
 
+/* What a string must look like, beyond its length. */
+typedef enum {
+  OFFLOAD_FORMAT_ANY = 0,
+  OFFLOAD_FORMAT_HEX, /* an even number of hex digits (bytes written in hex) */
+} offload_param_format_t;
+
+/* One parameter. Zero means "the usual" for every field added after the
+ * first four types (a spec written before keeps its meaning). */
 typedef struct offload_param_spec {
   const char *name;
   offload_param_type_t type;
   bool required;
-  int64_t min, max;           /* integers: inclusive */
-  const char *const *choices; /* strings: the allowed values, NULL-terminated */
+  int64_t min, max;           /* integers, and each item of an integer list: inclusive */
+  const char *const *choices; /* strings: the allowed values, NULL-terminated; NULL = any text */
   bool test_only;             /* offered only when the server enables test tasks */
+  size_t max_len;             /* strings without choices: most bytes (0 = 1024) */
+  double min_real, max_real;  /* numbers: inclusive (both 0 = any finite number) */
+  size_t min_items, max_items; /* lists (max_items 0 = 1024) */
+  const char *dflt;           /* the default as JSON text, as GET /tasks shows it ("80", "\"webp\""); NULL = none */
+  bool secret;                /* a secret (a password): shown and stored as "[redacted]", never logged */
+  offload_param_format_t format; /* strings without choices */
+  const char *description;    /* a phrase for GET /tasks; NULL = none */
 } offload_param_spec_t;
 
 /* Where a task's jobs run. DEFAULT follows the server's --isolation; a task
@@ -36,13 +58,14 @@ typedef struct offload_param_spec {
 typedef enum { OFFLOAD_ISOLATION_DEFAULT = 0, OFFLOAD_ISOLATION_THREAD, OFFLOAD_ISOLATION_PROCESS } offload_isolation_t;
 
 typedef struct offload_task_def {
-  const char *name;        /* [a-z0-9_]+ */
+  const char *name;        /* [a-z0-9_-]+ */
   const char *description; /* one sentence */
   offload_task_fn run;
   const offload_param_spec_t *params;
   size_t nparams;
   offload_isolation_t isolation;
   bool test_only; /* offered only when the server enables test tasks */
+  bool files;     /* it writes output files: its jobs show "files" */
 } offload_task_def_t;
 
 /* The value of parameter `name`; `dflt` when it is optional and absent.
@@ -50,6 +73,14 @@ typedef struct offload_task_def {
 int64_t offload_task_param_int(const offload_task_t *t, const char *name, int64_t dflt);
 bool offload_task_param_bool(const offload_task_t *t, const char *name, bool dflt);
 const char *offload_task_param_str(const offload_task_t *t, const char *name, const char *dflt);
+/* A string's length in bytes too (it may hold NUL bytes: a password); 0 and
+ * NULL when absent. */
+const char *offload_task_param_strn(const offload_task_t *t, const char *name, size_t *len);
+double offload_task_param_real(const offload_task_t *t, const char *name, double dflt);
+/* A list's items, at most `max` of them, into `out`; returns how many the
+ * list has (0 when absent). */
+size_t offload_task_param_ints(const offload_task_t *t, const char *name, int64_t *out, size_t max);
+size_t offload_task_param_reals(const offload_task_t *t, const char *name, double *out, size_t max);
 
 /* Progress in 0..1; values below an earlier report are ignored. Cheap (one
  * relaxed atomic store): call it from the task's outer loop, every few ms. */
@@ -65,6 +96,26 @@ bool offload_task_canceled(offload_task_t *t);
 void offload_task_result_int(offload_task_t *t, int64_t v);
 void offload_task_result_real(offload_task_t *t, double v);
 void offload_task_result_null(offload_task_t *t);
+/* A result of any JSON shape (object, array, string...), given as JSON
+ * text (copied). Text that is not JSON, or over 48 KiB, fails the job
+ * (codes invalid_result, result_too_large). */
+void offload_task_result_json(offload_task_t *t, const char *json);
+
+/* ---- output files ----
+ * A task's outputs are named files: the job lists them in "files" and
+ * GET /jobs/<id>/files/<name> serves them; they live and expire with the
+ * job (a job that does not complete keeps none). A name is 1..128 of
+ * [A-Za-z0-9._-], not starting with '.'. */
+#define OFFLOAD_MAX_FILES 16
+
+/* Creates (or truncates) output file `name` of media type `content_type`
+ * and returns a descriptor to write it through. The runner closes it after
+ * the run: the task must not. -1 with errno on failure (EINVAL: a bad name;
+ * EMFILE: more than OFFLOAD_MAX_FILES; or the disk's error). */
+int offload_task_file_open(offload_task_t *t, const char *name, const char *content_type);
+/* The same with the whole content at once: 0, or -1 with errno. */
+int offload_task_file_write(offload_task_t *t, const char *name, const char *content_type, const void *data,
+                            size_t len);
 
 /* Fails the job with error {"code": code, "message": the formatted text}.
  * `code` is snake_case. */

@@ -36,6 +36,7 @@ typedef struct api {
   const tasks_catalog_t *cat;
   const looplag_t *lag;
   store_t *store;      /* the registry's store (reads of cold jobs); NULL = none */
+  const char *files_root; /* jobs' output files: <root>/<id>/<name>; NULL = none */
   uint64_t started_ms; /* monotonic */
   size_t waiters;      /* held replies now */
 } api_t;

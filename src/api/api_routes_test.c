@@ -299,7 +299,7 @@ static void test_tasks(void **state) {
   reply_t *r = req(&e, "GET", "/tasks");
   assert_int_equal(r->status, 200);
   json_t *tasks = json_object_get(r->json, "tasks");
-  assert_int_equal(json_array_size(tasks), 4);
+  assert_int_equal(json_array_size(tasks), 7);
   static const struct {
     const char *name, *param;
     json_int_t min, max;
@@ -320,6 +320,23 @@ static void test_tasks(void **state) {
     assert_int_equal(json_integer_value(json_object_get(p, "min")), want[i].min);
     assert_int_equal(json_integer_value(json_object_get(p, "max")), want[i].max);
   }
+  /* The typed params: a secret string with its length limit, an enum with
+   * its default, an integer with bounds and default, a hex string. */
+  json_t *ph = json_array_get(tasks, 4);
+  assert_string_equal(jstr(ph, "name"), "password-hash");
+  json_t *ps = json_object_get(ph, "params");
+  json_t *pw = json_array_get(ps, 0), *algo = json_array_get(ps, 1), *iter = json_array_get(ps, 2);
+  assert_string_equal(jstr(pw, "type"), "string");
+  assert_true(json_is_true(json_object_get(pw, "secret")));
+  assert_int_equal(json_integer_value(json_object_get(pw, "maxLength")), 1024);
+  assert_int_equal(json_array_size(json_object_get(algo, "enum")), 3);
+  assert_string_equal(jstr(algo, "default"), "pbkdf2-sha512");
+  assert_int_equal(json_integer_value(json_object_get(iter, "default")), 210000);
+  assert_int_equal(json_integer_value(json_object_get(iter, "min")), 1000);
+  json_t *salt = json_array_get(ps, 6);
+  assert_string_equal(jstr(salt, "name"), "salt");
+  assert_string_equal(jstr(salt, "format"), "hex");
+  assert_null(json_object_get(salt, "default"));
   env_fini(&e);
 }
 

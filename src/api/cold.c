@@ -27,6 +27,8 @@ static char *row_text(const job_t *meta, const store_job_t *row, bool seed) {
   t.result = row->result ? json_loads(row->result, JSON_DECODE_ANY, NULL) : NULL;
   t.err_code = row->err_code;
   t.err_message = row->err_message;
+  t.files = row->files;
+  t.nfiles = row->nfiles;
   t._cold = false;
   json_t *o = t.params ? (seed ? api_seed_job_json(&t, 0) : api_job_json(&t, 0)) : NULL;
   char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
@@ -40,6 +42,8 @@ static job_t meta_of(const job_t *j) {
   job_t m = *j;
   m.params = m.result = NULL;
   m.err_code = m.err_message = m.idem_key = m.json_cache = NULL;
+  m.files = NULL; /* the row brings them */
+  m.nfiles = 0;
   m._item = NULL;
   m._watches = NULL;
   return m;

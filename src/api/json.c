@@ -5,6 +5,7 @@
  * and kept in the job (job_t.json_cache, freed with the job): a listing of
  * 1000 finished jobs is then a concatenation of cached texts, not 1000
  * jansson trees built and dumped per request. */
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -32,6 +33,22 @@ static bool job_common(json_t *o, const job_t *j, size_t pos) {
            json_object_set_new(o, "finishedAt", time_json(j->finished_at)));
 }
 
+/* "files": [{"name","contentType","bytes","url"}], empty until complete. */
+static json_t *files_json(const job_t *j) {
+  json_t *a = json_array();
+  for (size_t i = 0; a && i < j->nfiles; i++) {
+    const store_file_t *f = &j->files[i];
+    char url[256];
+    snprintf(url, sizeof url, "/jobs/%s/files/%s", j->id, f->name);
+    if (json_array_append_new(a, json_pack("{s:s, s:s, s:I, s:s}", "name", f->name, "contentType", f->content_type,
+                                           "bytes", (json_int_t)f->bytes, "url", url)) != 0) {
+      json_decref(a);
+      return NULL;
+    }
+  }
+  return a;
+}
+
 json_t *api_job_json(const job_t *j, size_t pos) {
   json_t *o = json_object();
   if (!o)
@@ -40,7 +57,8 @@ json_t *api_job_json(const job_t *j, size_t pos) {
       json_object_set(o, "params", j->params) || !job_common(o, j, pos) ||
       json_object_set_new(o, "attempts", json_integer(j->attempts)) ||
       (j->retries && (json_object_set_new(o, "retries", json_integer(j->retries)) |
-                      json_object_set_new(o, "retryAt", time_json(j->retry_at))))) {
+                      json_object_set_new(o, "retryAt", time_json(j->retry_at)))) ||
+      (j->def->files && json_object_set_new(o, "files", files_json(j)) != 0)) {
     json_decref(o);
     return NULL;
   }

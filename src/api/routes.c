@@ -18,7 +18,7 @@ static const api_route_t R_HEALTH = ROUTE(h_health), R_METRICS = ROUTE(h_metrics
                          R_REPORT_START = ROUTE(h_report_start), R_REPORT_STATUS = ROUTE(h_report_status),
                          R_FIBONACCI = ROUTE(h_fibonacci), R_JOBS_LIST = ROUTE(h_jobs_list),
                          R_JOBS_POST = ROUTE(h_jobs_post), R_JOB_GET = ROUTE(h_job_get),
-                         R_JOB_DELETE = ROUTE(h_job_delete);
+                         R_JOB_DELETE = ROUTE(h_job_delete), R_JOB_FILE = ROUTE(h_job_file);
 
 static const http_route_t routes[] = {
     {GET_HEAD, "/health", &R_HEALTH},
@@ -32,6 +32,7 @@ static const http_route_t routes[] = {
     {HTTP_M_POST, "/jobs", &R_JOBS_POST},
     {GET_HEAD, "/jobs/:id", &R_JOB_GET},
     {HTTP_M_DELETE, "/jobs/:id", &R_JOB_DELETE},
+    {GET_HEAD, "/jobs/:id/files/:name", &R_JOB_FILE},
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])

@@ -32,21 +32,66 @@ void h_health(api_t *a, http_req_t *req, const router_match_t *m) {
                            (json_int_t)(clock_mono_ms() - (int64_t)a->started_ms)));
 }
 
-static json_t *param_json(const offload_param_spec_t *s) {
-  switch (s->type) {
-  case OFFLOAD_PARAM_BOOLEAN:
-    return json_pack("{s:s, s:s, s:b}", "name", s->name, "type", "boolean", "required", s->required);
-  case OFFLOAD_PARAM_STRING: {
-    json_t *choices = json_array();
-    for (size_t i = 0; s->choices && s->choices[i]; i++)
-      json_array_append_new(choices, json_string(s->choices[i]));
-    return json_pack("{s:s, s:s, s:b, s:o}", "name", s->name, "type", "string", "required", s->required, "enum",
-                     choices);
-  }
+static const char *type_name(offload_param_type_t t) {
+  switch (t) {
+  case OFFLOAD_PARAM_BOOLEAN: return "boolean";
+  case OFFLOAD_PARAM_STRING: return "string";
+  case OFFLOAD_PARAM_NUMBER: return "number";
+  case OFFLOAD_PARAM_INT_LIST: return "integer[]";
+  case OFFLOAD_PARAM_NUMBER_LIST: return "number[]";
   case OFFLOAD_PARAM_INTEGER: break;
   }
-  return json_pack("{s:s, s:s, s:b, s:I, s:I}", "name", s->name, "type", "integer", "required", s->required, "min",
-                   (json_int_t)s->min, "max", (json_int_t)s->max);
+  return "integer";
+}
+
+/* One parameter as GET /tasks shows it: name, type, required, then what
+ * bounds it (min/max, maxLength, enum, minItems/maxItems), its default,
+ * whether it is secret, and its description, each only where it applies. */
+static json_t *param_json(const offload_param_spec_t *s) {
+  json_t *o = json_pack("{s:s, s:s, s:b}", "name", s->name, "type", type_name(s->type), "required", s->required);
+  if (!o)
+    return NULL;
+  switch (s->type) {
+  case OFFLOAD_PARAM_INTEGER:
+  case OFFLOAD_PARAM_INT_LIST:
+    json_object_set_new(o, "min", json_integer((json_int_t)s->min));
+    json_object_set_new(o, "max", json_integer((json_int_t)s->max));
+    break;
+  case OFFLOAD_PARAM_NUMBER:
+  case OFFLOAD_PARAM_NUMBER_LIST:
+    if (s->min_real != 0 || s->max_real != 0) {
+      json_object_set_new(o, "min", json_real(s->min_real));
+      json_object_set_new(o, "max", json_real(s->max_real));
+    }
+    break;
+  case OFFLOAD_PARAM_STRING:
+    if (s->choices) {
+      json_t *choices = json_array();
+      for (size_t i = 0; s->choices[i]; i++)
+        json_array_append_new(choices, json_string(s->choices[i]));
+      json_object_set_new(o, "enum", choices);
+    } else {
+      json_object_set_new(o, "maxLength", json_integer((json_int_t)tasks_max_len(s)));
+      if (s->format == OFFLOAD_FORMAT_HEX)
+        json_object_set_new(o, "format", json_string("hex"));
+    }
+    break;
+  case OFFLOAD_PARAM_BOOLEAN: break;
+  }
+  if (s->type == OFFLOAD_PARAM_INT_LIST || s->type == OFFLOAD_PARAM_NUMBER_LIST) {
+    json_object_set_new(o, "minItems", json_integer((json_int_t)s->min_items));
+    json_object_set_new(o, "maxItems", json_integer((json_int_t)tasks_max_items(s)));
+  }
+  if (s->dflt) {
+    json_t *d = json_loads(s->dflt, JSON_DECODE_ANY, NULL);
+    if (d)
+      json_object_set_new(o, "default", d);
+  }
+  if (s->secret)
+    json_object_set_new(o, "secret", json_true());
+  if (s->description)
+    json_object_set_new(o, "description", json_string(s->description));
+  return o;
 }
 
 void h_tasks(api_t *a, http_req_t *req, const router_match_t *m) {

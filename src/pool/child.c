@@ -135,7 +135,8 @@ static int run_job(int sock, const frame_hdr_t *h, const uint8_t *payload, int f
   json_t *params = NULL;
   task_result_t res;
   memset(&res, 0, sizeof res);
-  if (wire_decode_job(payload, h->len, fd, name, sizeof name, &params) != 0) {
+  wire_where_t where;
+  if (wire_decode_job(payload, h->len, fd, name, sizeof name, &where, &params) != 0) {
     res.failed = true;
     snprintf(res.err_code, sizeof res.err_code, "internal");
     res.err_message = strdup("The worker could not read the job it was sent.");
@@ -153,8 +154,11 @@ static int run_job(int sock, const frame_hdr_t *h, const uint8_t *payload, int f
           .timed_out = &page->ctl.timed_out,
           .deadline_ns = atomic_load(&page->ctl.deadline_ns),
           .result = &res,
+          .files_root = where.files_root[0] ? where.files_root : NULL,
+          .job_id = where.job_id[0] ? where.job_id : NULL,
       };
       cpu_limit_for_job();
+      task_files_clear(&t);
       task_run(&t, def);
     }
   }
@@ -225,5 +229,6 @@ int pool_child_main(int argc, char **argv) {
   }
   free(buf);
   munmap(page, PAGE_SIZE_BYTES);
+  tasks_libraries_fini(); /* this process ran its last task */
   return code;
 }

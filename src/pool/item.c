@@ -52,13 +52,22 @@ void item_run(pool_work_t *w) {
       .timed_out = &it->ctl.timed_out,
       .deadline_ns = atomic_load_explicit(&it->ctl.deadline_ns, memory_order_relaxed),
       .result = &it->result,
+      .files_root = it->files_root,
+      .job_id = it->job_id[0] ? it->job_id : NULL,
   };
+  task_files_clear(&t); /* what an earlier run of the job left */
   task_run(&t, it->def);
 }
 
 int item_encode(pool_work_t *w, void **payload, size_t *len, int *fd) {
   item_t *it = item_of(w);
-  return wire_encode_job(it->def->name, it->params, WIRE_INLINE_MAX, payload, len, fd);
+  wire_where_t where;
+  memset(&where, 0, sizeof where);
+  if (it->files_root && strlen(it->files_root) < sizeof where.files_root) {
+    memcpy(where.job_id, it->job_id, sizeof where.job_id);
+    snprintf(where.files_root, sizeof where.files_root, "%s", it->files_root);
+  }
+  return wire_encode_job(it->def->name, &where, it->params, WIRE_INLINE_MAX, payload, len, fd);
 }
 
 int item_decode(pool_work_t *w, const void *payload, size_t len, int fd) {

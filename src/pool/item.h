@@ -42,6 +42,7 @@ typedef struct item {
   json_t *params;       /* owned, read-only once submitted */
   void *owner;          /* the loop side's job, for the done callback; NULL once it let go */
   char job_id[24];      /* the job's id, for GET /workers even after the job let go */
+  const char *files_root; /* borrowed (the server's): where output files go, <root>/<job id>/; NULL = none */
   task_result_t result; /* written by the worker during the run; read by the loop after DONE */
 } item_t;
 

@@ -9,7 +9,7 @@
 
 #include "util/err.h"
 
-#define JOB_HDR 8
+#define JOB_HDR 12
 #define RES_HDR 24
 
 static int write_all(int fd, const char *p, size_t n) {
@@ -23,9 +23,12 @@ static int write_all(int fd, const char *p, size_t n) {
   return 0;
 }
 
-int wire_encode_job(const char *task, const json_t *params, size_t inline_max, void **payload, size_t *len, int *fd) {
+int wire_encode_job(const char *task, const wire_where_t *where, const json_t *params, size_t inline_max,
+                    void **payload, size_t *len, int *fd) {
   *payload = NULL;
   *fd = -1;
+  const char *id = where ? where->job_id : "", *root = where ? where->files_root : "";
+  size_t il = strnlen(id, sizeof where->job_id), rl = strnlen(root, sizeof where->files_root);
   char *text = json_dumps(params, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY);
   if (!text)
     return OFF_ENOMEM;
@@ -42,7 +45,7 @@ int wire_encode_job(const char *task, const json_t *params, size_t inline_max, v
     *fd = mfd;
     flags |= WIRE_PARAMS_IN_FD;
   }
-  size_t n = JOB_HDR + nlen + (*fd >= 0 ? 0 : tlen);
+  size_t n = JOB_HDR + nlen + il + rl + (*fd >= 0 ? 0 : tlen);
   uint8_t *p = malloc(n);
   if (!p) {
     free(text);
@@ -52,11 +55,16 @@ int wire_encode_job(const char *task, const json_t *params, size_t inline_max, v
     return OFF_ENOMEM;
   }
   uint32_t nl = (uint32_t)nlen;
+  uint16_t i16 = (uint16_t)il, r16 = (uint16_t)rl;
   memcpy(p, &flags, 4);
   memcpy(p + 4, &nl, 4);
+  memcpy(p + 8, &i16, 2);
+  memcpy(p + 10, &r16, 2);
   memcpy(p + JOB_HDR, task, nlen);
+  memcpy(p + JOB_HDR + nlen, id, il);
+  memcpy(p + JOB_HDR + nlen + il, root, rl);
   if (*fd < 0)
-    memcpy(p + JOB_HDR + nlen, text, tlen);
+    memcpy(p + JOB_HDR + nlen + il + rl, text, tlen);
   free(text);
   *payload = p;
   *len = n;
@@ -77,31 +85,51 @@ static json_t *params_from_fd(int fd) {
   return v;
 }
 
-int wire_decode_job(const void *payload, size_t len, int fd, char *task, size_t task_cap, json_t **params) {
+int wire_decode_job(const void *payload, size_t len, int fd, char *task, size_t task_cap, wire_where_t *where,
+                    json_t **params) {
   const uint8_t *p = payload;
   *params = NULL;
   if (len < JOB_HDR)
     return OFF_EINVAL;
   uint32_t flags, nl;
+  uint16_t il, rl;
   memcpy(&flags, p, 4);
   memcpy(&nl, p + 4, 4);
-  if (nl == 0 || nl >= task_cap || nl > len - JOB_HDR)
+  memcpy(&il, p + 8, 2);
+  memcpy(&rl, p + 10, 2);
+  if (nl == 0 || nl >= task_cap || il >= sizeof where->job_id || rl >= sizeof where->files_root ||
+      (size_t)nl + il + rl > len - JOB_HDR)
     return OFF_EINVAL;
   memcpy(task, p + JOB_HDR, nl);
   task[nl] = '\0';
+  if (where) {
+    memcpy(where->job_id, p + JOB_HDR + nl, il);
+    where->job_id[il] = '\0';
+    memcpy(where->files_root, p + JOB_HDR + nl + il, rl);
+    where->files_root[rl] = '\0';
+  }
+  size_t off = JOB_HDR + nl + il + rl;
   if (flags & WIRE_PARAMS_IN_FD)
-    *params = len == JOB_HDR + nl ? params_from_fd(fd) : NULL;
+    *params = len == off ? params_from_fd(fd) : NULL;
   else
-    *params = json_loadb((const char *)p + JOB_HDR + nl, len - JOB_HDR - nl, JSON_DECODE_ANY, NULL);
+    *params = json_loadb((const char *)p + off, len - off, JSON_DECODE_ANY, NULL);
   return *params ? 0 : OFF_EINVAL;
 }
 
 int wire_encode_result(const task_result_t *r, void **payload, size_t *len) {
   size_t cl = strnlen(r->err_code, sizeof r->err_code);
-  size_t ml = r->err_message ? strlen(r->err_message) : 0;
-  if (ml > WIRE_MAX_MESSAGE)
+  /* The text slot holds the error message, or a JSON result's text. */
+  bool json = r->kind == TASK_RES_JSON && !r->failed;
+  const char *text = json ? r->json : r->err_message;
+  size_t ml = text ? strlen(text) : 0;
+  if (json && ml > TASK_RESULT_JSON_MAX)
+    return OFF_EINVAL; /* offload_task_result_json refuses those */
+  if (!json && ml > WIRE_MAX_MESSAGE)
     ml = WIRE_MAX_MESSAGE;
-  size_t n = RES_HDR + cl + ml;
+  size_t files = 2; /* u16 count, then {u8 name length, u8 type length, i64 bytes, name, type} each */
+  for (size_t i = 0; i < r->nfiles; i++)
+    files += 10 + strlen(r->files[i].name) + strlen(r->files[i].content_type);
+  size_t n = RES_HDR + cl + ml + files;
   uint8_t *p = calloc(1, n);
   if (!p)
     return OFF_ENOMEM;
@@ -115,7 +143,21 @@ int wire_encode_result(const task_result_t *r, void **payload, size_t *len) {
   memcpy(p + 16, &r->real, 8);
   memcpy(p + RES_HDR, r->err_code, cl);
   if (ml)
-    memcpy(p + RES_HDR + cl, r->err_message, ml);
+    memcpy(p + RES_HDR + cl, text, ml);
+  uint8_t *q = p + RES_HDR + cl + ml;
+  uint16_t nf = (uint16_t)r->nfiles;
+  memcpy(q, &nf, 2);
+  q += 2;
+  for (size_t i = 0; i < r->nfiles; i++) {
+    const task_file_t *f = &r->files[i];
+    size_t a = strlen(f->name), b = strlen(f->content_type); /* < 256: their arrays bound them */
+    q[0] = (uint8_t)a;
+    q[1] = (uint8_t)b;
+    memcpy(q + 2, &f->bytes, 8);
+    memcpy(q + 10, f->name, a);
+    memcpy(q + 10 + a, f->content_type, b);
+    q += 10 + a + b;
+  }
   *payload = p;
   *len = n;
   return 0;
@@ -130,21 +172,47 @@ int wire_decode_result(const void *payload, size_t len, task_result_t *r) {
   uint32_t ml;
   memcpy(&cl, p + 2, 2);
   memcpy(&ml, p + 4, 4);
-  if (p[0] > TASK_RES_REAL || p[1] > 1 || cl >= sizeof r->err_code || ml > WIRE_MAX_MESSAGE ||
-      len != RES_HDR + (size_t)cl + ml)
+  bool json = p[0] == TASK_RES_JSON && p[1] == 0;
+  if (p[0] > TASK_RES_JSON || p[1] > 1 || cl >= sizeof r->err_code ||
+      ml > (json ? TASK_RESULT_JSON_MAX : WIRE_MAX_MESSAGE) || len < RES_HDR + (size_t)cl + ml + 2)
     return OFF_EINVAL;
+  /* The files list, to the last byte. */
+  const uint8_t *q = p + RES_HDR + cl + ml, *end = p + len;
+  uint16_t nf;
+  memcpy(&nf, q, 2);
+  q += 2;
+  if (nf > OFFLOAD_MAX_FILES)
+    return OFF_EINVAL;
+  for (uint16_t i = 0; i < nf; i++) {
+    if (end - q < 10 || q[0] >= sizeof r->files[0].name || q[1] >= sizeof r->files[0].content_type ||
+        end - q < 10 + q[0] + q[1])
+      return OFF_EINVAL;
+    task_file_t *f = &r->files[i];
+    memcpy(&f->bytes, q + 2, 8);
+    memcpy(f->name, q + 10, q[0]);
+    f->name[q[0]] = '\0';
+    memcpy(f->content_type, q + 10 + q[0], q[1]);
+    f->content_type[q[1]] = '\0';
+    q += 10 + q[0] + q[1];
+  }
+  if (q != end)
+    return OFF_EINVAL;
+  r->nfiles = nf;
   r->kind = (task_result_kind_t)p[0];
   r->failed = p[1] == 1;
   memcpy(&r->integer, p + 8, 8);
   memcpy(&r->real, p + 16, 8);
   memcpy(r->err_code, p + RES_HDR, cl);
   r->err_code[cl] = '\0';
-  if (r->failed && ml) {
-    r->err_message = malloc(ml + 1);
-    if (!r->err_message)
+  if ((r->failed || json) && ml) {
+    char *t = malloc(ml + 1);
+    if (!t)
       return OFF_ENOMEM;
-    memcpy(r->err_message, p + RES_HDR + cl, ml);
-    r->err_message[ml] = '\0';
+    memcpy(t, p + RES_HDR + cl, ml);
+    t[ml] = '\0';
+    *(json ? &r->json : &r->err_message) = t;
   }
+  if (json && !r->json)
+    return OFF_EINVAL; /* a JSON result has text */
   return 0;
 }

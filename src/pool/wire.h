@@ -1,12 +1,15 @@
 /* pool/wire: what a job and its result look like inside a frame's payload
  * (pool/frame.h carries them between the server and a worker process).
  *
- * Job: {u32 flags, u32 name length, the task's name, its params as JSON
- * text}. When the JSON is longer than `inline_max` it travels in a memfd
+ * Job: {u32 flags, u32 name length, u16 id length, u16 root length, the
+ * task's name, the job's id, the files root, its params as JSON text}. When the JSON is longer than `inline_max` it travels in a memfd
  * passed with the frame instead (flag WIRE_PARAMS_IN_FD), so a large input
  * is never copied through the socket.
  * Result: {u8 kind, u8 failed, u16 code length, u32 message length, i64,
- * f64, the error code, the message (cut at WIRE_MAX_MESSAGE bytes)}.
+ * f64, the error code, a text: the error message (cut at WIRE_MAX_MESSAGE
+ * bytes) or a JSON result's text (at most TASK_RESULT_JSON_MAX), then the
+ * output files: {u16 count, then per file u8 name length, u8 type length,
+ * i64 bytes, the name, the media type}}.
  *
  * Threads: pure functions. Ownership: every encode returns a malloc'd
  * payload the caller frees, and a descriptor (or -1) the caller closes;
@@ -24,11 +27,22 @@
 #define WIRE_INLINE_MAX (48 * 1024)
 #define WIRE_MAX_MESSAGE (8 * 1024)
 
-/* Returns 0 or a negative OFF_E* code (OFF_ENOMEM, OFF_ESYS for memfd). */
-int wire_encode_job(const char *task, const json_t *params, size_t inline_max, void **payload, size_t *len, int *fd);
-/* Fills task[task_cap] and *params (new reference). `fd` is the frame's
- * passed descriptor or -1 (borrowed). Returns 0 or OFF_EINVAL. */
-int wire_decode_job(const void *payload, size_t len, int fd, char *task, size_t task_cap, json_t **params);
+/* Where a job's output files go (tasks/context.h): its id and the files
+ * root. Empty strings: nowhere. */
+typedef struct wire_where {
+  char job_id[24];
+  char files_root[1024];
+} wire_where_t;
+
+/* Returns 0 or a negative OFF_E* code (OFF_ENOMEM, OFF_ESYS for memfd).
+ * `where` may be NULL (nowhere). */
+int wire_encode_job(const char *task, const wire_where_t *where, const json_t *params, size_t inline_max,
+                    void **payload, size_t *len, int *fd);
+/* Fills task[task_cap], *where (when not NULL) and *params (new reference).
+ * `fd` is the frame's passed descriptor or -1 (borrowed). Returns 0 or
+ * OFF_EINVAL. */
+int wire_decode_job(const void *payload, size_t len, int fd, char *task, size_t task_cap, wire_where_t *where,
+                    json_t **params);
 
 int wire_encode_result(const task_result_t *r, void **payload, size_t *len);
 /* Fills *r (whose err_message it allocates). Returns 0 or OFF_EINVAL / OFF_ENOMEM. */

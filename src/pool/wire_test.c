@@ -20,19 +20,19 @@ static void test_job_inline(void **state) {
   void *p;
   size_t len;
   int fd;
-  assert_int_equal(wire_encode_job("crash", params, WIRE_INLINE_MAX, &p, &len, &fd), 0);
+  assert_int_equal(wire_encode_job("crash", NULL, params, WIRE_INLINE_MAX, &p, &len, &fd), 0);
   assert_int_equal(fd, -1);
   char task[64];
   json_t *got = NULL;
-  assert_int_equal(wire_decode_job(p, len, -1, task, sizeof task, &got), 0);
+  assert_int_equal(wire_decode_job(p, len, -1, task, sizeof task, NULL, &got), 0);
   assert_string_equal(task, "crash");
   assert_true(json_equal(got, params));
   json_decref(got);
   /* A cut payload or a name that does not fit is refused. */
-  assert_int_equal(wire_decode_job(p, 7, -1, task, sizeof task, &got), OFF_EINVAL);
+  assert_int_equal(wire_decode_job(p, 7, -1, task, sizeof task, NULL, &got), OFF_EINVAL);
   assert_null(got);
-  assert_int_equal(wire_decode_job(p, len, -1, task, 5, &got), OFF_EINVAL);
-  assert_int_equal(wire_decode_job(p, len - 1, -1, task, sizeof task, &got), OFF_EINVAL); /* broken JSON */
+  assert_int_equal(wire_decode_job(p, len, -1, task, 5, NULL, &got), OFF_EINVAL);
+  assert_int_equal(wire_decode_job(p, len - 1, -1, task, sizeof task, NULL, &got), OFF_EINVAL); /* broken JSON */
   free(p);
   json_decref(params);
 }
@@ -49,17 +49,20 @@ static void test_job_through_memfd(void **state) {
   void *p;
   size_t len;
   int fd;
-  assert_int_equal(wire_encode_job("report", params, 1024, &p, &len, &fd), 0);
+  wire_where_t where = {.job_id = "abcDEF-_0123456789abcd", .files_root = "/data/files"}, back;
+  assert_int_equal(wire_encode_job("report", &where, params, 1024, &p, &len, &fd), 0);
   assert_true(fd >= 0);
-  assert_true(len < 64); /* header + name only */
+  assert_true(len < 64); /* header, name and where only */
   char task[64];
   json_t *got = NULL;
-  assert_int_equal(wire_decode_job(p, len, fd, task, sizeof task, &got), 0);
+  assert_int_equal(wire_decode_job(p, len, fd, task, sizeof task, &back, &got), 0);
   assert_string_equal(task, "report");
+  assert_string_equal(back.job_id, where.job_id);
+  assert_string_equal(back.files_root, where.files_root);
   assert_true(json_equal(got, params));
   json_decref(got);
   /* The flag without a descriptor is refused. */
-  assert_int_equal(wire_decode_job(p, len, -1, task, sizeof task, &got), OFF_EINVAL);
+  assert_int_equal(wire_decode_job(p, len, -1, task, sizeof task, NULL, &got), OFF_EINVAL);
   close(fd);
   free(p);
   json_decref(params);
@@ -100,8 +103,40 @@ static void test_result_round_trip(void **state) {
   task_result_fini(&f);
 }
 
+static void test_json_result(void **state) {
+  (void)state;
+  /* A JSON result crosses whole, up to TASK_RESULT_JSON_MAX bytes (beyond
+   * an error message's cut). */
+  size_t n = TASK_RESULT_JSON_MAX;
+  task_result_t r = {.kind = TASK_RES_JSON};
+  r.json = malloc(n + 1);
+  r.json[0] = '"';
+  memset(r.json + 1, 'j', n - 2);
+  r.json[n - 1] = '"';
+  r.json[n] = '\0';
+  void *p;
+  size_t len;
+  assert_int_equal(wire_encode_result(&r, &p, &len), 0);
+  task_result_t got;
+  assert_int_equal(wire_decode_result(p, len, &got), 0);
+  assert_int_equal(got.kind, TASK_RES_JSON);
+  assert_false(got.failed);
+  assert_string_equal(got.json, r.json);
+  assert_null(got.err_message);
+  task_result_fini(&got);
+  free(p);
+  /* A JSON result with no text is refused. */
+  task_result_t empty = {.kind = TASK_RES_JSON};
+  assert_int_equal(wire_encode_result(&empty, &p, &len), 0);
+  assert_int_equal(wire_decode_result(p, len, &got), OFF_EINVAL);
+  task_result_fini(&got);
+  free(p);
+  task_result_fini(&r);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
+      cmocka_unit_test(test_json_result),
       cmocka_unit_test(test_job_inline),
       cmocka_unit_test(test_job_through_memfd),
       cmocka_unit_test(test_result_round_trip),

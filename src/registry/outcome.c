@@ -140,6 +140,11 @@ static bool record_outcome(registry_t *r, job_t *j, item_t *it) {
   switch (out) {
   case ITEM_OUT_COMPLETE:
     j->result = item_result_json(it);
+    if (reg_files_take(j, it) != 0) {
+      reg_set_error(j, "internal", "The job's output files could not be recorded (out of memory).");
+      reg_mark_final(r, j, JOB_FAILED);
+      break;
+    }
     reg_mark_final(r, j, JOB_COMPLETE);
     break;
   case ITEM_OUT_FAILED: {
@@ -198,8 +203,10 @@ void registry_on_done(pool_work_t *w, void *data) {
   registry_t *r = data;
   item_t *it = item_of(w);
   job_t *j = it->owner;
-  if (!j) { /* an orphan: its job finished without it */
+  if (!j) { /* an orphan: its job finished without it (what it wrote goes) */
     r->orphans--;
+    if (it->files_root && pool_work_state(w) != POOL_WORK_QUEUED)
+      reg_remove_files(r, it->job_id);
     item_free(it);
     return;
   }
@@ -215,6 +222,8 @@ void registry_on_done(pool_work_t *w, void *data) {
     retry = record_outcome(r, j, it);
   }
   j->_item = NULL;
+  if (it->files_root && !retry && j->status != JOB_COMPLETE && pool_work_state(w) != POOL_WORK_QUEUED)
+    reg_remove_files(r, it->job_id); /* a run that did not complete keeps no files */
   item_free(it);
   if (retry)
     schedule_retry(r, j);

@@ -68,6 +68,21 @@ bool reg_durable(const registry_t *r) { return r->cfg.store && store_kind(r->cfg
 static char *dump(const json_t *v) { return v ? json_dumps(v, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY) : NULL; }
 static char *dup_or_null(const char *s) { return s ? strdup(s) : NULL; }
 
+static int copy_files(store_job_t *rec, const job_t *j) {
+  rec->files = calloc(j->nfiles, sizeof *rec->files);
+  if (!rec->files)
+    return OFF_ENOMEM;
+  for (size_t i = 0; i < j->nfiles; i++) {
+    store_file_t *f = &rec->files[rec->nfiles++];
+    f->name = strdup(j->files[i].name);
+    f->content_type = strdup(j->files[i].content_type);
+    f->bytes = j->files[i].bytes;
+    if (!f->name || !f->content_type)
+      return OFF_ENOMEM;
+  }
+  return 0;
+}
+
 int reg_persist(registry_t *r, job_t *j, bool insert) {
   if (!reg_durable(r))
     return 0; /* nothing would ever read it back */
@@ -104,6 +119,14 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
   rec->result = dump(j->result);
   rec->err_code = dup_or_null(j->err_code);
   rec->err_message = dup_or_null(j->err_message);
+  if (j->nfiles && copy_files(rec, j) != 0) {
+    store_job_fini(rec);
+    free(p);
+    j->_writes--;
+    j->_ver_sent--;
+    r->stats.store_failures++;
+    return OFF_ENOMEM;
+  }
   p->r = r;
   p->w.kind = insert ? STORE_W_INSERT : STORE_W_UPDATE;
   p->w.job = rec;
@@ -134,7 +157,7 @@ void reg_persist_delete(registry_t *r, const job_t *j) {
 
 /* FNV-1a over the canonical text (sorted keys, compact): equal params give
  * equal hashes, as json_equal would say. */
-static uint64_t params_hash(const json_t *params) {
+uint64_t registry_params_hash(const json_t *params) {
   char *text = json_dumps(params, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY);
   uint64_t h = UINT64_C(14695981039346656037);
   for (const char *c = text ? text : ""; *c; c++)
@@ -144,9 +167,15 @@ static uint64_t params_hash(const json_t *params) {
 }
 
 bool registry_same_params(const job_t *j, const json_t *params) {
-  if (!j->_cold)
+  if (j->_hashed)
+    return j->_params_hash == registry_params_hash(params);
+  if (!tasks_has_secret(j->def))
     return json_equal(j->params, (json_t *)params);
-  return j->_params_hash == params_hash(params);
+  /* Restored from disk: only the shown (redacted) params are left to compare. */
+  json_t *shown = tasks_redact(j->def, params);
+  bool same = shown && json_equal(j->params, shown);
+  json_decref(shown);
+  return same;
 }
 
 /* Nothing still needs the job's params and result in memory: it is final
@@ -154,8 +183,10 @@ bool registry_same_params(const job_t *j, const json_t *params) {
 static bool coolable(const job_t *j) { return reg_evictable(j) && !j->_watches && job_is_final(j); }
 
 static void cool(job_t *j) {
-  if (j->idem_key)
-    j->_params_hash = params_hash(j->params);
+  if (j->idem_key && !j->_hashed) {
+    j->_params_hash = registry_params_hash(j->params);
+    j->_hashed = true;
+  }
   json_decref(j->params);
   json_decref(j->result);
   free(j->err_code);
@@ -219,6 +250,12 @@ int registry_restore(registry_t *r, const store_job_t *row) {
   j->err_code = dup_or_null(row->err_code);
   j->err_message = dup_or_null(row->err_message);
   j->idem_key = dup_or_null(row->idem_key);
+  if (row->nfiles && (j->files = calloc(row->nfiles, sizeof *j->files)) != NULL)
+    for (size_t i = 0; i < row->nfiles; i++) {
+      j->files[j->nfiles].name = dup_or_null(row->files[i].name);
+      j->files[j->nfiles].content_type = dup_or_null(row->files[i].content_type);
+      j->files[j->nfiles++].bytes = row->files[i].bytes;
+    }
   if (job_is_final(j) && j->status == JOB_COMPLETE)
     j->progress = 1.0;
   /* index_add numbers jobs; a restored one keeps its own number. */
@@ -257,6 +294,16 @@ int registry_restore(registry_t *r, const store_job_t *row) {
     j->status = JOB_QUEUED;
     index_status_link(r, j);
     reg_set_error(j, "interrupted", "The server stopped while the job ran, and the job has no retries left.");
+    reg_finalize(r, j, JOB_FAILED); /* written by reg_mark_final */
+    return 0;
+  }
+  if (tasks_has_secret(def)) {
+    /* Its secret params were never written: it cannot run again. */
+    j->status = JOB_QUEUED;
+    index_status_link(r, j);
+    reg_set_error(j, "secret_lost",
+                  "The server restarted before the job ran to its end, and its secret parameters are never stored; "
+                  "submit it again.");
     reg_finalize(r, j, JOB_FAILED); /* written by reg_mark_final */
     return 0;
   }

@@ -33,7 +33,9 @@ static void job_free(job_t *j) {
     uv_close((uv_handle_t *)j->_retry, on_retry_closed);
   }
   json_decref(j->params);
+  json_decref(j->_run_params);
   json_decref(j->result);
+  reg_files_free(j);
   free(j->idem_key);
   free(j->err_code);
   free(j->err_message);
@@ -42,7 +44,9 @@ static void job_free(job_t *j) {
 }
 
 static void evict(registry_t *r, job_t *j) {
-  reg_persist_delete(r, j); /* disk keeps what memory keeps */
+  reg_persist_delete(r, j); /* disk keeps what memory keeps (the store removes the files with the row) */
+  if (!reg_durable(r) && j->nfiles)
+    reg_remove_files(r, j->id);
   index_remove(r, j);
   job_free(j);
 }
@@ -110,6 +114,8 @@ void reg_mark_final(registry_t *r, job_t *j, job_status_t status) {
   reg_set_status(r, j, status);
   j->finished_at = clock_wall_ms();
   j->retry_at = 0;
+  json_decref(j->_run_params); /* a secret is kept no longer than it may run */
+  j->_run_params = NULL;
   if (status == JOB_COMPLETE)
     j->progress = 1.0;
   j->_finished_mono_ms = (uint64_t)clock_mono_ms();
@@ -172,7 +178,9 @@ const char *reg_cancel_message(const job_t *j, bool ran) {
 
 /* Builds the job's next item and hands it to its lane's pool. */
 int reg_hand_to_pool(registry_t *r, job_t *j, bool force) {
-  item_t *it = item_new(j->def, j->params, j->_timeout_ms);
+  item_t *it = item_new(j->def, j->_run_params ? j->_run_params : j->params, j->_timeout_ms);
+  if (it)
+    it->files_root = j->def->files ? r->cfg.files_root : NULL;
   if (!it)
     return OFF_ENOMEM;
   it->owner = j;
@@ -284,13 +292,20 @@ int registry_submit_keyed(registry_t *r, const offload_task_def_t *def, const js
   job_t *j = calloc(1, sizeof *j);
   if (!j)
     return OFF_ENOMEM;
-  j->params = json_deep_copy(params);
+  bool secret = tasks_has_secret(def);
+  j->params = secret ? tasks_redact(def, params) : json_deep_copy(params);
+  j->_run_params = secret ? json_deep_copy(params) : NULL;
   j->idem_key = key ? strdup(key) : NULL;
-  if (!j->params || (key && !j->idem_key)) {
+  if (!j->params || (secret && !j->_run_params) || (key && !j->idem_key)) {
     json_decref(j->params);
+    json_decref(j->_run_params);
     free(j->idem_key);
     free(j);
     return OFF_ENOMEM;
+  }
+  if (secret && key) { /* a replay must match the real params, which are not kept */
+    j->_params_hash = registry_params_hash(params);
+    j->_hashed = true;
   }
   j->def = def;
   j->status = JOB_QUEUED;

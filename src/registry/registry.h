@@ -84,6 +84,10 @@ struct job {
   int retries;           /* runs allowed after the first, for worker faults and timeouts */
   int64_t retry_at;      /* wall ms of the next run while waiting to retry, else 0 */
   char *idem_key;        /* owned; the Idempotency-Key it was submitted with, or NULL */
+  /* Its output files once complete (owned; kept when the job goes cold).
+   * They live in <files_root>/<id>/ (store/files.h). */
+  store_file_t *files;
+  size_t nfiles;
   /* The API's serialized JSON of this job once final (a final job never
    * changes, so big listings reuse it). Set by the API layer; owned by the
    * job (freed with it). NULL until then. */
@@ -105,7 +109,12 @@ struct job {
    * error the registry let go of (they are on disk); the rest stays, so
    * lists, ids and keys still find it. See registry_cool. */
   bool _cold;
-  uint64_t _params_hash; /* a cold job with a key: registry_params_hash of its params */
+  uint64_t _params_hash; /* a cold job with a key, or a keyed job with secrets: the hash of its (real) params */
+  bool _hashed;          /* _params_hash is what key checks compare */
+  /* A task with secret params (a password): `params` is what is shown and
+   * stored (secrets "[redacted]"); runs use these, the real ones, kept in
+   * memory only while the job is live (freed when it is final). */
+  json_t *_run_params;
   job_t *_u_next;
   lane_t _lane;
   int64_t _timeout_ms;    /* each run's timeout; 0 = none */
@@ -132,6 +141,11 @@ typedef struct registry_config {
   int64_t retry_backoff_ms;       /* base of the retry backoff */
   uint64_t memory_mb;             /* the process workers' cap, for messages */
   store_t *store;                 /* borrowed; NULL = nothing is kept */
+  /* Where jobs' output files go (borrowed; the server's): <root>/<job id>/.
+   * With the SQLite store, <data-dir>/files (the store removes a job's files
+   * with its row); otherwise a temp dir the registry cleans itself. NULL =
+   * no files. */
+  const char *files_root;
   /* With a durable store: how many finished jobs keep their params and
    * result in memory (the most recently finished); older ones are cold and
    * read back from the store. 0 = all of them. */
@@ -243,6 +257,9 @@ static inline bool job_is_cold(const job_t *j) { return j->_cold; }
 /* Whether `params` are the params `j` was submitted with (a cold job
  * compares hashes). For Idempotency-Key checks. */
 bool registry_same_params(const job_t *j, const json_t *params);
+/* A 64-bit hash of params' canonical text (sorted keys): equal params, equal
+ * hashes. */
+uint64_t registry_params_hash(const json_t *params);
 
 /* After every stored job was restored (registry_restore): the oldest
  * finished ones beyond cache_finished go cold. */

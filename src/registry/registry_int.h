@@ -5,6 +5,7 @@
 #ifndef OFFLOAD_REGISTRY_REGISTRY_INT_H
 #define OFFLOAD_REGISTRY_REGISTRY_INT_H
 
+#include "pool/item.h"
 #include "registry/registry.h"
 
 struct registry {
@@ -73,6 +74,13 @@ bool reg_durable(const registry_t *r);
 /* Sends a snapshot of `j` to the store (insert: a new row), if it keeps
  * jobs. An insert of an accepting job calls reg_on_accepted when done. */
 int reg_persist(registry_t *r, job_t *j, bool insert); /* 0 or OFF_ENOMEM */
+/* ---- files.c: jobs' output files ---- */
+/* Takes the files a complete run left (the item's result) into the job. */
+int reg_files_take(job_t *j, const item_t *it);
+void reg_files_free(job_t *j);
+/* Removes <files_root>/<id>/ on libuv's thread pool (never on the loop). */
+void reg_remove_files(registry_t *r, const char *id);
+
 /* Cools the oldest finished jobs beyond cache_finished (persist.c). */
 void reg_cool(registry_t *r);
 /* Deletes an evicted job's row (in order with the other writes). */

@@ -15,18 +15,17 @@ bool files_name_ok(const char *name) {
   return strspn(name, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
 
-int files_path(const char *data_dir, const char *id, const char *name, char *buf, size_t size) {
+int files_path(const char *root, const char *id, const char *name, char *buf, size_t size) {
   /* Ids are base64url (no '/', no leading dot): they are names too. */
   if (!files_name_ok(id) || (name && !files_name_ok(name)))
     return -1;
-  int n = name ? snprintf(buf, size, "%s/files/%s/%s", data_dir, id, name)
-               : snprintf(buf, size, "%s/files/%s", data_dir, id);
+  int n = name ? snprintf(buf, size, "%s/%s/%s", root, id, name) : snprintf(buf, size, "%s/%s", root, id);
   return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
-int files_remove_job(const char *data_dir, const char *id) {
+int files_remove_job(const char *root, const char *id) {
   char dir[4096];
-  if (files_path(data_dir, id, NULL, dir, sizeof dir) != 0) {
+  if (files_path(root, id, NULL, dir, sizeof dir) != 0) {
     errno = EINVAL;
     return -1;
   }

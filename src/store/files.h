@@ -21,12 +21,13 @@
 /* True if `name` may name a job's file. */
 bool files_name_ok(const char *name);
 
-/* <data_dir>/files/<id> (name NULL) or <data_dir>/files/<id>/<name> into
- * buf. Returns 0, or -1 when the name is not valid or buf is too small. */
-int files_path(const char *data_dir, const char *id, const char *name, char *buf, size_t size);
+/* The files root is <data-dir>/files (or, with the memory store, a temp
+ * dir). <root>/<id> (name NULL) or <root>/<id>/<name> into buf. Returns
+ * 0, or -1 when a name is not valid or buf is too small. */
+int files_path(const char *root, const char *id, const char *name, char *buf, size_t size);
 
-/* Removes <data_dir>/files/<id> and the files in it. 0 when it is gone
- * (or never existed), else -1 with errno. */
-int files_remove_job(const char *data_dir, const char *id);
+/* Removes <root>/<id> and the files in it. 0 when it is gone (or never
+ * existed), else -1 with errno. */
+int files_remove_job(const char *root, const char *id);
 
 #endif

@@ -24,7 +24,7 @@
 struct sq {
   sqlite3 *db;
   int lock_fd;
-  char *path, *dir;
+  char *path, *files; /* offload.db, and the files root <dir>/files */
   sqlite3_stmt *insert, *update, *del, *free_key, *fetch, *file_put, *files_of;
 };
 
@@ -100,8 +100,9 @@ sq_t *sq_open(const char *dir, bool strict, char *err, size_t errsz) {
     free(q);
     return NULL;
   }
-  q->dir = strdup(dir);
-  if (!q->dir || asprintf(&q->path, "%s/offload.db", dir) < 0) {
+  if (asprintf(&q->files, "%s/files", dir) < 0)
+    q->files = NULL;
+  if (!q->files || asprintf(&q->path, "%s/offload.db", dir) < 0) {
     q->path = NULL;
     snprintf(err, errsz, "out of memory");
     goto fail;
@@ -166,7 +167,7 @@ void sq_close(sq_t *q) {
   if (q->lock_fd >= 0)
     close(q->lock_fd); /* releases the flock */
   free(q->path);
-  free(q->dir);
+  free(q->files);
   free(q);
 }
 
@@ -209,7 +210,7 @@ int sq_expire(sq_t *q, int64_t cutoff_ms, uint64_t max_finished, int batch) {
   sqlite3_finalize(st);
   if (rc == SQLITE_DONE)
     for (int i = 0; i < n; i++)
-      files_remove_job(q->dir, ids[i]);
+      files_remove_job(q->files, ids[i]);
   free(ids);
   if (rc != SQLITE_DONE)
     return -1;
@@ -393,7 +394,7 @@ int sq_apply(sq_t *q, store_write_t *list) {
   /* The files of deleted jobs, once their rows are gone for good. */
   for (store_write_t *w = list; w && rc == 0; w = w->_next)
     if (w->kind == STORE_W_DELETE && w->_rc == 0)
-      files_remove_job(q->dir, w->job->id); /* one that fails is left to the disk's owner (logged nowhere: rare) */
+      files_remove_job(q->files, w->job->id); /* one that fails is left to the disk's owner (logged nowhere: rare) */
   /* Reads after the commit: they see this batch's writes, and a failed
    * commit does not fail them. */
   for (store_write_t *w = list; w; w = w->_next)

@@ -471,13 +471,12 @@ static void add_files(w_t *x, const char *const *names, size_t n) {
 
 /* What a worker does: writes <dir>/files/<id>/<name>. */
 static void write_file(const char *dir, const char *id, const char *name) {
-  char path[512];
-  assert_int_equal(files_path(dir, id, NULL, path, sizeof path), 0);
-  char parent[512];
-  snprintf(parent, sizeof parent, "%s/files", dir);
-  mkdir(parent, 0755);
+  char root[512], path[512];
+  snprintf(root, sizeof root, "%s/files", dir);
+  assert_int_equal(files_path(root, id, NULL, path, sizeof path), 0);
+  mkdir(root, 0755);
   mkdir(path, 0755);
-  assert_int_equal(files_path(dir, id, name, path, sizeof path), 0);
+  assert_int_equal(files_path(root, id, name, path, sizeof path), 0);
   FILE *f = fopen(path, "w");
   assert_non_null(f);
   fputs("hello", f);
@@ -485,8 +484,9 @@ static void write_file(const char *dir, const char *id, const char *name) {
 }
 
 static bool job_dir_exists(const char *dir, const char *id) {
-  char path[512];
-  assert_int_equal(files_path(dir, id, NULL, path, sizeof path), 0);
+  char root[512], path[512];
+  snprintf(root, sizeof root, "%s/files", dir);
+  assert_int_equal(files_path(root, id, NULL, path, sizeof path), 0);
   struct stat st;
   return stat(path, &st) == 0;
 }
@@ -514,7 +514,7 @@ static void test_file_names(void **state) {
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++)
     assert_false(files_name_ok(bad[i]));
   char buf[64];
-  assert_int_equal(files_path("/d", "abc", "w1.png", buf, sizeof buf), 0);
+  assert_int_equal(files_path("/d/files", "abc", "w1.png", buf, sizeof buf), 0);
   assert_string_equal(buf, "/d/files/abc/w1.png");
   assert_int_equal(files_path("/d", "abc", "../x", buf, sizeof buf), -1);
   assert_int_equal(files_path("/d", "../abc", NULL, buf, sizeof buf), -1);

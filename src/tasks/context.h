@@ -21,7 +21,18 @@
 
 #include "offload/task.h"
 
-typedef enum { TASK_RES_NULL = 0, TASK_RES_INT, TASK_RES_REAL } task_result_kind_t;
+typedef enum { TASK_RES_NULL = 0, TASK_RES_INT, TASK_RES_REAL, TASK_RES_JSON } task_result_kind_t;
+
+/* The largest JSON result (offload_task_result_json), in bytes of text. */
+#define TASK_RESULT_JSON_MAX (48 * 1024)
+
+/* One output file of a run: <files_root>/<job id>/<name> (store/files.h). */
+typedef struct task_file {
+  char name[129];
+  char content_type[128];
+  int64_t bytes;
+  int fd; /* the run's, open while it runs (+1: 0 = none), closed by task_files_close */
+} task_file_t;
 
 /* What a run leaves: a value, or a failure. Zeroed = result null, not failed. */
 typedef struct task_result {
@@ -31,6 +42,10 @@ typedef struct task_result {
   bool failed; /* the task called offload_task_fail */
   char err_code[48];
   char *err_message; /* owned; NULL when failed without a message */
+  char *json;        /* owned: TASK_RES_JSON's text (valid JSON, at most TASK_RESULT_JSON_MAX bytes) */
+  /* Output files, in the order opened (their bytes once the run ended). */
+  task_file_t files[OFFLOAD_MAX_FILES];
+  size_t nfiles;
 } task_result_t;
 
 struct offload_task {
@@ -40,7 +55,17 @@ struct offload_task {
   _Atomic bool *timed_out;  /* set by the run (offload_task_canceled) */
   uint64_t deadline_ns;     /* monotonic; 0 = none */
   task_result_t *result;    /* written by the run only */
+  /* Where output files go: <files_root>/<job_id>/ (NULL root: a task that
+   * opens one fails with ENOTSUP). */
+  const char *files_root;
+  const char *job_id;
 };
+
+/* After a run: the sizes of its output files, and their descriptors
+ * closed. The runner calls it on the thread (or in the process) that ran. */
+void task_files_close(task_result_t *r);
+/* Before a run: removes what an earlier run of the same job left. */
+void task_files_clear(const offload_task_t *t);
 
 /* Runs def->run on `t`, unless `t` is already canceled or past its deadline. */
 void task_run(offload_task_t *t, const offload_task_def_t *def);

@@ -91,7 +91,7 @@ static void crash_run(offload_task_t *t) {
 static const char *const crash_modes[] = {"segv", "abort", "exit", "oom", "hang", "ignore-cancel", NULL};
 
 static const offload_param_spec_t crash_params[] = {
-    {"mode", OFFLOAD_PARAM_STRING, true, 0, 0, crash_modes, false},
+    {.name = "mode", .type = OFFLOAD_PARAM_STRING, .required = true, .choices = crash_modes},
 };
 
 const offload_task_def_t task_crash = {

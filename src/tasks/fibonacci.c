@@ -57,7 +57,7 @@ static void fibonacci_run(offload_task_t *t) {
 }
 
 static const offload_param_spec_t fibonacci_params[] = {
-    {"n", OFFLOAD_PARAM_INTEGER, true, 0, 92, NULL, false},
+    {.name = "n", .type = OFFLOAD_PARAM_INTEGER, .required = true, .min = 0, .max = 92},
 };
 
 const offload_task_def_t task_fibonacci = {

@@ -85,7 +85,7 @@ out:
 }
 
 static const offload_param_spec_t primes_params[] = {
-    {"max", OFFLOAD_PARAM_INTEGER, true, 1, INT64_C(1000000000000), NULL, false},
+    {.name = "max", .type = OFFLOAD_PARAM_INTEGER, .required = true, .min = 1, .max = INT64_C(1000000000000)},
 };
 
 const offload_task_def_t task_primes = {

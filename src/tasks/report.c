@@ -22,7 +22,8 @@ static void report_run(offload_task_t *t) {
 }
 
 static const offload_param_spec_t report_params[] = {
-    {"heavyIterations", OFFLOAD_PARAM_INTEGER, true, 1, INT64_C(100000000000), NULL, false},
+    {.name = "heavyIterations", .type = OFFLOAD_PARAM_INTEGER, .required = true, .min = 1,
+     .max = INT64_C(100000000000)},
 };
 
 const offload_task_def_t task_report = {

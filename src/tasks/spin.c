@@ -25,8 +25,8 @@ static void spin_run(offload_task_t *t) {
 }
 
 static const offload_param_spec_t spin_params[] = {
-    {"ms", OFFLOAD_PARAM_INTEGER, true, 1, 600000, NULL, false},
-    {"ignoreCancel", OFFLOAD_PARAM_BOOLEAN, false, 0, 0, NULL, true},
+    {.name = "ms", .type = OFFLOAD_PARAM_INTEGER, .required = true, .min = 1, .max = 600000},
+    {.name = "ignoreCancel", .type = OFFLOAD_PARAM_BOOLEAN, .test_only = true},
 };
 
 const offload_task_def_t task_spin = {

@@ -2,6 +2,7 @@
 #include "tasks/tasks.h"
 
 #include <inttypes.h>
+#include <math.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -10,8 +11,11 @@
 #include "util/err.h"
 
 const offload_task_def_t *const tasks_builtin[] = {
-    &task_report, &task_fibonacci, &task_primes, &task_spin, &task_crash, NULL,
+    &task_report, &task_fibonacci, &task_primes, &task_spin, &task_password_hash, &task_password_verify, &task_pdf,
+    &task_crash, NULL,
 };
+
+void tasks_libraries_fini(void) { task_pdf_fini(); }
 
 const offload_task_def_t *tasks_find_builtin(const char *name) {
   for (size_t i = 0; tasks_builtin[i]; i++)
@@ -165,6 +169,73 @@ static void choices_text(const offload_param_spec_t *spec, char *buf, size_t siz
   }
 }
 
+size_t tasks_max_len(const offload_param_spec_t *spec) { return spec->max_len ? spec->max_len : 1024; }
+size_t tasks_max_items(const offload_param_spec_t *spec) { return spec->max_items ? spec->max_items : 1024; }
+
+static bool check_string(const offload_param_spec_t *spec, const json_t *v, const char *name, param_error_t *err) {
+  if (spec->choices) {
+    for (size_t i = 0; json_is_string(v) && spec->choices[i]; i++)
+      if (strcmp(json_string_value(v), spec->choices[i]) == 0)
+        return true;
+    char allowed[160];
+    choices_text(spec, allowed, sizeof allowed);
+    set_err(err, PARAM_INVALID, name, "%s must be one of: %s.", name, allowed);
+    return false;
+  }
+  if (!json_is_string(v)) {
+    set_err(err, PARAM_INVALID, name, "%s must be a string.", name);
+    return false;
+  }
+  if (json_string_length(v) > tasks_max_len(spec)) {
+    set_err(err, PARAM_INVALID, name, "%s must be at most %zu bytes long; got %zu.", name, tasks_max_len(spec),
+            json_string_length(v));
+    return false;
+  }
+  if (spec->format == OFFLOAD_FORMAT_HEX) {
+    const char *t = json_string_value(v);
+    size_t n = json_string_length(v);
+    if (n == 0 || n % 2 || strspn(t, "0123456789abcdefABCDEF") != n) {
+      set_err(err, PARAM_INVALID, name, "%s must be bytes in hex: an even number of the digits 0-9, a-f.", name);
+      return false;
+    }
+  }
+  return true;
+}
+
+bool tasks_check_real(const offload_param_spec_t *spec, double x, const char *param, param_error_t *err) {
+  bool bounded = spec->min_real != 0 || spec->max_real != 0;
+  if (isfinite(x) && (!bounded || (x >= spec->min_real && x <= spec->max_real)))
+    return true;
+  if (bounded)
+    set_err(err, PARAM_INVALID, param, "%s must be a number from %g to %g.", param, spec->min_real, spec->max_real);
+  else
+    set_err(err, PARAM_INVALID, param, "%s must be a finite number.", param);
+  return false;
+}
+
+static bool check_list(const offload_param_spec_t *spec, const json_t *v, const char *name, param_error_t *err) {
+  bool ints = spec->type == OFFLOAD_PARAM_INT_LIST;
+  size_t n = json_array_size(v);
+  if (!json_is_array(v) || n < spec->min_items || n > tasks_max_items(spec)) {
+    set_err(err, PARAM_INVALID, name, "%s must be a list of %zu to %zu %s.", name, spec->min_items,
+            tasks_max_items(spec), ints ? "integers" : "numbers");
+    return false;
+  }
+  for (size_t i = 0; i < n; i++) {
+    json_t *x = json_array_get(v, i);
+    char item[96];
+    snprintf(item, sizeof item, "%.60s[%zu]", name, i);
+    if (ints ? !json_is_integer(x) : !json_is_number(x)) {
+      set_err(err, PARAM_INVALID, item, "%s must be %s.", item, ints ? "an integer" : "a number");
+      return false;
+    }
+    if (ints ? !tasks_check_range(spec, (int64_t)json_integer_value(x), item, err)
+             : !tasks_check_real(spec, json_number_value(x), item, err))
+      return false;
+  }
+  return true;
+}
+
 static bool check_value(const offload_param_spec_t *spec, const json_t *v, const char *name, param_error_t *err) {
   switch (spec->type) {
   case OFFLOAD_PARAM_BOOLEAN:
@@ -172,16 +243,14 @@ static bool check_value(const offload_param_spec_t *spec, const json_t *v, const
       return true;
     set_err(err, PARAM_INVALID, name, "%s must be true or false.", name);
     return false;
-  case OFFLOAD_PARAM_STRING:
-    for (size_t i = 0; json_is_string(v) && spec->choices && spec->choices[i]; i++)
-      if (strcmp(json_string_value(v), spec->choices[i]) == 0)
-        return true;
-    {
-      char allowed[160];
-      choices_text(spec, allowed, sizeof allowed);
-      set_err(err, PARAM_INVALID, name, "%s must be one of: %s.", name, allowed);
-    }
+  case OFFLOAD_PARAM_STRING: return check_string(spec, v, name, err);
+  case OFFLOAD_PARAM_NUMBER:
+    if (json_is_number(v))
+      return tasks_check_real(spec, json_number_value(v), name, err);
+    set_err(err, PARAM_INVALID, name, "%s must be a number.", name);
     return false;
+  case OFFLOAD_PARAM_INT_LIST:
+  case OFFLOAD_PARAM_NUMBER_LIST: return check_list(spec, v, name, err);
   case OFFLOAD_PARAM_INTEGER: break;
   }
   if (!json_is_integer(v)) {
@@ -222,4 +291,22 @@ bool tasks_validate(const offload_task_def_t *def, const json_t *params, param_e
   }
   err->problem = PARAM_OK;
   return true;
+}
+
+bool tasks_has_secret(const offload_task_def_t *def) {
+  for (size_t i = 0; i < def->nparams; i++)
+    if (def->params[i].secret)
+      return true;
+  return false;
+}
+
+json_t *tasks_redact(const offload_task_def_t *def, const json_t *params) {
+  json_t *copy = json_deep_copy(params);
+  for (size_t i = 0; copy && i < def->nparams; i++)
+    if (def->params[i].secret && json_object_get(copy, def->params[i].name) &&
+        json_object_set_new(copy, def->params[i].name, json_string("[redacted]")) != 0) {
+      json_decref(copy);
+      return NULL;
+    }
+  return copy;
 }

@@ -17,6 +17,12 @@
 #include "offload/task.h"
 
 extern const offload_task_def_t task_report, task_fibonacci, task_primes, task_spin, task_crash;
+extern const offload_task_def_t task_password_hash, task_password_verify, task_pdf;
+
+/* At exit, once no worker runs (pools freed): frees what the tasks'
+ * libraries keep for the process's life (fontconfig's caches). */
+void tasks_libraries_fini(void);
+void task_pdf_fini(void);
 
 /* NULL-terminated table of every built-in kind, test-only ones included. */
 extern const offload_task_def_t *const tasks_builtin[];
@@ -74,5 +80,16 @@ bool tasks_parse_int(const char *s, size_t len, int64_t *out);
 /* Checks one integer against a spec's range; fills *err (with `param` as the
  * name) when outside it. */
 bool tasks_check_range(const offload_param_spec_t *spec, int64_t v, const char *param, param_error_t *err);
+/* The same for a number (NUMBER, NUMBER_LIST items): finite, in range. */
+bool tasks_check_real(const offload_param_spec_t *spec, double x, const char *param, param_error_t *err);
+/* A spec's effective limits (its zero fields read as the defaults). */
+size_t tasks_max_len(const offload_param_spec_t *spec);
+size_t tasks_max_items(const offload_param_spec_t *spec);
+
+/* A copy of `params` (borrowed) with every secret parameter of `def`
+ * replaced by "[redacted]": what is shown and stored. NULL when out of
+ * memory. has_secret: whether def has secret parameters at all. */
+json_t *tasks_redact(const offload_task_def_t *def, const json_t *params);
+bool tasks_has_secret(const offload_task_def_t *def);
 
 #endif

@@ -39,12 +39,15 @@ HOST = "127.0.0.1"  # the only address these tests ever talk to
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,}$")
 STATUSES = {"queued", "processing", "complete", "failed", "canceled"}
 FINAL = {"complete", "failed", "canceled"}
-TASKS = {"report", "fibonacci", "primes", "spin"}
+TASKS = {"report", "fibonacci", "primes", "spin", "password-hash", "password-verify", "pdf"}
 TEST_TASKS = {"crash"}  # only under --enable-test-tasks
 JOB_KEYS = {"id", "task", "params", "status", "progress", "result", "error",
             "queuePosition", "createdAt", "startedAt", "finishedAt", "attempts"}
 # A job submitted with "retries" > 0 also shows these.
 RETRY_KEYS = {"retries", "retryAt"}
+# A job of a task that writes output files shows them ([] until complete).
+FILE_TASKS = {"pdf"}
+FILE_KEYS = {"files"}
 REPORT_KEYS = {"jobId", "status", "progress", "result", "error",
                "queuePosition", "createdAt", "startedAt", "finishedAt"}
 
@@ -548,7 +551,15 @@ class OffloadTestCase(unittest.TestCase):
             self.assertIsInstance(j["error"], dict, "failed job needs an error object: %r" % j)
 
     def checkJob(self, j, expect_status=None, task=None, params=None, job_id=None):
-        self._check_common(j, JOB_KEYS | RETRY_KEYS if "retries" in j else JOB_KEYS, expect_status)
+        keys = JOB_KEYS | (RETRY_KEYS if "retries" in j else set()) | (FILE_KEYS if j.get("task") in FILE_TASKS else set())
+        self._check_common(j, keys, expect_status)
+        if j.get("task") in FILE_TASKS:
+            self.assertIsInstance(j["files"], list)
+            if j["status"] != "complete":
+                self.assertEqual(j["files"], [], "only a complete job has files: %r" % j)
+            for f in j["files"]:
+                self.assertEqual(set(f), {"name", "contentType", "bytes", "url"}, repr(f))
+                self.assertEqual(f["url"], "/jobs/%s/files/%s" % (j["id"], f["name"]))
         self.assertRegex(j["id"], ID_RE)
         self.assertIn(j["task"], TASKS | TEST_TASKS)
         a = j["attempts"]
