@@ -6,7 +6,7 @@
 set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev node-llhttp libjansson-dev
-      libsqlite3-dev libssl-dev libargon2-dev libcairo2-dev libpango1.0-dev fonts-dejavu-core
+      libsqlite3-dev libssl-dev libargon2-dev libcairo2-dev libpango1.0-dev fonts-dejavu-core libcsv-dev
       libcmocka-dev curl python3)
 case "${1:-build}" in
   # make test's bench.smoke (bench/run.py --smoke) runs git and node (for the

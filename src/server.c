@@ -52,6 +52,7 @@ void server_config_defaults(server_config_t *c) {
       .max_queue = 10000,
       .max_iterations = INT64_C(100000000000),
       .max_body = 1024 * 1024,
+      .max_upload = 64 * 1024 * 1024,
       .job_timeout_ms = 0,
       .retention_s = 3600,
       .max_finished = 100000,
@@ -285,6 +286,7 @@ int server_run(const server_config_t *cfg) {
       .lag = &s->lag,
       .store = s->store,
       .files_root = s->files_root,
+      .max_upload = cfg->max_upload,
       .started_ms = (uint64_t)clock_mono_ms(),
   };
   s->http = http_server_new(&s->loop, &hc, api_on_head, api_on_request, &s->api);

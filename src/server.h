@@ -15,6 +15,7 @@ typedef struct server_config {
   size_t max_queue;
   int64_t max_iterations;
   size_t max_body;
+  size_t max_upload; /* --max-upload */
   int64_t job_timeout_ms;
   int64_t retention_s;
   size_t max_finished;

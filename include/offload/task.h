@@ -57,6 +57,13 @@ typedef struct offload_param_spec {
  * a worker process, whatever the flag says. */
 typedef enum { OFFLOAD_ISOLATION_DEFAULT = 0, OFFLOAD_ISOLATION_THREAD, OFFLOAD_ISOLATION_PROCESS } offload_isolation_t;
 
+/* Whether a task takes an input body (POST /jobs/<task>). */
+typedef enum {
+  OFFLOAD_INPUT_NONE = 0, /* params only (POST /jobs) */
+  OFFLOAD_INPUT_OPTIONAL, /* an upload or params only */
+  OFFLOAD_INPUT_REQUIRED, /* an upload always: POST /jobs/<task> */
+} offload_input_t;
+
 typedef struct offload_task_def {
   const char *name;        /* [a-z0-9_-]+ */
   const char *description; /* one sentence */
@@ -66,6 +73,8 @@ typedef struct offload_task_def {
   offload_isolation_t isolation;
   bool test_only; /* offered only when the server enables test tasks */
   bool files;     /* it writes output files: its jobs show "files" */
+  offload_input_t input;
+  const char *const *input_types; /* the media types it accepts (NULL-terminated); NULL = any */
 } offload_task_def_t;
 
 /* The value of parameter `name`; `dflt` when it is optional and absent.
@@ -81,6 +90,12 @@ double offload_task_param_real(const offload_task_t *t, const char *name, double
  * list has (0 when absent). */
 size_t offload_task_param_ints(const offload_task_t *t, const char *name, int64_t *out, size_t max);
 size_t offload_task_param_reals(const offload_task_t *t, const char *name, double *out, size_t max);
+
+/* The job's input (the body of POST /jobs/<task>): its bytes, read-only
+ * and valid for the run, mapped in place (never copied); *len its size and
+ * *content_type its media type (either may be NULL). NULL when the job has
+ * none. */
+const void *offload_task_input(const offload_task_t *t, size_t *len, const char **content_type);
 
 /* Progress in 0..1; values below an earlier report are ignored. Cheap (one
  * relaxed atomic store): call it from the task's outer loop, every few ms. */

@@ -37,6 +37,7 @@ typedef struct api {
   const looplag_t *lag;
   store_t *store;      /* the registry's store (reads of cold jobs); NULL = none */
   const char *files_root; /* jobs' output files: <root>/<id>/<name>; NULL = none */
+  uint64_t max_upload;    /* --max-upload: POST /jobs/<task> bodies */
   uint64_t started_ms; /* monotonic */
   size_t waiters;      /* held replies now */
 } api_t;

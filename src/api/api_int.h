@@ -142,7 +142,8 @@ void h_fibonacci(api_t *a, http_req_t *req, const router_match_t *m);
 void h_jobs_list(api_t *a, http_req_t *req, const router_match_t *m);
 void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m);
 void h_job_get(api_t *a, http_req_t *req, const router_match_t *m);
-void h_job_file(api_t *a, http_req_t *req, const router_match_t *m); /* files.c */
+void h_job_file(api_t *a, http_req_t *req, const router_match_t *m);    /* files.c */
+void h_jobs_upload(api_t *a, http_req_t *req, const router_match_t *m); /* upload.c */
 void h_job_delete(api_t *a, http_req_t *req, const router_match_t *m);
 
 #endif

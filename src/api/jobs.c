@@ -181,6 +181,13 @@ void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m) {
   }
   if (!job_spec_or_reply(a, req, body, &def, &params, &owned, &timeout_ms, &retries))
     goto out_params;
+  if (def->input == OFFLOAD_INPUT_REQUIRED) {
+    api_error(req, API_E_INVALID_PARAM, NULL, "task",
+              "Task %s takes its input as the request body: POST /jobs/%s with the input's Content-Type and the "
+              "params in the query string.",
+              def->name, def->name);
+    goto out_params;
+  }
   const char *key;
   if (!api_idempotency_key(req, &key))
     goto out_params;

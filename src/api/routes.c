@@ -11,14 +11,17 @@
 
 #define GET_HEAD (HTTP_M_GET | HTTP_M_HEAD)
 
-/* JSON bodies are buffered up to --max-body (limit 0). */
+/* JSON bodies are buffered up to --max-body (limit 0); uploads stream, up
+ * to --max-upload. */
 #define ROUTE(h) {(h), HTTP_BODY_BUFFER, 0}
+#define LIMIT_UPLOAD ((size_t)-1)
 
 static const api_route_t R_HEALTH = ROUTE(h_health), R_METRICS = ROUTE(h_metrics), R_TASKS = ROUTE(h_tasks), R_WORKERS = ROUTE(h_workers),
                          R_REPORT_START = ROUTE(h_report_start), R_REPORT_STATUS = ROUTE(h_report_status),
                          R_FIBONACCI = ROUTE(h_fibonacci), R_JOBS_LIST = ROUTE(h_jobs_list),
                          R_JOBS_POST = ROUTE(h_jobs_post), R_JOB_GET = ROUTE(h_job_get),
-                         R_JOB_DELETE = ROUTE(h_job_delete), R_JOB_FILE = ROUTE(h_job_file);
+                         R_JOB_DELETE = ROUTE(h_job_delete), R_JOB_FILE = ROUTE(h_job_file),
+                         R_JOBS_UPLOAD = {h_jobs_upload, HTTP_BODY_STREAM, LIMIT_UPLOAD};
 
 static const http_route_t routes[] = {
     {GET_HEAD, "/health", &R_HEALTH},
@@ -33,12 +36,13 @@ static const http_route_t routes[] = {
     {GET_HEAD, "/jobs/:id", &R_JOB_GET},
     {HTTP_M_DELETE, "/jobs/:id", &R_JOB_DELETE},
     {GET_HEAD, "/jobs/:id/files/:name", &R_JOB_FILE},
+    {HTTP_M_POST, "/jobs/:id", &R_JOBS_UPLOAD}, /* :id is the task's name here */
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])
 
 void api_on_head(http_req_t *req, void *data) {
-  (void)data;
+  api_t *a = data;
   router_match_t m;
   if (router_match(routes, NROUTES, req->method, req->path, &m) != ROUTER_FOUND) {
     http_req_plan(req, HTTP_BODY_REFUSE, 0); /* answered without its body */
@@ -46,7 +50,7 @@ void api_on_head(http_req_t *req, void *data) {
   }
   const api_route_t *r = m.route->data;
   req->user = (void *)m.route; /* api_on_request needs no second table scan */
-  http_req_plan(req, r->body, r->body_limit);
+  http_req_plan(req, r->body, r->body_limit == LIMIT_UPLOAD ? (size_t)a->max_upload : r->body_limit);
 }
 
 void api_on_request(http_req_t *req, void *data) {

@@ -103,8 +103,16 @@ void h_tasks(api_t *a, http_req_t *req, const router_match_t *m) {
     json_t *ps = json_array();
     for (size_t k = 0; k < d->nparams; k++)
       json_array_append_new(ps, param_json(&d->params[k]));
-    json_array_append_new(arr, json_pack("{s:s, s:s, s:o, s:s}", "name", d->name, "description", d->description,
-                                         "params", ps, "isolation", tasks_isolation_name(d->isolation)));
+    json_t *t = json_pack("{s:s, s:s, s:o, s:s}", "name", d->name, "description", d->description, "params", ps,
+                          "isolation", tasks_isolation_name(d->isolation));
+    if (t && d->input != OFFLOAD_INPUT_NONE) { /* only tasks that take a body say so */
+      json_t *types = json_array();
+      for (size_t k = 0; d->input_types && d->input_types[k]; k++)
+        json_array_append_new(types, json_string(d->input_types[k]));
+      json_object_set_new(t, "input", json_pack("{s:b, s:o}", "required", d->input == OFFLOAD_INPUT_REQUIRED,
+                                                 "contentTypes", types));
+    }
+    json_array_append_new(arr, t);
   }
   api_reply_json(req, 200, NULL, json_pack("{s:o}", "tasks", arr));
 }

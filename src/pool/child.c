@@ -159,7 +159,11 @@ static int run_job(int sock, const frame_hdr_t *h, const uint8_t *payload, int f
       };
       cpu_limit_for_job();
       task_files_clear(&t);
-      task_run(&t, def);
+      if (where.has_input && task_input_map(&t, fd, (size_t)where.input_len, where.input_type) != 0)
+        offload_task_fail(&t, "internal", "The worker could not map the job's input.");
+      else
+        task_run(&t, def);
+      task_input_unmap(&t);
     }
   }
   json_decref(params);

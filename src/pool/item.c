@@ -6,9 +6,12 @@
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <errno.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "pool/wire.h"
+#include "util/err.h"
 
 item_t *item_new(const offload_task_def_t *def, const json_t *params, int64_t timeout_ms) {
   item_t *it = calloc(1, sizeof *it);
@@ -20,6 +23,7 @@ item_t *item_new(const offload_task_def_t *def, const json_t *params, int64_t ti
     return NULL;
   }
   it->def = def;
+  it->input_fd = -1;
   it->work.timeout_ms = timeout_ms > 0 ? timeout_ms : 0;
   it->work.run = item_run;
   it->work.ctl = &it->ctl;
@@ -40,6 +44,8 @@ void item_free(item_t *it) {
     return;
   json_decref(it->params);
   task_result_fini(&it->result);
+  if (it->input_fd >= 0)
+    close(it->input_fd);
   free(it);
 }
 
@@ -56,7 +62,12 @@ void item_run(pool_work_t *w) {
       .job_id = it->job_id[0] ? it->job_id : NULL,
   };
   task_files_clear(&t); /* what an earlier run of the job left */
+  if (it->input_fd >= 0 && task_input_map(&t, it->input_fd, (size_t)it->input_len, it->input_type) != 0) {
+    offload_task_fail(&t, "internal", "The job's input could not be mapped: %s.", strerror(errno));
+    return;
+  }
   task_run(&t, it->def);
+  task_input_unmap(&t);
 }
 
 int item_encode(pool_work_t *w, void **payload, size_t *len, int *fd) {
@@ -67,7 +78,19 @@ int item_encode(pool_work_t *w, void **payload, size_t *len, int *fd) {
     memcpy(where.job_id, it->job_id, sizeof where.job_id);
     snprintf(where.files_root, sizeof where.files_root, "%s", it->files_root);
   }
-  return wire_encode_job(it->def->name, &where, it->params, WIRE_INLINE_MAX, payload, len, fd);
+  where.input_fd = -1;
+  if (it->input_fd >= 0) {
+    /* The input goes with the frame (the pool closes what it is given). */
+    where.has_input = true;
+    where.input_len = it->input_len;
+    snprintf(where.input_type, sizeof where.input_type, "%s", it->input_type);
+    if ((where.input_fd = dup(it->input_fd)) < 0)
+      return OFF_ESYS;
+  }
+  int rc = wire_encode_job(it->def->name, &where, it->params, WIRE_INLINE_MAX, payload, len, fd);
+  if (rc != 0 && where.input_fd >= 0)
+    close(where.input_fd);
+  return rc;
 }
 
 int item_decode(pool_work_t *w, const void *payload, size_t len, int fd) {

@@ -43,6 +43,11 @@ typedef struct item {
   void *owner;          /* the loop side's job, for the done callback; NULL once it let go */
   char job_id[24];      /* the job's id, for GET /workers even after the job let go */
   const char *files_root; /* borrowed (the server's): where output files go, <root>/<job id>/; NULL = none */
+  /* The job's input: a descriptor the item owns (closed by item_free), or
+   * -1; a thread maps it for the run, a process gets it with the frame. */
+  int input_fd;
+  int64_t input_len;
+  char input_type[128];
   task_result_t result; /* written by the worker during the run; read by the loop after DONE */
 } item_t;
 

@@ -9,7 +9,7 @@
 
 #include "util/err.h"
 
-#define JOB_HDR 12
+#define JOB_HDR 21
 #define RES_HDR 24
 
 static int write_all(int fd, const char *p, size_t n) {
@@ -28,13 +28,22 @@ int wire_encode_job(const char *task, const wire_where_t *where, const json_t *p
   *payload = NULL;
   *fd = -1;
   const char *id = where ? where->job_id : "", *root = where ? where->files_root : "";
+  const char *type = where ? where->input_type : "";
   size_t il = strnlen(id, sizeof where->job_id), rl = strnlen(root, sizeof where->files_root);
+  size_t yl = strnlen(type, sizeof where->input_type);
+  int64_t inlen = where ? where->input_len : 0;
   char *text = json_dumps(params, JSON_COMPACT | JSON_REAL_PRECISION(17) | JSON_ENCODE_ANY);
   if (!text)
     return OFF_ENOMEM;
   size_t tlen = strlen(text), nlen = strlen(task);
   uint32_t flags = 0;
-  if (tlen > inline_max) {
+  if (where && where->has_input) {
+    if (tlen > inline_max) {
+      free(text);
+      return OFF_EINVAL; /* one descriptor per frame: the input's */
+    }
+    flags |= WIRE_INPUT_IN_FD;
+  } else if (tlen > inline_max) {
     int mfd = memfd_create("offload-params", MFD_CLOEXEC);
     if (mfd < 0 || write_all(mfd, text, tlen) != 0) {
       if (mfd >= 0)
@@ -45,7 +54,8 @@ int wire_encode_job(const char *task, const wire_where_t *where, const json_t *p
     *fd = mfd;
     flags |= WIRE_PARAMS_IN_FD;
   }
-  size_t n = JOB_HDR + nlen + il + rl + (*fd >= 0 ? 0 : tlen);
+  bool inline_params = !(flags & WIRE_PARAMS_IN_FD);
+  size_t n = JOB_HDR + nlen + il + rl + yl + (inline_params ? tlen : 0);
   uint8_t *p = malloc(n);
   if (!p) {
     free(text);
@@ -60,12 +70,17 @@ int wire_encode_job(const char *task, const wire_where_t *where, const json_t *p
   memcpy(p + 4, &nl, 4);
   memcpy(p + 8, &i16, 2);
   memcpy(p + 10, &r16, 2);
+  memcpy(p + 12, &inlen, 8);
+  p[20] = (uint8_t)yl;
   memcpy(p + JOB_HDR, task, nlen);
   memcpy(p + JOB_HDR + nlen, id, il);
   memcpy(p + JOB_HDR + nlen + il, root, rl);
-  if (*fd < 0)
-    memcpy(p + JOB_HDR + nlen + il + rl, text, tlen);
+  memcpy(p + JOB_HDR + nlen + il + rl, type, yl);
+  if (inline_params)
+    memcpy(p + JOB_HDR + nlen + il + rl + yl, text, tlen);
   free(text);
+  if (flags & WIRE_INPUT_IN_FD)
+    *fd = where->input_fd;
   *payload = p;
   *len = n;
   return 0;
@@ -97,8 +112,9 @@ int wire_decode_job(const void *payload, size_t len, int fd, char *task, size_t 
   memcpy(&nl, p + 4, 4);
   memcpy(&il, p + 8, 2);
   memcpy(&rl, p + 10, 2);
+  uint8_t yl = p[20];
   if (nl == 0 || nl >= task_cap || il >= sizeof where->job_id || rl >= sizeof where->files_root ||
-      (size_t)nl + il + rl > len - JOB_HDR)
+      yl >= sizeof where->input_type || (size_t)nl + il + rl + yl > len - JOB_HDR)
     return OFF_EINVAL;
   memcpy(task, p + JOB_HDR, nl);
   task[nl] = '\0';
@@ -107,8 +123,15 @@ int wire_decode_job(const void *payload, size_t len, int fd, char *task, size_t 
     where->job_id[il] = '\0';
     memcpy(where->files_root, p + JOB_HDR + nl + il, rl);
     where->files_root[rl] = '\0';
+    memcpy(&where->input_len, p + 12, 8);
+    memcpy(where->input_type, p + JOB_HDR + nl + il + rl, yl);
+    where->input_type[yl] = '\0';
+    where->has_input = (flags & WIRE_INPUT_IN_FD) != 0;
+    where->input_fd = -1;
   }
-  size_t off = JOB_HDR + nl + il + rl;
+  size_t off = JOB_HDR + nl + il + rl + yl;
+  if ((flags & WIRE_PARAMS_IN_FD) && (flags & WIRE_INPUT_IN_FD))
+    return OFF_EINVAL; /* one descriptor per frame */
   if (flags & WIRE_PARAMS_IN_FD)
     *params = len == off ? params_from_fd(fd) : NULL;
   else

@@ -1,8 +1,9 @@
 /* pool/wire: what a job and its result look like inside a frame's payload
  * (pool/frame.h carries them between the server and a worker process).
  *
- * Job: {u32 flags, u32 name length, u16 id length, u16 root length, the
- * task's name, the job's id, the files root, its params as JSON text}. When the JSON is longer than `inline_max` it travels in a memfd
+ * Job: {u32 flags, u32 name length, u16 id length, u16 root length, i64
+ * input length, u8 input type length, the task's name, the job's id, the
+ * files root, the input type, its params as JSON text}. When the JSON is longer than `inline_max` it travels in a memfd
  * passed with the frame instead (flag WIRE_PARAMS_IN_FD), so a large input
  * is never copied through the socket.
  * Result: {u8 kind, u8 failed, u16 code length, u32 message length, i64,
@@ -18,12 +19,14 @@
 #define OFFLOAD_POOL_WIRE_H
 
 #include <jansson.h>
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "tasks/context.h"
 
 #define WIRE_PARAMS_IN_FD 1u
+#define WIRE_INPUT_IN_FD 2u /* the passed descriptor is the job's input (the params are inline then) */
 #define WIRE_INLINE_MAX (48 * 1024)
 #define WIRE_MAX_MESSAGE (8 * 1024)
 
@@ -32,6 +35,10 @@
 typedef struct wire_where {
   char job_id[24];
   char files_root[1024];
+  int64_t input_len;   /* with an input: its size */
+  char input_type[128]; /* ... and media type */
+  bool has_input;       /* encode: the passed descriptor is input_fd; decode: the frame's fd is the input */
+  int input_fd;         /* encode only: the input (the frame takes it; params must fit inline) */
 } wire_where_t;
 
 /* Returns 0 or a negative OFF_E* code (OFF_ENOMEM, OFF_ESYS for memfd).

@@ -9,6 +9,7 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <unistd.h>
 
 #include "pool/wire.h"
@@ -134,9 +135,40 @@ static void test_json_result(void **state) {
   task_result_fini(&r);
 }
 
+static void test_job_with_input(void **state) {
+  (void)state;
+  /* An input travels as the frame's descriptor, with its size and type;
+   * the params must then fit inline. */
+  int in = memfd_create("input", MFD_CLOEXEC);
+  assert_true(in >= 0);
+  json_t *params = json_pack("{s:s}", "column", "price");
+  wire_where_t where = {.job_id = "id1", .files_root = "/r", .has_input = true, .input_fd = in,
+                        .input_len = 1234, .input_type = "text/csv"};
+  void *p;
+  size_t len;
+  int fd;
+  assert_int_equal(wire_encode_job("stats", &where, params, WIRE_INLINE_MAX, &p, &len, &fd), 0);
+  assert_int_equal(fd, in);
+  char task[64];
+  json_t *got = NULL;
+  wire_where_t back;
+  assert_int_equal(wire_decode_job(p, len, fd, task, sizeof task, &back, &got), 0);
+  assert_true(back.has_input);
+  assert_int_equal(back.input_len, 1234);
+  assert_string_equal(back.input_type, "text/csv");
+  assert_true(json_equal(got, params));
+  json_decref(got);
+  free(p);
+  /* Params too large to go inline beside an input: refused. */
+  assert_int_equal(wire_encode_job("stats", &where, params, 4, &p, &len, &fd), OFF_EINVAL);
+  close(in);
+  json_decref(params);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_json_result),
+      cmocka_unit_test(test_job_with_input),
       cmocka_unit_test(test_job_inline),
       cmocka_unit_test(test_job_through_memfd),
       cmocka_unit_test(test_result_round_trip),

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "registry/registry_int.h"
 #include "store/files.h"
@@ -42,14 +43,33 @@ int reg_files_take(job_t *j, const item_t *it) {
   return 0;
 }
 
+void reg_input_close(job_t *j) {
+  if (j->_input_fd)
+    close(j->_input_fd - 1);
+  j->_input_fd = 0;
+}
+
 typedef struct removal {
   uv_work_t req;
   const char *root; /* the registry's config: outlives the loop's work */
   char id[24];
+  bool input_only;
 } removal_t;
 
 static void do_remove(uv_work_t *req) {
   removal_t *rm = req->data;
+  if (rm->input_only) {
+    char path[4096];
+    if (files_path(rm->root, rm->id, NULL, path, sizeof path) == 0 &&
+        strlen(path) + sizeof "/" FILES_INPUT_NAME < sizeof path) {
+      strcat(path, "/" FILES_INPUT_NAME);
+      unlink(path);
+      char dir[4096];
+      files_path(rm->root, rm->id, NULL, dir, sizeof dir);
+      rmdir(dir); /* only if no output is there */
+    }
+    return;
+  }
   if (files_remove_job(rm->root, rm->id) != 0)
     log_warn("files: could not remove %s/%s", rm->root, rm->id);
 }
@@ -59,13 +79,19 @@ static void after_remove(uv_work_t *req, int status) {
   free(req->data);
 }
 
-void reg_remove_files(registry_t *r, const char *id) {
+static void queue_removal(registry_t *r, const char *id, bool input_only);
+
+void reg_remove_files(registry_t *r, const char *id) { queue_removal(r, id, false); }
+void reg_remove_input(registry_t *r, const char *id) { queue_removal(r, id, true); }
+
+static void queue_removal(registry_t *r, const char *id, bool input_only) {
   if (!r->cfg.files_root)
     return;
   removal_t *rm = calloc(1, sizeof *rm);
   if (!rm)
     return; /* left on disk: a memory store's root goes at exit anyway */
   rm->root = r->cfg.files_root;
+  rm->input_only = input_only;
   snprintf(rm->id, sizeof rm->id, "%s", id);
   rm->req.data = rm;
   if (uv_queue_work(r->loop, &rm->req, do_remove, after_remove) != 0)

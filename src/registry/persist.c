@@ -7,11 +7,15 @@
  * Ownership: each write owns a snapshot (a persist_t) the store reads until
  * the write's callback, which frees it; the job itself may change or go in
  * the meantime. */
+#include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "registry/registry_int.h"
+#include "store/files.h"
 #include "util/clock.h"
 #include "util/dlist.h"
 #include "util/err.h"
@@ -108,6 +112,19 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
     rec->task = strdup(j->def->name);
     rec->params = dump(j->params);
     rec->idem_key = dup_or_null(j->idem_key);
+    if (j->_input_fd) { /* the store copies it to disk before the row */
+      int fd = dup(j->_input_fd - 1);
+      rec->input_fd = fd >= 0 ? fd + 1 : 0;
+      rec->input_type = dup_or_null(j->input_type);
+      rec->input_bytes = j->input_bytes;
+      if (fd < 0) {
+        store_job_fini(rec);
+        free(p);
+        j->_writes--;
+        j->_ver_sent--;
+        return OFF_ENOMEM;
+      }
+    }
   }
   rec->status = job_status_name(j->status);
   rec->attempts = j->attempts;
@@ -217,6 +234,24 @@ static job_status_t status_of(const char *name) {
   return JOB_FAILED;
 }
 
+/* Reopens a job's stored input (main thread, before serving: disk I/O is
+ * allowed then). */
+static bool restore_input(registry_t *r, job_t *j) {
+  char path[4096];
+  if (!r->cfg.files_root || files_path(r->cfg.files_root, j->id, NULL, path, sizeof path - 16) != 0)
+    return false;
+  strcat(path, "/" FILES_INPUT_NAME);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || st.st_size != j->input_bytes) {
+    if (fd >= 0)
+      close(fd);
+    return false;
+  }
+  j->_input_fd = fd + 1;
+  return true;
+}
+
 int registry_restore(registry_t *r, const store_job_t *row) {
   const offload_task_def_t *def = tasks_catalog_find(r->cfg.catalog, row->task);
   if (!def) {
@@ -256,6 +291,10 @@ int registry_restore(registry_t *r, const store_job_t *row) {
       j->files[j->nfiles].content_type = dup_or_null(row->files[i].content_type);
       j->files[j->nfiles++].bytes = row->files[i].bytes;
     }
+  if (row->input_type) {
+    j->input_type = dup_or_null(row->input_type);
+    j->input_bytes = row->input_bytes;
+  }
   if (job_is_final(j) && j->status == JOB_COMPLETE)
     j->progress = 1.0;
   /* index_add numbers jobs; a restored one keeps its own number. */
@@ -294,6 +333,13 @@ int registry_restore(registry_t *r, const store_job_t *row) {
     j->status = JOB_QUEUED;
     index_status_link(r, j);
     reg_set_error(j, "interrupted", "The server stopped while the job ran, and the job has no retries left.");
+    reg_finalize(r, j, JOB_FAILED); /* written by reg_mark_final */
+    return 0;
+  }
+  if (row->input_type && !restore_input(r, j)) {
+    j->status = JOB_QUEUED;
+    index_status_link(r, j);
+    reg_set_error(j, "input_lost", "The job's stored input is missing from the data dir; submit it again.");
     reg_finalize(r, j, JOB_FAILED); /* written by reg_mark_final */
     return 0;
   }

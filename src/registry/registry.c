@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
+#include <unistd.h>
 
 #include "pool/item.h"
 
@@ -36,6 +37,8 @@ static void job_free(job_t *j) {
   json_decref(j->_run_params);
   json_decref(j->result);
   reg_files_free(j);
+  reg_input_close(j);
+  free(j->input_type);
   free(j->idem_key);
   free(j->err_code);
   free(j->err_message);
@@ -116,6 +119,11 @@ void reg_mark_final(registry_t *r, job_t *j, job_status_t status) {
   j->retry_at = 0;
   json_decref(j->_run_params); /* a secret is kept no longer than it may run */
   j->_run_params = NULL;
+  if (j->_input_fd) { /* so is the input, in memory and on disk */
+    reg_input_close(j);
+    if (reg_durable(r))
+      reg_remove_input(r, j->id);
+  }
   if (status == JOB_COMPLETE)
     j->progress = 1.0;
   j->_finished_mono_ms = (uint64_t)clock_mono_ms();
@@ -181,6 +189,15 @@ int reg_hand_to_pool(registry_t *r, job_t *j, bool force) {
   item_t *it = item_new(j->def, j->_run_params ? j->_run_params : j->params, j->_timeout_ms);
   if (it)
     it->files_root = j->def->files ? r->cfg.files_root : NULL;
+  if (it && j->_input_fd) {
+    it->input_fd = dup(j->_input_fd - 1);
+    it->input_len = j->input_bytes;
+    snprintf(it->input_type, sizeof it->input_type, "%s", j->input_type);
+    if (it->input_fd < 0) {
+      item_free(it);
+      return OFF_ENOMEM;
+    }
+  }
   if (!it)
     return OFF_ENOMEM;
   it->owner = j;
@@ -267,6 +284,9 @@ void registry_free(registry_t *r) {
   uv_close((uv_handle_t *)&r->evict_timer, on_timer_closed);
 }
 
+static int submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms, int retries,
+                  const char *key, int input_fd, int64_t input_len, const char *input_type, job_t **out);
+
 int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
                     int retries, job_t **out) {
   return registry_submit_keyed(r, def, params, timeout_ms, retries, NULL, out);
@@ -281,6 +301,20 @@ job_t *registry_find_key(registry_t *r, const char *key) {
 
 int registry_submit_keyed(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
                           int retries, const char *key, job_t **out) {
+  return registry_submit_input(r, def, params, timeout_ms, retries, key, -1, 0, NULL, out);
+}
+
+int registry_submit_input(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
+                          int retries, const char *key, int input_fd, int64_t input_len, const char *input_type,
+                          job_t **out) {
+  int rc = submit(r, def, params, timeout_ms, retries, key, input_fd, input_len, input_type, out);
+  if (rc != 0 && input_fd >= 0)
+    close(input_fd);
+  return rc;
+}
+
+static int submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms, int retries,
+                  const char *key, int input_fd, int64_t input_len, const char *input_type, job_t **out) {
   /* Stats are indexed by the def's place in the catalog. */
   assert(def >= r->cfg.catalog->defs && def < r->cfg.catalog->defs + r->cfg.catalog->n);
   if (r->draining)
@@ -296,12 +330,18 @@ int registry_submit_keyed(registry_t *r, const offload_task_def_t *def, const js
   j->params = secret ? tasks_redact(def, params) : json_deep_copy(params);
   j->_run_params = secret ? json_deep_copy(params) : NULL;
   j->idem_key = key ? strdup(key) : NULL;
-  if (!j->params || (secret && !j->_run_params) || (key && !j->idem_key)) {
+  j->input_type = input_fd >= 0 ? strdup(input_type ? input_type : "application/octet-stream") : NULL;
+  if (!j->params || (secret && !j->_run_params) || (key && !j->idem_key) || (input_fd >= 0 && !j->input_type)) {
     json_decref(j->params);
     json_decref(j->_run_params);
     free(j->idem_key);
+    free(j->input_type);
     free(j);
     return OFF_ENOMEM;
+  }
+  if (input_fd >= 0) { /* taken: job_free closes it from now on */
+    j->_input_fd = input_fd + 1;
+    j->input_bytes = input_len;
   }
   if (secret && key) { /* a replay must match the real params, which are not kept */
     j->_params_hash = registry_params_hash(params);

@@ -88,6 +88,9 @@ struct job {
    * They live in <files_root>/<id>/ (store/files.h). */
   store_file_t *files;
   size_t nfiles;
+  /* Its input (POST /jobs/<task>): size and media type (owned), or 0/NULL. */
+  int64_t input_bytes;
+  char *input_type;
   /* The API's serialized JSON of this job once final (a final job never
    * changes, so big listings reuse it). Set by the API layer; owned by the
    * job (freed with it). NULL until then. */
@@ -115,6 +118,7 @@ struct job {
    * stored (secrets "[redacted]"); runs use these, the real ones, kept in
    * memory only while the job is live (freed when it is final). */
   json_t *_run_params;
+  int _input_fd; /* the input while the job may run (+1: 0 = none); closed when final */
   job_t *_u_next;
   lane_t _lane;
   int64_t _timeout_ms;    /* each run's timeout; 0 = none */
@@ -204,6 +208,13 @@ int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *
  * checked registry_find_key first. */
 int registry_submit_keyed(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
                           int retries, const char *key, job_t **out);
+/* The same with an input (the body of POST /jobs/<task>): `input_fd` (a
+ * memfd holding `input_len` bytes of media type `input_type`) is taken by
+ * the job whether this succeeds or not. A durable store copies it to disk
+ * before the job is accepted. */
+int registry_submit_input(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
+                          int retries, const char *key, int input_fd, int64_t input_len, const char *input_type,
+                          job_t **out);
 /* The live or retained job submitted with this key, or NULL. */
 job_t *registry_find_key(registry_t *r, const char *key);
 

@@ -80,6 +80,10 @@ int reg_files_take(job_t *j, const item_t *it);
 void reg_files_free(job_t *j);
 /* Removes <files_root>/<id>/ on libuv's thread pool (never on the loop). */
 void reg_remove_files(registry_t *r, const char *id);
+/* The job's input: closes its descriptor; removes its stored copy
+ * (<files_root>/<id>/.input) on the thread pool. */
+void reg_input_close(job_t *j);
+void reg_remove_input(registry_t *r, const char *id);
 
 /* Cools the oldest finished jobs beyond cache_finished (persist.c). */
 void reg_cool(registry_t *r);

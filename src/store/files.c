@@ -23,7 +23,12 @@ int files_path(const char *root, const char *id, const char *name, char *buf, si
   return n > 0 && (size_t)n < size ? 0 : -1;
 }
 
-int files_remove_job(const char *root, const char *id) {
+static int remove_in(const char *root, const char *id, bool keep_input);
+
+int files_remove_job(const char *root, const char *id) { return remove_in(root, id, false); }
+int files_remove_outputs(const char *root, const char *id) { return remove_in(root, id, true); }
+
+static int remove_in(const char *root, const char *id, bool keep_input) {
   char dir[4096];
   if (files_path(root, id, NULL, dir, sizeof dir) != 0) {
     errno = EINVAL;
@@ -39,13 +44,14 @@ int files_remove_job(const char *root, const char *id) {
   }
   int rc = 0;
   for (struct dirent *e; (e = readdir(d)) != NULL;) {
-    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0)
+    if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
+        (keep_input && strcmp(e->d_name, FILES_INPUT_NAME) == 0))
       continue;
     if (unlinkat(fd, e->d_name, 0) != 0 && errno != ENOENT)
       rc = -1; /* a file a worker is still writing comes back on the next sweep */
   }
   closedir(d); /* closes fd */
-  if (rmdir(dir) != 0 && errno != ENOENT)
+  if (!keep_input && rmdir(dir) != 0 && errno != ENOENT)
     rc = -1;
   return rc;
 }

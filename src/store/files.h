@@ -26,6 +26,12 @@ bool files_name_ok(const char *name);
  * 0, or -1 when a name is not valid or buf is too small. */
 int files_path(const char *root, const char *id, const char *name, char *buf, size_t size);
 
+/* A job's stored input: <root>/<id>/.input (a dotfile: never an output). */
+#define FILES_INPUT_NAME ".input"
+
+/* Removes the job's outputs (every file but its stored input). 0 or -1. */
+int files_remove_outputs(const char *root, const char *id);
+
 /* Removes <root>/<id> and the files in it. 0 when it is gone (or never
  * existed), else -1 with errno. */
 int files_remove_job(const char *root, const char *id);

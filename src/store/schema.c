@@ -39,6 +39,9 @@ static const char *const migrations[] = {
     ");",
     /* 1 -> 2: a file's media type, for GET /jobs/<id>/files/<name>. */
     "ALTER TABLE job_files ADD COLUMN content_type TEXT NOT NULL DEFAULT 'application/octet-stream';",
+    /* 2 -> 3: a job's input (POST /jobs/<task>), kept in files/<id>/.input. */
+    "ALTER TABLE jobs ADD COLUMN input_type TEXT;"
+    "ALTER TABLE jobs ADD COLUMN input_bytes INTEGER NOT NULL DEFAULT 0;",
 };
 
 #define NMIGRATIONS ((int)(sizeof migrations / sizeof migrations[0]))

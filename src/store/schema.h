@@ -8,7 +8,7 @@
 #include <stddef.h>
 
 /* The version this build writes and reads. */
-#define SCHEMA_VERSION 2
+#define SCHEMA_VERSION 3
 
 /* Brings `db` up to SCHEMA_VERSION, one transaction per step. Returns 0, or
  * -1 with a sentence in err (a newer version than this build knows, or an

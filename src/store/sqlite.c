@@ -13,6 +13,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
+#include <sys/sendfile.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -24,14 +25,15 @@
 struct sq {
   sqlite3 *db;
   int lock_fd;
+  bool strict;
   char *path, *files; /* offload.db, and the files root <dir>/files */
   sqlite3_stmt *insert, *update, *del, *free_key, *fetch, *file_put, *files_of;
 };
 
 static const char insert_sql[] =
     "INSERT INTO jobs (seq, id, task, params, status, attempts, retries, timeout_ms, created_at, started_at,"
-    " finished_at, result, error_code, error_message, idempotency_key)"
-    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15)";
+    " finished_at, result, error_code, error_message, idempotency_key, input_type, input_bytes)"
+    " VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17)";
 static const char update_sql[] =
     "UPDATE jobs SET status = ?2, attempts = ?3, started_at = ?4, finished_at = ?5, result = ?6, error_code = ?7,"
     " error_message = ?8 WHERE id = ?1";
@@ -41,7 +43,7 @@ static const char delete_sql[] = "DELETE FROM jobs WHERE id = ?1";
 static const char free_key_sql[] = "DELETE FROM jobs WHERE idempotency_key = ?1 AND finished_at IS NOT NULL";
 #define JOB_COLUMNS                                                                                            \
   "seq, id, task, params, status, attempts, retries, timeout_ms, created_at, started_at, finished_at, result,"  \
-  " error_code, error_message, idempotency_key"
+  " error_code, error_message, idempotency_key, input_type, input_bytes"
 static const char load_sql[] = "SELECT " JOB_COLUMNS " FROM jobs ORDER BY seq";
 static const char fetch_sql[] = "SELECT " JOB_COLUMNS " FROM jobs WHERE id = ?1";
 static const char file_put_sql[] =
@@ -95,6 +97,7 @@ sq_t *sq_open(const char *dir, bool strict, char *err, size_t errsz) {
     snprintf(err, errsz, "out of memory");
     return NULL;
   }
+  q->strict = strict;
   q->lock_fd = take_lock(dir, err, errsz);
   if (q->lock_fd < 0) {
     free(q);
@@ -245,6 +248,8 @@ static bool read_row(sqlite3_stmt *st, store_job_t *j) {
   j->err_code = dup_col(st, 12);
   j->err_message = dup_col(st, 13);
   j->idem_key = dup_col(st, 14);
+  j->input_type = dup_col(st, 15);
+  j->input_bytes = sqlite3_column_int64(st, 16);
   return j->status && j->task && j->params;
 }
 
@@ -322,6 +327,36 @@ static int put_files(sq_t *q, const store_job_t *j) {
   return rc;
 }
 
+/* Copies an input to <files>/<id>/.input (fsync'd when strict), before
+ * its row. 0 or -1 (a full disk, an I/O error: the insert fails). */
+static int keep_input(sq_t *q, const store_job_t *j) {
+  char dir[4096], path[4096 + 16];
+  if (files_path(q->files, j->id, NULL, dir, sizeof dir) != 0)
+    return -1;
+  mkdir(q->files, 0755);
+  mkdir(dir, 0755);
+  snprintf(path, sizeof path, "%s/" FILES_INPUT_NAME, dir);
+  int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0)
+    return -1;
+  int in = j->input_fd - 1, rc = 0;
+  off_t off = 0;
+  while (rc == 0 && off < j->input_bytes) {
+    /* sendfile: a memfd and a file on another filesystem (copy_file_range
+     * refuses those since Linux 5.19). */
+    ssize_t n = sendfile(out, in, &off, (size_t)(j->input_bytes - off));
+    if (n <= 0 && !(n < 0 && errno == EINTR))
+      rc = -1;
+  }
+  if (rc == 0 && q->strict && fsync(out) != 0)
+    rc = -1;
+  if (close(out) != 0)
+    rc = -1;
+  if (rc != 0)
+    unlink(path);
+  return rc;
+}
+
 static int run_insert(sq_t *q, const store_job_t *j) {
   if (j->idem_key) {
     sqlite3_bind_text(q->free_key, 1, j->idem_key, -1, SQLITE_STATIC);
@@ -345,6 +380,10 @@ static int run_insert(sq_t *q, const store_job_t *j) {
   bind_text(st, 13, j->err_code);
   bind_text(st, 14, j->err_message);
   bind_text(st, 15, j->idem_key);
+  bind_text(st, 16, j->input_type);
+  sqlite3_bind_int64(st, 17, j->input_bytes);
+  if (j->input_fd && keep_input(q, j) != 0)
+    return SQLITE_FULL; /* the disk could not take it: this write fails with its batch */
   int rc = step_once(st);
   return rc == SQLITE_DONE ? put_files(q, j) : rc;
 }

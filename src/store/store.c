@@ -22,6 +22,7 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "store/sqlite.h"
 #include "util/clock.h"
@@ -61,6 +62,9 @@ void store_job_fini(store_job_t *j) {
     free(j->files[i].content_type);
   }
   free(j->files);
+  free(j->input_type);
+  if (j->input_fd)
+    close(j->input_fd - 1);
   memset(j, 0, sizeof *j);
 }
 

@@ -72,6 +72,13 @@ typedef struct store_job {
    * load or fetch fills them). Owned like the strings. */
   store_file_t *files;
   size_t nfiles;
+  /* Its input (POST /jobs/<task>): size and media type (input_type NULL =
+   * none). An insert with input_fd >= 0 (owned by the record: closed by
+   * store_job_fini) copies it to <data-dir>/files/<id>/.input, synced like
+   * the row, before the row commits. */
+  int64_t input_bytes;
+  char *input_type;
+  int input_fd; /* +1: 0 = none */
 } store_job_t;
 
 void store_job_fini(store_job_t *j);

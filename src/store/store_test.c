@@ -396,8 +396,10 @@ static void test_migrations(void **state) {
     assert_int_equal(sqlite3_step(st), SQLITE_ROW);
     assert_int_equal(sqlite3_column_int(st, 0), SCHEMA_VERSION);
     sqlite3_finalize(st);
-    assert_int_equal(sqlite3_exec(db, "SELECT seq, id, idempotency_key FROM jobs; SELECT job_id FROM job_files;", NULL,
-                                  NULL, NULL),
+    assert_int_equal(sqlite3_exec(db,
+                                  "SELECT seq, id, idempotency_key, input_type, input_bytes FROM jobs;"
+                                  " SELECT job_id, content_type FROM job_files;",
+                                  NULL, NULL, NULL),
                      SQLITE_OK);
     sqlite3_close(db);
   }
@@ -521,6 +523,28 @@ static void test_file_names(void **state) {
   assert_int_equal(files_path("/d", "abc", "w1.png", buf, 8), -1); /* too small */
 }
 
+static void test_outputs_go_the_input_stays(void **state) {
+  (void)state;
+  /* Before a run, an earlier run's outputs go; the stored input stays. */
+  char *dir = tmpdir();
+  write_file(dir, "job1", "w1.png");
+  char root[512], path[600];
+  snprintf(root, sizeof root, "%s/files", dir);
+  snprintf(path, sizeof path, "%s/job1/" FILES_INPUT_NAME, root); /* not an output name: by hand */
+  FILE *f = fopen(path, "w");
+  assert_non_null(f);
+  fclose(f);
+  assert_int_equal(files_remove_outputs(root, "job1"), 0);
+  snprintf(path, sizeof path, "%s/job1/w1.png", root);
+  assert_int_not_equal(access(path, F_OK), 0);
+  snprintf(path, sizeof path, "%s/job1/" FILES_INPUT_NAME, root);
+  assert_int_equal(access(path, F_OK), 0);
+  assert_int_equal(files_remove_job(root, "job1"), 0);
+  assert_false(job_dir_exists(dir, "job1"));
+  rmtree(dir);
+  free(dir);
+}
+
 static void test_files_live_and_go_with_their_job(void **state) {
   (void)state;
   /* Files are written with the job, come back with it (load, fetch), and
@@ -633,6 +657,7 @@ int main(void) {
       cmocka_unit_test(test_migrations), cmocka_unit_test(test_retention_on_disk),
       cmocka_unit_test(test_delete_and_freed_key),
       cmocka_unit_test(test_file_names),
+      cmocka_unit_test(test_outputs_go_the_input_stays),
       cmocka_unit_test(test_files_live_and_go_with_their_job),
       cmocka_unit_test(test_migration_keeps_file_rows),
   };

@@ -10,6 +10,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -27,7 +28,39 @@ void task_run(offload_task_t *t, const offload_task_def_t *def) {
 
 void task_files_clear(const offload_task_t *t) {
   if (t->files_root && t->job_id)
-    files_remove_job(t->files_root, t->job_id);
+    files_remove_outputs(t->files_root, t->job_id);
+}
+
+int task_input_map(offload_task_t *t, int fd, size_t len, const char *type) {
+  t->input_type = type;
+  t->input_len = len;
+  if (len == 0) {
+    t->input = ""; /* an empty input is an input */
+    return 0;
+  }
+  void *p = mmap(NULL, len, PROT_READ, MAP_PRIVATE, fd, 0);
+  if (p == MAP_FAILED) {
+    t->input = NULL;
+    t->input_len = 0;
+    return -1;
+  }
+  t->input = p;
+  return 0;
+}
+
+void task_input_unmap(offload_task_t *t) {
+  if (t->input && t->input_len)
+    munmap((void *)t->input, t->input_len);
+  t->input = NULL;
+  t->input_len = 0;
+}
+
+const void *offload_task_input(const offload_task_t *t, size_t *len, const char **content_type) {
+  if (len)
+    *len = t->input_len;
+  if (content_type)
+    *content_type = t->input_type;
+  return t->input;
 }
 
 void task_files_close(task_result_t *r) {

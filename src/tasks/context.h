@@ -59,12 +59,22 @@ struct offload_task {
    * opens one fails with ENOTSUP). */
   const char *files_root;
   const char *job_id;
+  /* The input, mapped by the runner (NULL = none). */
+  const void *input;
+  size_t input_len;
+  const char *input_type;
 };
+
+/* Maps `fd` (an input: a memfd or the stored file) read-only for a run;
+ * fills t's input fields. 0, or -1 with errno. task_input_unmap undoes it. */
+int task_input_map(offload_task_t *t, int fd, size_t len, const char *type);
+void task_input_unmap(offload_task_t *t);
 
 /* After a run: the sizes of its output files, and their descriptors
  * closed. The runner calls it on the thread (or in the process) that ran. */
 void task_files_close(task_result_t *r);
-/* Before a run: removes what an earlier run of the same job left. */
+/* Before a run: removes what an earlier run of the same job left (its
+ * outputs; the stored input, a dotfile, stays). */
 void task_files_clear(const offload_task_t *t);
 
 /* Runs def->run on `t`, unless `t` is already canceled or past its deadline. */

@@ -12,7 +12,7 @@
 
 const offload_task_def_t *const tasks_builtin[] = {
     &task_report, &task_fibonacci, &task_primes, &task_spin, &task_password_hash, &task_password_verify, &task_pdf,
-    &task_crash, NULL,
+    &task_stats, &task_crash, NULL,
 };
 
 void tasks_libraries_fini(void) { task_pdf_fini(); }

@@ -17,7 +17,7 @@
 #include "offload/task.h"
 
 extern const offload_task_def_t task_report, task_fibonacci, task_primes, task_spin, task_crash;
-extern const offload_task_def_t task_password_hash, task_password_verify, task_pdf;
+extern const offload_task_def_t task_password_hash, task_password_verify, task_pdf, task_stats;
 
 /* At exit, once no worker runs (pools freed): frees what the tasks'
  * libraries keep for the process's life (fontconfig's caches). */

@@ -181,7 +181,7 @@ static void test_catalog_options(void **state) {
   tasks_catalog_t c;
   tasks_options_t o = {.isolation = OFFLOAD_ISOLATION_THREAD, .test_tasks = true};
   assert_int_equal(tasks_catalog_init_with(&c, &o), 0);
-  assert_int_equal(c.n, 8);
+  assert_int_equal(c.n, 9);
   const offload_task_def_t *crash = tasks_catalog_find(&c, "crash"), *spin = tasks_catalog_find(&c, "spin");
   assert_non_null(crash);
   assert_int_equal(crash->isolation, OFFLOAD_ISOLATION_PROCESS);
@@ -214,11 +214,11 @@ static void test_catalog(void **state) {
   size_t nbuiltin = 0;
   while (tasks_builtin[nbuiltin])
     nbuiltin++;
-  assert_int_equal(nbuiltin, 8); /* crash is test-only */
+  assert_int_equal(nbuiltin, 9); /* crash is test-only */
 
   tasks_catalog_t c;
   assert_int_equal(tasks_catalog_init(&c), 0);
-  assert_int_equal(c.n, 7);
+  assert_int_equal(c.n, 8);
   for (size_t i = 0; i < c.n; i++) {
     const offload_task_def_t *d = tasks_catalog_find(&c, tasks_builtin[i]->name);
     assert_non_null(d);
@@ -249,7 +249,7 @@ static void test_catalog(void **state) {
 
   char buf[128];
   tasks_catalog_names(&c, buf, sizeof buf);
-  assert_string_equal(buf, "report, fibonacci, primes, spin, password-hash, password-verify, pdf");
+  assert_string_equal(buf, "report, fibonacci, primes, spin, password-hash, password-verify, pdf, stats");
   memset(buf, 'x', sizeof buf);
   tasks_catalog_names(&c, buf, 10);
   assert_string_equal(buf, "report, f");

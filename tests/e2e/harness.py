@@ -39,7 +39,7 @@ HOST = "127.0.0.1"  # the only address these tests ever talk to
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,}$")
 STATUSES = {"queued", "processing", "complete", "failed", "canceled"}
 FINAL = {"complete", "failed", "canceled"}
-TASKS = {"report", "fibonacci", "primes", "spin", "password-hash", "password-verify", "pdf"}
+TASKS = {"report", "fibonacci", "primes", "spin", "password-hash", "password-verify", "pdf", "stats"}
 TEST_TASKS = {"crash"}  # only under --enable-test-tasks
 JOB_KEYS = {"id", "task", "params", "status", "progress", "result", "error",
             "queuePosition", "createdAt", "startedAt", "finishedAt", "attempts"}
@@ -47,6 +47,8 @@ JOB_KEYS = {"id", "task", "params", "status", "progress", "result", "error",
 RETRY_KEYS = {"retries", "retryAt"}
 # A job of a task that writes output files shows them ([] until complete).
 FILE_TASKS = {"pdf"}
+# Tasks that take an input body (POST /jobs/<task>).
+INPUT_TASKS = {"stats"}
 FILE_KEYS = {"files"}
 REPORT_KEYS = {"jobId", "status", "progress", "result", "error",
                "queuePosition", "createdAt", "startedAt", "finishedAt"}

@@ -97,7 +97,9 @@ class Tasks(OffloadTestCase):
         self.assertEqual(set(body.keys()), {"tasks"})
         by_name = {}
         for t in body["tasks"]:
-            self.assertEqual(set(t.keys()), {"name", "description", "params", "isolation"}, repr(t))
+            # "input" only on tasks that take a body (POST /jobs/<task>)
+            self.assertEqual(set(t.keys()) - {"input"}, {"name", "description", "params", "isolation"}, repr(t))
+            self.assertEqual("input" in t, t["name"] in INPUT_TASKS, repr(t))
             self.assertEqual(t["isolation"], "thread", "the default --isolation is thread: %r" % t)
             self.assertIsInstance(t["description"], str)
             self.assertTrue(t["description"].strip())
@@ -213,7 +215,7 @@ class Routing(OffloadTestCase):
                  ("DELETE", "/tasks", {"GET"}), ("POST", "/tasks", {"GET"}),
                  ("POST", "/metrics", {"GET"}),
                  ("PUT", "/jobs", {"GET", "POST"}), ("DELETE", "/jobs", {"GET", "POST"}),
-                 ("POST", "/jobs/abc", {"GET", "DELETE"}), ("PUT", "/jobs/abc", {"GET", "DELETE"}),
+                 ("PUT", "/jobs/abc", {"GET", "POST", "DELETE"}),  # POST /jobs/<task>: an upload (issue 9)
                  ("POST", "/tasks/reports/start", {"GET"}), ("DELETE", "/tasks/reports/abc", {"GET"}),
                  ("POST", "/fibonacci/5", {"GET"}), ("PATCH", "/jobs", {"GET", "POST"})]
         for method, path, allowed in cases:
