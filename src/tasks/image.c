@@ -89,6 +89,13 @@ static int cmp_desc(const void *a, const void *b) {
   return (x < y) - (x > y);
 }
 
+/* Converts to `space`; a one- or two-band image is read as grey (libvips
+ * may call it "multiband" after a resize). */
+static int to_space(VipsImage *in, VipsImage **out, VipsInterpretation space) {
+  VipsInterpretation from = in->Bands < 3 ? VIPS_INTERPRETATION_B_W : vips_image_guess_interpretation(in);
+  return vips_colourspace(in, out, space, "source_space", from, NULL);
+}
+
 /* The watermark: `text`, white at half opacity, bottom-right of `in`. */
 static int watermark(VipsImage *in, const char *text, VipsImage **out) {
   VipsImage *base = NULL, *mask = NULL, *alpha = NULL, *white = NULL, *overlay = NULL;
@@ -97,7 +104,7 @@ static int watermark(VipsImage *in, const char *text, VipsImage **out) {
   int fontsize = h / 20 > 10 ? h / 20 : 10;
   char font[64];
   snprintf(font, sizeof font, "DejaVu Sans Bold %d", fontsize);
-  if (vips_colourspace(in, &base, VIPS_INTERPRETATION_sRGB, NULL) ||
+  if (to_space(in, &base, VIPS_INTERPRETATION_sRGB) ||
       vips_text(&mask, text, "font", font, "width", w - w / 10 > 1 ? w - w / 10 : 1, NULL))
     goto out;
   if (!vips_image_hasalpha(base)) {
@@ -110,10 +117,15 @@ static int watermark(VipsImage *in, const char *text, VipsImage **out) {
   /* Half the text's coverage is the overlay's alpha; its colour is white. */
   double half = 0.5, zero = 0;
   if (vips_linear(mask, &alpha, &half, &zero, 1, "uchar", TRUE, NULL) ||
-      vips_new_from_image(mask, &white, 255.0) != 0)
+      !(white = vips_image_new_from_image1(mask, 255.0)))
     goto out;
-  VipsImage *bands[4] = {white, white, white, alpha};
-  if (vips_bandjoin(bands, &overlay, 4, NULL))
+  VipsImage *bands[4] = {white, white, white, alpha}, *joined = NULL;
+  if (vips_bandjoin(bands, &joined, 4, NULL))
+    goto out;
+  /* Say what the four bands are, or composite cannot bring it to sRGB. */
+  int bad = vips_copy(joined, &overlay, "interpretation", VIPS_INTERPRETATION_sRGB, NULL);
+  g_object_unref(joined);
+  if (bad)
     goto out;
   int x = w - overlay->Xsize - w / 40, y = h - overlay->Ysize - h / 40;
   rc = vips_composite2(base, overlay, out, VIPS_BLEND_MODE_OVER, "x", x > 0 ? x : 0, "y", y > 0 ? y : 0, NULL);
@@ -126,24 +138,18 @@ out:
   return rc;
 }
 
-/* What image.c says vips_new_from_image should be: a constant image of the
- * same size as `like`. */
-int vips_new_from_image(VipsImage *like, VipsImage **out, double v);
-int vips_new_from_image(VipsImage *like, VipsImage **out, double v) {
-  *out = vips_image_new_from_image1(like, v);
-  return *out ? 0 : -1;
-}
-
 /* One output width from `src` (the largest, decoded once), saved. */
 static int one_width(offload_task_t *t, VipsImage *src, int64_t width, const char *format, int quality) {
   int64_t height = offload_task_param_int(t, "height", 0);
   const char *fit = offload_task_param_str(t, "fit", "inside");
   VipsImage *img = NULL, *next = NULL;
   int rc = -1;
+  const char *step = "Resizing";
   bool cover = strcmp(fit, "cover") == 0 && height > 0, contain = strcmp(fit, "contain") == 0 && height > 0;
   if (vips_thumbnail_image(src, &img, (int)width, "height", height > 0 ? (int)height : VIPS_MAX_COORD, "crop",
                            cover ? VIPS_INTERESTING_CENTRE : VIPS_INTERESTING_NONE, "no_rotate", TRUE, NULL))
     goto fail;
+  step = "Letterboxing";
   if (contain) { /* letterbox to exactly width x height */
     if (vips_gravity(img, &next, VIPS_COMPASS_DIRECTION_CENTRE, (int)width, (int)height, "extend",
                      VIPS_EXTEND_BLACK, NULL))
@@ -151,19 +157,22 @@ static int one_width(offload_task_t *t, VipsImage *src, int64_t width, const cha
     g_object_unref(img);
     img = next;
   }
+  step = "Grayscale";
   if (offload_task_param_bool(t, "grayscale", false)) {
-    if (vips_colourspace(img, &next, VIPS_INTERPRETATION_B_W, NULL))
+    if (to_space(img, &next, VIPS_INTERPRETATION_B_W))
       goto fail;
     g_object_unref(img);
     img = next;
   }
   double sigma = offload_task_param_real(t, "blur", 0);
+  step = "Blurring";
   if (sigma > 0) {
     if (vips_gaussblur(img, &next, sigma, NULL))
       goto fail;
     g_object_unref(img);
     img = next;
   }
+  step = "Sharpening";
   if (offload_task_param_bool(t, "sharpen", false)) {
     if (vips_sharpen(img, &next, NULL))
       goto fail;
@@ -171,6 +180,7 @@ static int one_width(offload_task_t *t, VipsImage *src, int64_t width, const cha
     img = next;
   }
   const char *mark = offload_task_param_str(t, "watermark", NULL);
+  step = "The watermark";
   if (mark && mark[0]) {
     if (watermark(img, mark, &next))
       goto fail;
@@ -210,7 +220,7 @@ static int one_width(offload_task_t *t, VipsImage *src, int64_t width, const cha
   return rc;
 fail:
   VIPS_UNREF(img);
-  fail_vips(t, "invalid_image", "Processing failed");
+  fail_vips(t, "invalid_image", step);
   return -1;
 }
 
@@ -258,7 +268,7 @@ static void image_run(offload_task_t *t) {
   if (vips_thumbnail_buffer((void *)in, len, &big, (int)widths[0], "height",
                             height > 0 ? (int)(height * 2 > VIPS_MAX_COORD ? VIPS_MAX_COORD : height * 2)
                                        : VIPS_MAX_COORD,
-                            "fail_on", VIPS_FAIL_ON_ERROR, NULL) ||
+                            "option_string", "fail_on=error", NULL) || /* the loader's option: a truncated file fails */
       !(mem = vips_image_copy_memory(big))) {
     VIPS_UNREF(big);
     fail_vips(t, "invalid_image", "The image could not be decoded");
@@ -303,3 +313,9 @@ const offload_task_def_t task_image = {
     .input = OFFLOAD_INPUT_REQUIRED,
     .input_types = image_types,
 };
+
+void task_image_fini(void) {
+  if (vips_ready)
+    vips_shutdown();
+  vips_ready = false;
+}
