@@ -7,13 +7,15 @@ set -euo pipefail
 
 pkgs=(build-essential cmake pkg-config libuv1-dev node-llhttp libjansson-dev
       libsqlite3-dev libssl-dev libargon2-dev libcairo2-dev libpango1.0-dev fonts-dejavu-core libcsv-dev
+      libvips-dev
       libcmocka-dev curl python3)
 case "${1:-build}" in
   # make test's bench.smoke (bench/run.py --smoke) runs git and node (for the
   # report's commit and Node version lines) besides cc and the built binaries.
   # argon2 (the reference CLI) checks the password-hash task's argon2id
   # hashes; poppler-utils' pdftotext and pdfinfo read the pdf task's output.
-  test)  pkgs+=(git nodejs argon2 poppler-utils) ;;
+  # libvips-tools' vips and vipsheader make and measure the image tests' images.
+  test)  pkgs+=(git nodejs argon2 poppler-utils libvips-tools) ;;
   bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light) ;;
 esac
 

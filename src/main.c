@@ -62,6 +62,8 @@ static const flag_t flags[] = {
     FLAG("max-body", "BYTES", F_SIZE, OFF(max_body), 1, INT64_C(1) << 30, "largest request body"),
     FLAG("max-upload", "BYTES", F_SIZE, OFF(max_upload), 1, INT64_C(1) << 34,
          "largest input body of POST /jobs/<task> (streamed to memory, never held twice)"),
+    FLAG("max-image-pixels", "N", F_U64, OFF(max_image_pixels), 1, INT64_C(1) << 40,
+         "largest image the image task decodes (width x height, checked from the header)"),
     FLAG("job-timeout-ms", "N", F_INT, OFF(job_timeout_ms), 0, INT64_C(2147483647),
      "default job timeout from start of processing, 0 = none"),
     FLAG("retention-s", "N", F_INT, OFF(retention_s), 1, INT64_C(315360000), "keep finished jobs this long"),

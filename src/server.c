@@ -53,6 +53,7 @@ void server_config_defaults(server_config_t *c) {
       .max_iterations = INT64_C(100000000000),
       .max_body = 1024 * 1024,
       .max_upload = 64 * 1024 * 1024,
+      .max_image_pixels = 40000000,
       .job_timeout_ms = 0,
       .retention_s = 3600,
       .max_finished = 100000,
@@ -110,6 +111,13 @@ static const char *const worker_argv[] = {"offload", "worker", NULL};
  * processes for kinds that run in processes. Returns false on failure. */
 static bool start_pools(server_t *s) {
   const server_config_t *cfg = s->cfg;
+  /* What the image task reads in its worker processes (they inherit the
+   * environment; no thread runs yet, so setenv is safe here). */
+  char v[32];
+  snprintf(v, sizeof v, "%llu", (unsigned long long)cfg->max_image_pixels);
+  setenv("OFFLOAD_MAX_IMAGE_PIXELS", v, 1);
+  snprintf(v, sizeof v, "%u", cfg->process_workers ? cfg->process_workers : cfg->workers);
+  setenv("OFFLOAD_IMAGE_WORKERS", v, 1);
   unsigned next_id = 0;
   if (tasks_catalog_uses(&s->catalog, OFFLOAD_ISOLATION_THREAD)) {
     pool_config_t pc = {

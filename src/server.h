@@ -16,6 +16,7 @@ typedef struct server_config {
   int64_t max_iterations;
   size_t max_body;
   size_t max_upload; /* --max-upload */
+  uint64_t max_image_pixels; /* --max-image-pixels */
   int64_t job_timeout_ms;
   int64_t retention_s;
   size_t max_finished;

@@ -114,7 +114,8 @@ void api_reply_list_cold(api_t *a, http_req_t *req, api_list_entry_t *e, size_t 
  * (or 503 store_unavailable if it could not). */
 /* HOLD_SAME_*: a request repeating the Idempotency-Key of a job whose row
  * is on the way to the store gets the 200 for that job once it is kept. */
-typedef enum { HOLD_JOB, HOLD_FIB, HOLD_ACCEPT_JOB, HOLD_ACCEPT_SEED, HOLD_SAME_JOB, HOLD_SAME_SEED } hold_kind_t;
+/* HOLD_IMAGE: POST /api/images/process, answered with the first output file. */
+typedef enum { HOLD_JOB, HOLD_FIB, HOLD_ACCEPT_JOB, HOLD_ACCEPT_SEED, HOLD_SAME_JOB, HOLD_SAME_SEED, HOLD_IMAGE } hold_kind_t;
 /* Replies when `j` is final (or after timeout_ms, when not 0). Returns 0 or
  * OFF_ENOMEM (nothing was replied). */
 int api_hold(api_t *a, http_req_t *req, job_t *j, hold_kind_t kind, uint64_t timeout_ms);
@@ -144,6 +145,11 @@ void h_jobs_post(api_t *a, http_req_t *req, const router_match_t *m);
 void h_job_get(api_t *a, http_req_t *req, const router_match_t *m);
 void h_job_file(api_t *a, http_req_t *req, const router_match_t *m);    /* files.c */
 void h_jobs_upload(api_t *a, http_req_t *req, const router_match_t *m); /* upload.c */
+void h_images_process(api_t *a, http_req_t *req, const router_match_t *m); /* upload.c */
+/* Streams one of a complete job's files (200, or 304 on If-None-Match). */
+void api_send_file(api_t *a, http_req_t *req, const job_t *j, const store_file_t *f);
+/* The held reply of POST /api/images/process once its job is final. */
+void api_reply_image(api_t *a, http_req_t *req, job_t *j);
 void h_job_delete(api_t *a, http_req_t *req, const router_match_t *m);
 
 #endif

@@ -149,7 +149,7 @@ static void test_post_errors(void **state) {
   reply_t *r = post_job(&e, "{\"task\":\"spin\",\"task\":\"spin\",\"params\":{\"ms\":5}}");
   assert_string_equal(err_message(r), "Malformed JSON at line 1, column 21: duplicate object key near '\"task\"'.");
   r = post_job(&e, "{\"task\":\"sleep\"}");
-  assert_string_equal(err_message(r), "Unknown task \"sleep\"; known tasks: report, fibonacci, primes, spin, password-hash, password-verify, pdf, stats.");
+  assert_string_equal(err_message(r), "Unknown task \"sleep\"; known tasks: report, fibonacci, primes, spin, password-hash, password-verify, pdf, stats, image.");
   r = post_job(&e, "{\"task\":\"spin\",\"params\":{\"ms\":0}}");
   assert_string_equal(err_message(r), "params.ms must be an integer from 1 to 600000; got 0.");
   r = post(&e, "/jobs", NULL, "{}");

@@ -298,7 +298,7 @@ static void test_tasks(void **state) {
   reply_t *r = req(&e, "GET", "/tasks");
   assert_int_equal(r->status, 200);
   json_t *tasks = json_object_get(r->json, "tasks");
-  assert_int_equal(json_array_size(tasks), 8);
+  assert_int_equal(json_array_size(tasks), 9);
   static const struct {
     const char *name, *param;
     json_int_t min, max;

@@ -111,6 +111,15 @@ void h_job_file(api_t *a, http_req_t *req, const router_match_t *m) {
               job_status_name(j->status));
     return;
   }
+  api_send_file(a, req, j, f);
+}
+
+void api_send_file(api_t *a, http_req_t *req, const job_t *j, const store_file_t *f) {
+  char path[4096];
+  if (!a->files_root || files_path(a->files_root, j->id, f->name, path, sizeof path) != 0) {
+    api_error(req, API_E_NOT_FOUND, NULL, NULL, "The job has no file of that name.");
+    return;
+  }
   download_t *d = calloc(1, sizeof *d);
   if (!d) {
     api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");

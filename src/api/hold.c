@@ -21,7 +21,7 @@ typedef struct waiter {
 
 static void on_waiter_closed(uv_handle_t *h) { free(h->data); }
 
-static bool has_timer(const waiter_t *w) { return w->kind == HOLD_JOB || w->kind == HOLD_FIB; }
+static bool has_timer(const waiter_t *w) { return w->kind == HOLD_JOB || w->kind == HOLD_FIB || w->kind == HOLD_IMAGE; }
 
 static void waiter_finish(waiter_t *w) {
   w->api->waiters--;
@@ -54,6 +54,8 @@ static void on_waited_final(job_t *j, job_watch_t *watch) {
   waiter_t *w = (waiter_t *)watch;
   if (w->kind == HOLD_FIB)
     api_reply_fib(w->req, j);
+  else if (w->kind == HOLD_IMAGE)
+    api_reply_image(w->api, w->req, j);
   else if (w->kind == HOLD_ACCEPT_SEED) /* final before kept: only a cancel does that */
     api_reply_seed_accepted(w->req, j);
   else if (w->kind == HOLD_ACCEPT_JOB)
@@ -73,7 +75,7 @@ static void on_waited_accepted(job_t *j, job_watch_t *watch, int rc) {
     waiter_finish(w);
     return;
   }
-  if (w->kind == HOLD_FIB)
+  if (w->kind == HOLD_FIB || w->kind == HOLD_IMAGE)
     return; /* kept: now wait for its result */
   registry_unwatch(j, &w->watch);
   if (w->kind == HOLD_ACCEPT_SEED)
@@ -98,7 +100,7 @@ static void on_wait_abort(http_req_t *req, void *data) {
   (void)req;
   registry_unwatch(w->job, &w->watch);
   /* Nobody is left to read a synchronous answer: stop the work. */
-  if (w->kind == HOLD_FIB)
+  if (w->kind == HOLD_FIB || w->kind == HOLD_IMAGE)
     registry_cancel(w->api->reg, w->job);
   waiter_finish(w);
 }

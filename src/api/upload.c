@@ -35,6 +35,7 @@ typedef struct upload {
   int64_t len;
   char type[128];
   char key[256]; /* "" = no Idempotency-Key */
+  bool sync;     /* POST /api/images/process: answer with the first file */
 } upload_t;
 
 static void upload_free(upload_t *u) {
@@ -197,6 +198,7 @@ static int on_data(http_req_t *req, const char *data, size_t len, void *ud) {
 
 static void on_end(http_req_t *req, http_req_error_t status, void *ud) {
   upload_t *u = ud;
+  bool sync = u->sync;
   if (status == HTTP_ERR_BODY_TOO_BIG) {
     api_error(req, API_E_PAYLOAD_TOO_LARGE, NULL, NULL, "The upload is over the server's --max-upload limit (%llu bytes).",
               (unsigned long long)u->a->max_upload);
@@ -223,10 +225,36 @@ static void on_end(http_req_t *req, http_req_error_t status, void *ud) {
     api_reply_submit_error(req, rc);
     return;
   }
-  if (job_is_accepted(j))
+  if (sync) { /* held until the job is final, no thread held; leaving cancels it */
+    if (api_hold(a, req, j, HOLD_IMAGE, 0) != 0) {
+      registry_cancel(a->reg, j);
+      api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");
+    }
+  } else if (job_is_accepted(j)) {
     api_reply_job_accepted(a, req, j);
-  else if (api_hold(a, req, j, HOLD_ACCEPT_JOB, 0) != 0)
+  } else if (api_hold(a, req, j, HOLD_ACCEPT_JOB, 0) != 0) {
     api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory."); /* the job still runs once kept */
+  }
+}
+
+void api_reply_image(api_t *a, http_req_t *req, job_t *j) {
+  if (j->status == JOB_COMPLETE && j->nfiles > 0) {
+    api_send_file(a, req, j, &j->files[0]);
+    return;
+  }
+  if (j->status == JOB_CANCELED) { /* by a DELETE, or at shutdown */
+    api_error_as(req, j->canceled_by_shutdown ? 503 : 409, "canceled", NULL, "%s", j->err_message);
+    return;
+  }
+  /* The job's own failure: the image's fault is the client's (400), a
+   * timeout is 504, anything else the server's. */
+  const char *code = j->err_code ? j->err_code : "internal";
+  int status = strcmp(code, "invalid_image") == 0 || strcmp(code, "image_too_large") == 0 ||
+                       strcmp(code, "invalid_param") == 0 || strcmp(code, "unsupported_format") == 0
+                   ? 400
+               : strcmp(code, "timeout") == 0 ? 504
+                                               : 500;
+  api_error_as(req, status, code, NULL, "%s", j->err_message ? j->err_message : "The job failed.");
 }
 
 /* True when `ct` (a Content-Type value) names one of the task's types. */
@@ -239,10 +267,21 @@ static bool type_accepted(const offload_task_def_t *def, const char *ct, size_t 
   return false;
 }
 
+static void start_upload(api_t *a, http_req_t *req, const char *name, bool sync);
+
 void h_jobs_upload(api_t *a, http_req_t *req, const router_match_t *m) {
   char name[64];
   long n = router_param(m, "id", name, sizeof name); /* the route's one segment: the task's name */
-  const offload_task_def_t *def = n >= 0 && (size_t)n < sizeof name ? tasks_catalog_find(a->cat, name) : NULL;
+  start_upload(a, req, n >= 0 && (size_t)n < sizeof name ? name : "", false);
+}
+
+void h_images_process(api_t *a, http_req_t *req, const router_match_t *m) {
+  (void)m;
+  start_upload(a, req, "image", true);
+}
+
+static void start_upload(api_t *a, http_req_t *req, const char *name, bool sync) {
+  const offload_task_def_t *def = tasks_catalog_find(a->cat, name);
   if (!def) {
     char names[512];
     tasks_catalog_names(a->cat, names, sizeof names);
@@ -279,6 +318,7 @@ void h_jobs_upload(api_t *a, http_req_t *req, const router_match_t *m) {
   u->req = req;
   u->def = def;
   u->fd = -1;
+  u->sync = sync;
   snprintf(u->type, sizeof u->type, "%.*s", (int)(ctn < sizeof u->type ? ctn : sizeof u->type - 1), ct);
   for (char *c = u->type; *c; c++)
     if (*c >= 'A' && *c <= 'Z')

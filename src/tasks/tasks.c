@@ -12,10 +12,13 @@
 
 const offload_task_def_t *const tasks_builtin[] = {
     &task_report, &task_fibonacci, &task_primes, &task_spin, &task_password_hash, &task_password_verify, &task_pdf,
-    &task_stats, &task_crash, NULL,
+    &task_stats, &task_image, &task_crash, NULL,
 };
 
-void tasks_libraries_fini(void) { task_pdf_fini(); }
+void tasks_libraries_fini(void) {
+  task_image_fini();
+  task_pdf_fini();
+}
 
 const offload_task_def_t *tasks_find_builtin(const char *name) {
   for (size_t i = 0; tasks_builtin[i]; i++)

@@ -17,12 +17,13 @@
 #include "offload/task.h"
 
 extern const offload_task_def_t task_report, task_fibonacci, task_primes, task_spin, task_crash;
-extern const offload_task_def_t task_password_hash, task_password_verify, task_pdf, task_stats;
+extern const offload_task_def_t task_password_hash, task_password_verify, task_pdf, task_stats, task_image;
 
 /* At exit, once no worker runs (pools freed): frees what the tasks'
  * libraries keep for the process's life (fontconfig's caches). */
 void tasks_libraries_fini(void);
 void task_pdf_fini(void);
+void task_image_fini(void);
 
 /* NULL-terminated table of every built-in kind, test-only ones included. */
 extern const offload_task_def_t *const tasks_builtin[];

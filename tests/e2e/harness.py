@@ -39,16 +39,18 @@ HOST = "127.0.0.1"  # the only address these tests ever talk to
 ID_RE = re.compile(r"^[A-Za-z0-9_-]{16,}$")
 STATUSES = {"queued", "processing", "complete", "failed", "canceled"}
 FINAL = {"complete", "failed", "canceled"}
-TASKS = {"report", "fibonacci", "primes", "spin", "password-hash", "password-verify", "pdf", "stats"}
+TASKS = {"report", "fibonacci", "primes", "spin", "password-hash", "password-verify", "pdf", "stats", "image"}
 TEST_TASKS = {"crash"}  # only under --enable-test-tasks
 JOB_KEYS = {"id", "task", "params", "status", "progress", "result", "error",
             "queuePosition", "createdAt", "startedAt", "finishedAt", "attempts"}
 # A job submitted with "retries" > 0 also shows these.
 RETRY_KEYS = {"retries", "retryAt"}
 # A job of a task that writes output files shows them ([] until complete).
-FILE_TASKS = {"pdf"}
+FILE_TASKS = {"pdf", "image"}
 # Tasks that take an input body (POST /jobs/<task>).
-INPUT_TASKS = {"stats"}
+INPUT_TASKS = {"stats", "image"}
+# Tasks that run in worker processes whatever --isolation says.
+PROCESS_TASKS = {"image"}
 FILE_KEYS = {"files"}
 REPORT_KEYS = {"jobId", "status", "progress", "result", "error",
                "queuePosition", "createdAt", "startedAt", "finishedAt"}

@@ -44,8 +44,11 @@ class Health(OffloadTestCase):
         h = r.json()
         self.assertEqual(set(h.keys()), {"status", "workers", "queue", "uptimeMs"})
         self.assertEqual(h["status"], "ok")
-        self.assertEqual(h["workers"], {"total": 3, "busy": 0})
-        self.assertEqual(h["queue"], {"depth": 0, "capacity": 7})
+        # The image task runs in worker processes (issue 9), so every server
+        # has both pools: --workers threads and as many processes (the
+        # default --process-workers), each pool with its own --max-queue.
+        self.assertEqual(h["workers"], {"total": 3 + 3, "busy": 0})
+        self.assertEqual(h["queue"], {"depth": 0, "capacity": 7 + 7})
         self.assertIsInstance(h["uptimeMs"], int)
         self.assertGreaterEqual(h["uptimeMs"], 0)
         self.assertLess(h["uptimeMs"], 120000)
@@ -56,8 +59,8 @@ class Health(OffloadTestCase):
         srv = self.start_server()
         h = self.health(srv)
         ncpu = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-        self.assertIn(h["workers"]["total"], {ncpu, os.cpu_count()})
-        self.assertEqual(h["queue"]["capacity"], 10000)
+        self.assertIn(h["workers"]["total"], {2 * ncpu, 2 * os.cpu_count()})  # threads + processes
+        self.assertEqual(h["queue"]["capacity"], 2 * 10000)
 
     def test_health_while_all_workers_busy(self):
         srv = self.start_server("--workers", "2", "--max-queue", "10")
@@ -75,8 +78,8 @@ class Health(OffloadTestCase):
             self.assertEqual(r.status, 200)
             h = r.json()
             self.assertEqual(h["status"], "ok")
-            self.assertEqual(h["workers"], {"total": 2, "busy": 2})
-            self.assertEqual(h["queue"], {"depth": 3, "capacity": 10})
+            self.assertEqual(h["workers"], {"total": 2 + 2, "busy": 2})  # the process pool idles
+            self.assertEqual(h["queue"], {"depth": 3, "capacity": 10 + 10})
             time.sleep(0.05)
         # contract: well under 1 s even under ASan while workers burn CPU
         self.assertLess(worst, 1.0, "slowest /health took %.3fs" % worst)
@@ -100,7 +103,8 @@ class Tasks(OffloadTestCase):
             # "input" only on tasks that take a body (POST /jobs/<task>)
             self.assertEqual(set(t.keys()) - {"input"}, {"name", "description", "params", "isolation"}, repr(t))
             self.assertEqual("input" in t, t["name"] in INPUT_TASKS, repr(t))
-            self.assertEqual(t["isolation"], "thread", "the default --isolation is thread: %r" % t)
+            self.assertEqual(t["isolation"], "process" if t["name"] in PROCESS_TASKS else "thread",
+                             "the default --isolation is thread, but for tasks that always use processes: %r" % t)
             self.assertIsInstance(t["description"], str)
             self.assertTrue(t["description"].strip())
             by_name[t["name"]] = t

@@ -1466,7 +1466,8 @@ class Introspection(IsoCase):
         ts = self.tasks(srv)
         self.assertEqual(set(ts), TASKS, "crash is listed only under --enable-test-tasks")
         for t in ts.values():
-            self.assertEqual(t["isolation"], "thread", "default isolation is thread: %r" % t)
+            self.assertEqual(t["isolation"], "process" if t["name"] in PROCESS_TASKS else "thread",
+                             "default isolation is thread but for tasks that always use processes: %r" % t)
         self.assertNotIn("ignoreCancel", [p["name"] for p in ts["spin"]["params"]])
         r = srv.req("POST", "/jobs", {"task": "crash", "params": {"mode": "segv"}})
         self.assertError(r, 400, "unknown_task")
@@ -1497,7 +1498,7 @@ class Introspection(IsoCase):
         ts = self.tasks(srv)
         self.assertEqual(set(ts), TASKS | {"crash"})
         for name in TASKS:
-            self.assertEqual(ts[name]["isolation"], "thread", repr(ts[name]))
+            self.assertEqual(ts[name]["isolation"], "process" if name in PROCESS_TASKS else "thread", repr(ts[name]))
         crash = ts["crash"]
         self.assertEqual(crash["isolation"], "process", "crash always runs in processes")
         self.assertEqual(len(crash["params"]), 1, repr(crash))
