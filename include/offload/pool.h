@@ -136,6 +136,20 @@ typedef struct pool_config {
   pool_proc_config_t proc;
 } pool_config_t;
 
+/* ---- fan-out inside one item ---- */
+
+typedef void (*pool_chunk_fn)(void *ctx, size_t i);
+
+/* Runs fn(ctx, i) for every i in [0, n) and returns once every call has
+ * returned: on the calling thread and, at the same time, on every idle
+ * worker thread of the pool the caller is a worker of (an idle worker is
+ * one with no queued item: items come first); called anywhere else (a
+ * worker process, the loop, a test), on local helper threads, one per
+ * online core. fn must be safe to run concurrently for different i.
+ * `stop` (may be NULL) is polled before each chunk: once it returns true
+ * the chunks not yet started are skipped. Returns how many chunks ran. */
+size_t pool_parallel(size_t n, pool_chunk_fn fn, void *ctx, bool (*stop)(void *), void *stop_ctx);
+
 /* Starts the workers. Returns NULL on failure (reason logged). `done` is
  * called on the loop thread with `data` for every finished item. */
 pool_t *pool_new(uv_loop_t *loop, const pool_config_t *cfg, pool_done_cb done, void *data);

@@ -97,6 +97,15 @@ size_t offload_task_param_reals(const offload_task_t *t, const char *name, doubl
  * none. */
 const void *offload_task_input(const offload_task_t *t, size_t *len, const char **content_type);
 
+/* Fan-out inside the job (the seeds' "split by CPU count"): runs
+ * fn(ctx, i) for every i in [0, n) at once on this worker and on every idle
+ * worker of its pool (in a worker process: one helper thread per core),
+ * and returns when all have returned. fn runs on several threads at once
+ * (different i); it may not call the other functions of this header but
+ * offload_task_canceled. Chunks not started once the job is canceled or
+ * past its deadline are skipped: then it returns -1, else 0. */
+int offload_task_parallel(offload_task_t *t, size_t n, void (*fn)(void *ctx, size_t i), void *ctx);
+
 /* Progress in 0..1; values below an earlier report are ignored. Cheap (one
  * relaxed atomic store): call it from the task's outer loop, every few ms. */
 void offload_task_progress(offload_task_t *t, double fraction);

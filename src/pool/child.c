@@ -156,6 +156,7 @@ static int run_job(int sock, const frame_hdr_t *h, const uint8_t *payload, int f
           .result = &res,
           .files_root = where.files_root[0] ? where.files_root : NULL,
           .job_id = where.job_id[0] ? where.job_id : NULL,
+          .parallel = pool_parallel, /* not a pool thread here: helper threads, one per core */
       };
       cpu_limit_for_job();
       task_files_clear(&t);

@@ -60,6 +60,7 @@ void item_run(pool_work_t *w) {
       .result = &it->result,
       .files_root = it->files_root,
       .job_id = it->job_id[0] ? it->job_id : NULL,
+      .parallel = pool_parallel,
   };
   task_files_clear(&t); /* what an earlier run of the job left */
   if (it->input_fd >= 0 && task_input_map(&t, it->input_fd, (size_t)it->input_len, it->input_type) != 0) {

@@ -216,8 +216,13 @@ pool_work_t *pool__pop(pool_t *p, pool_slot_t *s) {
 
 pool_work_t *pool__pop_wait(pool_t *p, pool_slot_t *s) {
   pthread_mutex_lock(&p->mu);
-  while (p->head == NULL && !p->stopping)
-    pthread_cond_wait(&p->cond, &p->mu);
+  for (;;) {
+    while (p->head == NULL && !p->stopping && !p->helps)
+      pthread_cond_wait(&p->cond, &p->mu);
+    if (p->head || p->stopping)
+      break;
+    pool__help_locked(p); /* idle: join another item's fan-out */
+  }
   pool_work_t *w = p->stopping ? NULL : pop_head_locked(p, s);
   pthread_mutex_unlock(&p->mu);
   note_start(p, w);

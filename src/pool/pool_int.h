@@ -79,6 +79,7 @@ struct pool {
   _Atomic bool abandoned; /* left to a stuck thread: never touch the loop again */
   _Atomic int finishing;  /* worker threads waking the loop now (wake_loop) */
   _Atomic bool starts;    /* a run started since the loop last looked (cfg.started) */
+  struct pool_help *helps; /* fan-outs idle workers may join (fanout.c); guarded by mu */
   int open_handles;
   uint64_t restarts[POOL_NRESTART];
 };
@@ -88,6 +89,26 @@ struct pool {
  * pool__pop_wait blocks (worker threads) until there is one. */
 pool_work_t *pool__pop(pool_t *p, pool_slot_t *s);
 pool_work_t *pool__pop_wait(pool_t *p, pool_slot_t *s);
+
+/* ---- fanout.c ---- */
+/* One pool_parallel call in progress, on its caller's stack. */
+typedef struct pool_help {
+  pool_chunk_fn fn;
+  void *ctx;
+  size_t n;
+  bool (*stop)(void *);
+  void *stop_ctx;
+  _Atomic size_t next;   /* the next chunk to claim */
+  _Atomic size_t ran;    /* chunks run, by everyone */
+  _Atomic bool stopped;
+  int helpers;           /* workers inside it now; guarded by mu */
+  pthread_cond_t done;   /* helpers fell to 0 (with mu) */
+  struct pool_help *next_help;
+} pool_help_t;
+/* A worker thread's pool, for pool_parallel (thread.c sets it). */
+void pool__set_current(pool_t *p);
+/* Caller holds mu, p->helps is not empty: joins the oldest one. */
+void pool__help_locked(pool_t *p);
 
 /* Loop thread: `w`, just popped by slot `s`, never reached its worker:
  * back into the queue at its place, as if never taken. */

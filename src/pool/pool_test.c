@@ -12,6 +12,7 @@
 #include <cmocka.h>
 
 #include <pthread.h>
+#include <string.h>
 #include <sched.h>
 #include <stdatomic.h>
 #include <stdbool.h>
@@ -550,6 +551,81 @@ static void test_started_while_running(void **state) {
   ctx_stop(&c);
 }
 
+/* ---- fan-out ---- */
+
+enum { CHUNKS = 32 };
+static pthread_t chunk_thread[CHUNKS];
+static _Atomic int chunk_runs[CHUNKS];
+static _Atomic bool stop_now;
+
+static void record_chunk(void *ctx, size_t i) {
+  (void)ctx;
+  chunk_thread[i] = pthread_self();
+  atomic_fetch_add(&chunk_runs[i], 1);
+  usleep(2000); /* long enough that idle workers join */
+}
+
+static bool stop_flag(void *ctx) {
+  (void)ctx;
+  return atomic_load(&stop_now);
+}
+
+static size_t ran_in_item;
+
+static void parallel_run(pool_work_t *w) {
+  (void)w;
+  ran_in_item = pool_parallel(CHUNKS, record_chunk, NULL, stop_flag, NULL);
+}
+
+static size_t distinct_threads(void) {
+  size_t d = 0;
+  for (size_t i = 0; i < CHUNKS; i++) {
+    bool seen = false;
+    for (size_t k = 0; k < i && !seen; k++)
+      seen = pthread_equal(chunk_thread[k], chunk_thread[i]);
+    d += !seen;
+  }
+  return d;
+}
+
+static void test_parallel_on_idle_workers(void **state) {
+  (void)state;
+  /* An item's fan-out runs every chunk once, on its own worker and the
+   * pool's idle ones (3 workers: more than one thread takes part). */
+  ctx_t c;
+  ctx_start(&c, 3, 8);
+  item_t it;
+  item_init(&it, &c, 1, NULL);
+  it.work.run = parallel_run;
+  memset(chunk_runs, 0, sizeof chunk_runs);
+  assert_int_equal(pool_submit(c.pool, &it.work), 0);
+  RUN_UNTIL(&c.loop, it.dones == 1);
+  assert_int_equal(ran_in_item, CHUNKS);
+  for (size_t i = 0; i < CHUNKS; i++)
+    assert_int_equal(atomic_load(&chunk_runs[i]), 1);
+  assert_true(distinct_threads() >= 2);
+  /* The pool still runs ordinary items afterwards. */
+  item_t b;
+  item_init(&b, &c, 2, NULL);
+  assert_int_equal(pool_submit(c.pool, &b.work), 0);
+  RUN_UNTIL(&c.loop, b.dones == 1);
+  ctx_stop(&c);
+}
+
+static void test_parallel_off_a_pool_and_stop(void **state) {
+  (void)state;
+  /* Off a pool (this test's thread): local threads; all chunks run once. */
+  memset(chunk_runs, 0, sizeof chunk_runs);
+  assert_int_equal(pool_parallel(CHUNKS, record_chunk, NULL, NULL, NULL), CHUNKS);
+  for (size_t i = 0; i < CHUNKS; i++)
+    assert_int_equal(atomic_load(&chunk_runs[i]), 1);
+  /* A stop that holds from the start: nothing runs. */
+  atomic_store(&stop_now, true);
+  assert_int_equal(pool_parallel(CHUNKS, record_chunk, NULL, stop_flag, NULL), 0);
+  atomic_store(&stop_now, false);
+  assert_int_equal(pool_parallel(0, record_chunk, NULL, NULL, NULL), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_all_done_once_fifo),     cmocka_unit_test(test_bounded_queue_and_remove),
@@ -558,6 +634,8 @@ int main(void) {
       cmocka_unit_test(test_stress_many_items),      cmocka_unit_test(test_order_and_deadline),
       cmocka_unit_test(test_stuck_thread),           cmocka_unit_test(test_timeout_stall),
       cmocka_unit_test(test_started_while_running),
+      cmocka_unit_test(test_parallel_on_idle_workers),
+      cmocka_unit_test(test_parallel_off_a_pool_and_stop),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -52,6 +52,7 @@ static void *worker_main(void *arg) {
   thread_slot_t *t = arg;
   pool_t *p = t->pool;
   set_worker_priority(p->cfg.nice);
+  pool__set_current(p); /* pool_parallel from a task joins this pool's idle workers */
   pool_work_t *w;
   while ((w = pool__pop_wait(p, t->slot)) != NULL) {
     w->run(w);

@@ -55,6 +55,19 @@ void task_input_unmap(offload_task_t *t) {
   t->input_len = 0;
 }
 
+static bool stop_when_canceled(void *t) { return offload_task_canceled(t); }
+
+int offload_task_parallel(offload_task_t *t, size_t n, void (*fn)(void *ctx, size_t i), void *ctx) {
+  size_t ran = 0;
+  if (t->parallel) {
+    ran = t->parallel(n, fn, ctx, stop_when_canceled, t);
+  } else {
+    for (size_t i = 0; i < n && !offload_task_canceled(t); i++, ran++)
+      fn(ctx, i);
+  }
+  return ran == n ? 0 : -1;
+}
+
 const void *offload_task_input(const offload_task_t *t, size_t *len, const char **content_type) {
   if (len)
     *len = t->input_len;

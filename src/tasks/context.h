@@ -59,6 +59,8 @@ struct offload_task {
    * opens one fails with ENOTSUP). */
   const char *files_root;
   const char *job_id;
+  /* The runner's fan-out (pool_parallel); NULL: chunks run one by one here. */
+  size_t (*parallel)(size_t n, void (*fn)(void *ctx, size_t i), void *ctx, bool (*stop)(void *), void *stop_ctx);
   /* The input, mapped by the runner (NULL = none). */
   const void *input;
   size_t input_len;

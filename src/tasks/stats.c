@@ -8,15 +8,19 @@
  * two-pass (deviations from the mean, corrected by their own sum), whose
  * per-chunk (n, mean, m2) merge exactly (Chan et al.) when a job is cut
  * into chunks; the
- * percentiles interpolate linearly between the closest ranks over the
- * sorted values (NumPy's default, "linear"). A field that is empty, not a
+ * percentiles interpolate linearly between the closest ranks (NumPy's
+ * default, "linear"), found by selection (no full sort). The sums run as
+ * chunks on every idle worker at once (offload_task_parallel), so one big
+ * job uses all the cores. A field that is empty, not a
  * number, NaN or infinite fails the job `invalid_data`, naming its row.
  *
- * Progress: parsing is the first half, sorting the second; cancel and the
- * timeout are checked every 64 Ki values. */
+ * Progress: parsing is the first half, the statistics the rest; cancel and
+ * the timeout are checked every 64 Ki values and between chunks. */
 #include <csv.h>
 #include <errno.h>
 #include <math.h>
+#include <stdatomic.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -181,16 +185,111 @@ static void neumaier_add(neumaier_t *n, double x) {
 
 static double neumaier_value(const neumaier_t *n) { return n->s + n->c; }
 
-static int cmp_double(const void *a, const void *b) {
-  double x = *(const double *)a, y = *(const double *)b;
-  return (x > y) - (x < y);
+/* The k-th smallest of a[0..n) into place (quickselect, median of three):
+ * afterwards a[k] is it, everything before is <= it, everything after >=. */
+static void select_kth(double *a, size_t n, size_t k) {
+  size_t lo = 0, hi = n - 1;
+  while (hi > lo) {
+    size_t mid = lo + (hi - lo) / 2;
+    /* Median of three as the pivot, moved to hi. */
+    if (a[mid] < a[lo]) { double t = a[mid]; a[mid] = a[lo]; a[lo] = t; }
+    if (a[hi] < a[lo]) { double t = a[hi]; a[hi] = a[lo]; a[lo] = t; }
+    if (a[mid] < a[hi]) { double t = a[mid]; a[mid] = a[hi]; a[hi] = t; }
+    double pivot = a[hi];
+    size_t i = lo;
+    for (size_t j = lo; j < hi; j++)
+      if (a[j] < pivot) {
+        double t = a[i]; a[i] = a[j]; a[j] = t;
+        i++;
+      }
+    double t = a[i]; a[i] = a[hi]; a[hi] = t;
+    if (i == k)
+      return;
+    if (k < i)
+      hi = i - 1;
+    else
+      lo = i + 1;
+  }
 }
 
 /* NumPy's "linear": h = (n - 1) q, between the ranks floor(h) and ceil(h). */
-static double percentile(const double *sorted, size_t n, double q) {
+static double percentile(double *a, size_t n, double q) {
   double h = (double)(n - 1) * q;
-  size_t lo = (size_t)floor(h), hi = lo + 1 < n ? lo + 1 : lo;
-  return sorted[lo] + (h - (double)lo) * (sorted[hi] - sorted[lo]);
+  size_t lo = (size_t)floor(h);
+  select_kth(a, n, lo);
+  double x = a[lo], y = x;
+  if (lo + 1 < n) { /* the next rank: the smallest of what lies above */
+    y = a[lo + 1];
+    for (size_t i = lo + 2; i < n; i++)
+      y = a[i] < y ? a[i] : y;
+  }
+  return x + (h - (double)lo) * (y - x);
+}
+
+/* ---- fan-out: chunks of the values on every idle worker ---- */
+
+/* Values per chunk at least (below it threads cost more than they save);
+ * tests change it to show the result does not depend on the cut. */
+static size_t chunk_min = 256 * 1024;
+void task_stats_set_chunk_min(size_t n) { chunk_min = n ? n : 256 * 1024; }
+#define CHUNKS_MAX 64
+
+typedef struct chunk {
+  neumaier_t sum, dev, sq;
+  double lo, hi;
+} chunk_t;
+
+typedef struct fan {
+  const double *v;
+  size_t n, nchunks;
+  double mean; /* pass 2 */
+  chunk_t c[CHUNKS_MAX];
+  _Atomic size_t done;
+} fan_t;
+
+static void chunk_range(const fan_t *f, size_t i, size_t *b, size_t *e) {
+  *b = f->n * i / f->nchunks;
+  *e = f->n * (i + 1) / f->nchunks;
+}
+
+static void pass_sum(void *ctx, size_t i) {
+  fan_t *f = ctx;
+  size_t b, e;
+  chunk_range(f, i, &b, &e);
+  chunk_t *c = &f->c[i];
+  c->lo = c->hi = f->v[b];
+  for (size_t k = b; k < e; k++) {
+    double x = f->v[k];
+    neumaier_add(&c->sum, x);
+    c->lo = x < c->lo ? x : c->lo;
+    c->hi = x > c->hi ? x : c->hi;
+  }
+  atomic_fetch_add(&f->done, 1);
+}
+
+static void pass_dev(void *ctx, size_t i) {
+  fan_t *f = ctx;
+  size_t b, e;
+  chunk_range(f, i, &b, &e);
+  chunk_t *c = &f->c[i];
+  for (size_t k = b; k < e; k++) {
+    double d = f->v[k] - f->mean;
+    neumaier_add(&c->dev, d);
+    neumaier_add(&c->sq, d * d);
+  }
+  atomic_fetch_add(&f->done, 1);
+}
+
+/* The chunks' compensated sums, combined (their running sums and their
+ * compensations both enter a compensated sum). */
+static double combine(const fan_t *f, size_t off) {
+  neumaier_t t = {0};
+  for (size_t i = 0; i < f->nchunks; i++) {
+    const neumaier_t *x = (const neumaier_t *)((const char *)&f->c[i] + off);
+    neumaier_add(&t, x->s);
+    neumaier_add(&t, x->c);
+  }
+  return neumaier_value(&t);
 }
 
 static void stats_run(offload_task_t *t) {
@@ -218,35 +317,53 @@ static void stats_run(offload_task_t *t) {
     offload_task_fail(t, "invalid_data", "There are no values to analyse.");
     goto out;
   }
-  /* Two passes: the compensated sum gives the mean; then the squared
-   * deviations from it, corrected by the deviations' own sum (Bjorck's
-   * corrected two-pass), both compensated. A chunk's (n, mean, m2) merge
-   * exactly (Chan et al.), so cutting the data changes nothing. */
-  double lo = acc.v[0], hi = acc.v[0];
-  neumaier_t sum = {0}, dev = {0}, sq = {0};
-  for (size_t i = 0; i < acc.n; i++) {
-    double x = acc.v[i];
-    neumaier_add(&sum, x);
-    lo = x < lo ? x : lo;
-    hi = x > hi ? x : hi;
-    if (i % CHECK_EVERY == 0 && offload_task_canceled(t))
-      goto out;
+  /* Two passes over chunks that run on every idle worker at once: the
+   * compensated sum gives the mean; then the squared deviations from it,
+   * corrected by the deviations' own sum (Bjorck's corrected two-pass). */
+  static fan_t zero;
+  fan_t *f = malloc(sizeof *f);
+  if (!f) {
+    offload_task_fail(t, "out_of_memory", "No memory for the statistics.");
+    goto out;
   }
-  double total = neumaier_value(&sum), mean = total / (double)acc.n;
-  for (size_t i = 0; i < acc.n; i++) {
-    double d = acc.v[i] - mean;
-    neumaier_add(&dev, d);
-    neumaier_add(&sq, d * d);
+  *f = zero;
+  f->v = acc.v;
+  f->n = acc.n;
+  f->nchunks = acc.n / chunk_min < 1 ? 1 : acc.n / chunk_min > CHUNKS_MAX ? CHUNKS_MAX : acc.n / chunk_min;
+  if (offload_task_parallel(t, f->nchunks, pass_sum, f) != 0) {
+    free(f);
+    goto out;
   }
-  double dsum = neumaier_value(&dev);
-  double m2 = neumaier_value(&sq) - dsum * dsum / (double)acc.n;
+  offload_task_progress(t, 0.6);
+  double total = combine(f, offsetof(chunk_t, sum)), lo = f->c[0].lo, hi = f->c[0].hi;
+  for (size_t i = 1; i < f->nchunks; i++) {
+    lo = f->c[i].lo < lo ? f->c[i].lo : lo;
+    hi = f->c[i].hi > hi ? f->c[i].hi : hi;
+  }
+  f->mean = total / (double)acc.n;
+  if (offload_task_parallel(t, f->nchunks, pass_dev, f) != 0) {
+    free(f);
+    goto out;
+  }
+  offload_task_progress(t, 0.7);
+  double dsum = combine(f, offsetof(chunk_t, dev));
+  double m2 = combine(f, offsetof(chunk_t, sq)) - dsum * dsum / (double)acc.n;
+  double mean = f->mean;
+  free(f);
   if (m2 < 0)
     m2 = 0;
   double sumv = total;
-  qsort(acc.v, acc.n, sizeof *acc.v, cmp_double);
+  double var = m2 / (double)acc.n;
+  if (!isfinite(sumv) || !isfinite(var)) {
+    offload_task_fail(t, "invalid_data", "The values overflow a double (their sum or variance is not finite).");
+    goto out;
+  }
+  /* The percentiles: selection, O(n) each, no full sort. */
+  double p50 = percentile(acc.v, acc.n, 0.5);
+  double p90 = percentile(acc.v, acc.n, 0.9);
+  double p99 = percentile(acc.v, acc.n, 0.99);
   if (offload_task_canceled(t))
     goto out;
-  double var = m2 / (double)acc.n;
   char out[1024], svar[64];
   if (acc.n > 1)
     snprintf(svar, sizeof svar, "%.17g", m2 / (double)(acc.n - 1));
@@ -255,12 +372,7 @@ static void stats_run(offload_task_t *t) {
   snprintf(out, sizeof out,
            "{\"count\":%zu,\"sum\":%.17g,\"mean\":%.17g,\"min\":%.17g,\"max\":%.17g,\"variance\":%.17g,"
            "\"sampleVariance\":%s,\"stddev\":%.17g,\"p50\":%.17g,\"p90\":%.17g,\"p99\":%.17g}",
-           acc.n, sumv, mean, lo, hi, var, svar, sqrt(var), percentile(acc.v, acc.n, 0.5),
-           percentile(acc.v, acc.n, 0.9), percentile(acc.v, acc.n, 0.99));
-  if (!isfinite(sumv) || !isfinite(var)) {
-    offload_task_fail(t, "invalid_data", "The values overflow a double (their sum or variance is not finite).");
-    goto out;
-  }
+           acc.n, sumv, mean, lo, hi, var, svar, sqrt(var), p50, p90, p99);
   offload_task_progress(t, 1.0);
   offload_task_result_json(t, out);
 out:
