@@ -1,6 +1,6 @@
-/* registry: the life of a job: submit, final states, cancel, drain,
- * eviction. See registry.h; outcome.c records what a worker left (and
- * retries), index.c finds jobs. */
+/* registry: the life of a job: final states, cancel, drain, eviction.
+ * See registry.h; submit.c brings jobs in, outcome.c records what a worker
+ * left (and retries), index.c finds jobs, persist.c and files.c keep them. */
 #include "registry/registry.h"
 
 #include <assert.h>
@@ -27,7 +27,7 @@ const char *job_status_name(job_status_t s) {
 
 static void on_retry_closed(uv_handle_t *h) { free(h->data); }
 
-static void job_free(job_t *j) {
+void reg_job_free(job_t *j) {
   assert(!j->_item && !j->_watches);
   if (j->_retry) {
     j->_retry->data = j->_retry; /* the retry_t, freed once closed */
@@ -51,7 +51,7 @@ static void evict(registry_t *r, job_t *j) {
   if (!reg_durable(r) && j->nfiles)
     reg_remove_files(r, j->id);
   index_remove(r, j);
-  job_free(j);
+  reg_job_free(j);
 }
 
 bool reg_evictable(const job_t *j) { return !j->_item && !j->_accepting && !j->_writes && !j->_unsaved; }
@@ -276,168 +276,12 @@ void registry_free(registry_t *r) {
     job_t *next = j->_all_next;
     assert(!j->_item); /* the pools must be gone first */
     j->_watches = NULL;
-    job_free(j);
+    reg_job_free(j);
     j = next;
   }
   free(r->buckets);
   free(r->kbuckets);
   uv_close((uv_handle_t *)&r->evict_timer, on_timer_closed);
-}
-
-static int submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms, int retries,
-                  const char *key, int input_fd, int64_t input_len, const char *input_type, job_t **out);
-
-int registry_submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
-                    int retries, job_t **out) {
-  return registry_submit_keyed(r, def, params, timeout_ms, retries, NULL, out);
-}
-
-job_t *registry_find_key(registry_t *r, const char *key) {
-  job_t *j = index_key_find(r, key);
-  if (j)
-    registry_refresh(r, j);
-  return j;
-}
-
-int registry_submit_keyed(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
-                          int retries, const char *key, job_t **out) {
-  return registry_submit_input(r, def, params, timeout_ms, retries, key, -1, 0, NULL, out);
-}
-
-int registry_submit_input(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms,
-                          int retries, const char *key, int input_fd, int64_t input_len, const char *input_type,
-                          job_t **out) {
-  int rc = submit(r, def, params, timeout_ms, retries, key, input_fd, input_len, input_type, out);
-  if (rc != 0 && input_fd >= 0)
-    close(input_fd);
-  return rc;
-}
-
-static int submit(registry_t *r, const offload_task_def_t *def, const json_t *params, int64_t timeout_ms, int retries,
-                  const char *key, int input_fd, int64_t input_len, const char *input_type, job_t **out) {
-  /* Stats are indexed by the def's place in the catalog. */
-  assert(def >= r->cfg.catalog->defs && def < r->cfg.catalog->defs + r->cfg.catalog->n);
-  if (r->draining)
-    return OFF_ESTOPPED;
-  lane_t lane = def->isolation == OFFLOAD_ISOLATION_PROCESS ? LANE_PROCESS : LANE_THREAD;
-  assert(r->pools[lane]);
-  if (r->njobs + 1 > r->nbuckets && index_hash_grow(r) != 0)
-    return OFF_ENOMEM;
-  job_t *j = calloc(1, sizeof *j);
-  if (!j)
-    return OFF_ENOMEM;
-  bool secret = tasks_has_secret(def);
-  j->params = secret ? tasks_redact(def, params) : json_deep_copy(params);
-  j->_run_params = secret ? json_deep_copy(params) : NULL;
-  j->idem_key = key ? strdup(key) : NULL;
-  j->input_type = input_fd >= 0 ? strdup(input_type ? input_type : "application/octet-stream") : NULL;
-  if (!j->params || (secret && !j->_run_params) || (key && !j->idem_key) || (input_fd >= 0 && !j->input_type)) {
-    json_decref(j->params);
-    json_decref(j->_run_params);
-    free(j->idem_key);
-    free(j->input_type);
-    free(j);
-    return OFF_ENOMEM;
-  }
-  if (input_fd >= 0) { /* taken: job_free closes it from now on */
-    j->_input_fd = input_fd + 1;
-    j->input_bytes = input_len;
-  }
-  if (secret && key) { /* a replay must match the real params, which are not kept */
-    j->_params_hash = registry_params_hash(params);
-    j->_hashed = true;
-  }
-  j->def = def;
-  j->status = JOB_QUEUED;
-  j->created_at = clock_wall_ms();
-  j->retries = retries;
-  j->_lane = lane;
-  j->_timeout_ms = timeout_ms < 0 ? r->cfg.default_timeout_ms : timeout_ms;
-  do
-    index_new_id(j->id);
-  while (index_find(r, j->id)); /* 2^-128 per pair: never, but cheap to be sure */
-  j->_seq = r->next_seq + 1;    /* what index_add gives it; the queues sort by it */
-  if (reg_durable(r)) {
-    /* The row first: the job reaches a pool once it is committed
-     * (reg_on_accepted). Its place in the queue is held from now. */
-    pool_t *pool = r->pools[lane];
-    if (pool_depth(pool) + r->accepting[lane] >= pool_capacity(pool)) {
-      job_free(j);
-      return OFF_EFULL;
-    }
-    j->_accepting = true;
-    index_add(r, j);
-    index_status_link(r, j);
-    if (reg_persist(r, j, true) != 0) {
-      index_forget(r, j);
-      job_free(j);
-      return OFF_ENOMEM;
-    }
-    r->accepting[lane]++;
-  } else {
-    int rc = reg_hand_to_pool(r, j, false);
-    if (rc != 0) {
-      job_free(j);
-      return rc;
-    }
-    index_add(r, j);
-    index_status_link(r, j);
-  }
-  if (j->idem_key)
-    index_key_add(r, j);
-  r->stats.submitted++;
-  *out = j;
-  return 0;
-}
-
-size_t reg_accepting(const registry_t *r) {
-  size_t n = 0;
-  for (int l = 0; l < LANE_N; l++)
-    n += r->accepting[l];
-  return n;
-}
-
-void reg_on_accepted(registry_t *r, job_t *j, int rc) {
-  j->_accepting = false;
-  r->accepting[j->_lane]--;
-  if (rc != 0) {
-    /* Never kept: the client hears 503 and the job never existed. */
-    job_watch_t *w = j->_watches;
-    while (w) {
-      job_watch_t *next = w->_next;
-      registry_unwatch(j, w);
-      if (w->accepted)
-        w->accepted(j, w, rc);
-      w = next;
-    }
-    j->_watches = NULL;
-    if (job_is_final(j)) { /* canceled meanwhile (seen in a listing) */
-      index_remove(r, j);
-    } else {
-      index_forget(r, j);
-    }
-    job_free(j);
-    reg_maybe_idle(r);
-    return;
-  }
-  if (j->_changed_while_accepting) { /* canceled while its row was on the way */
-    j->_changed_while_accepting = false;
-    reg_persist(r, j, false);
-  }
-  if (!job_is_final(j) && r->draining) {
-    index_queue_insert(r, j); /* queued on disk for the next start, in its place */
-  } else if (!job_is_final(j) && reg_hand_to_pool(r, j, true) != 0) {
-    reg_set_error(j, "internal", "The job could not be queued (out of memory).");
-    reg_mark_final(r, j, JOB_FAILED);
-  }
-  for (job_watch_t *w = j->_watches, *next; w; w = next) {
-    next = w->_next;
-    if (w->accepted)
-      w->accepted(j, w, 0);
-  }
-  if (job_is_final(j))
-    reg_notify_final(r, j);
-  reg_maybe_idle(r);
 }
 
 job_t *registry_get(registry_t *r, const char *id) {

@@ -51,6 +51,8 @@ typedef struct retry {
 
 /* ---- registry.c: shared with outcome.c ---- */
 extern const char msg_by_client[], msg_shutdown_queued[], msg_shutdown_running[];
+/* Frees a job and what it owns (its item must be gone). */
+void reg_job_free(job_t *j);
 void reg_set_error(job_t *j, const char *code, const char *message);
 /* Moves `j` to another status list. */
 void reg_set_status(registry_t *r, job_t *j, job_status_t status);
