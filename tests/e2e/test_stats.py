@@ -155,6 +155,24 @@ class Stats(StatsCase):
         self.assertEqual(t["input"], {"required": False, "contentTypes": ["text/csv", "text/plain"]})
 
 
+class CancelAndTimeout(StatsCase):
+
+    def test_timeout_and_cancel_mid_parse(self):
+        srv = self.start_server("--workers", "1", "--store", "memory", "--max-upload", str(64 << 20))
+        body = b"v\n" + b"".join(b"%d.25\n" % i for i in range(3000000))  # ~30 MB: a second or more to parse
+        r = self.upload(srv, "?column=v&timeoutMs=20", body)
+        j = self.final(srv, r)
+        self.assertEqual((j["status"], j["error"]["code"]), ("failed", "timeout"), repr(j))
+        r = self.upload(srv, "?column=v", body)
+        jid = r.json()["id"]
+        self.wait_status(srv, jid, "processing", 10)
+        srv.req("DELETE", "/jobs/%s" % jid)
+        j = self.wait_final(srv, jid, timeout=30)
+        if j["status"] == "complete":
+            self.skipTest("the job finished before the cancel on this machine")
+        self.assertEqual(j["status"], "canceled", repr(j))
+
+
 class DurableUploads(StatsCase):
 
     def test_input_survives_sigkill_and_goes_when_final(self):
