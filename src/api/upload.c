@@ -89,8 +89,8 @@ static json_t *query_value(http_req_t *req, const offload_param_spec_t *spec, co
     while (ok && *s) {
       size_t n = strcspn(s, ",");
       char item[64];
-      int64_t iv;
-      double dv;
+      int64_t iv = 0;
+      double dv = 0;
       ok = n > 0 && n < sizeof item;
       if (ok) {
         memcpy(item, s, n);
