@@ -16,7 +16,8 @@ case "${1:-build}" in
   # hashes; poppler-utils' pdftotext and pdfinfo read the pdf task's output.
   # libvips-tools' vips and vipsheader make and measure the image tests' images.
   test)  pkgs+=(git nodejs argon2 poppler-utils libvips-tools) ;;
-  bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light) ;;
+  # libvips-tools' vips and vipsheader make S11's 12-megapixel JPEG.
+  bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light libvips-tools) ;;
 esac
 
 missing=()

@@ -204,4 +204,16 @@ function serve(backend, cfg) {
   return server;
 }
 
-module.exports = { config, serve, QueueFullError, QUEUE_CAPACITY };
+module.exports = {
+  config,
+  serve,
+  QueueFullError,
+  QUEUE_CAPACITY,
+  // the pieces node-sharp builds its own routes from
+  send,
+  sendError,
+  sendQueueFull,
+  parseQuery,
+  intParam,
+  methodNotAllowed,
+};
