@@ -182,26 +182,30 @@ function serve(backend, cfg) {
 
   const server = http.createServer(handle);
   server.keepAliveTimeout = 30000;
+  run(server, cfg, backend.ready ? backend.ready() : Promise.resolve(), () => backend.close && backend.close());
+  return server;
+}
 
-  const ready = backend.ready ? backend.ready() : Promise.resolve();
+// Every peer's life: listen once `ready` settles and print the one line the
+// benchmark waits for; on SIGTERM/SIGINT close the server, run `close` (the
+// pool's teardown) and exit, within 2 s whatever happens.
+function run(server, cfg, ready, close) {
   ready.then(() => {
     server.listen(cfg.port, cfg.host, () => {
       process.stdout.write(`listening on http://${cfg.host}:${server.address().port}\n`);
     });
   });
-
   let closing = false;
   function shutdown() {
     if (closing) return;
     closing = true;
     server.close();
     server.closeAllConnections();
-    Promise.resolve(backend.close && backend.close()).finally(() => process.exit(0));
+    Promise.resolve(close()).finally(() => process.exit(0));
     setTimeout(() => process.exit(0), 2000).unref();
   }
   process.on('SIGTERM', shutdown);
   process.on('SIGINT', shutdown);
-  return server;
 }
 
 module.exports = {
@@ -210,6 +214,7 @@ module.exports = {
   QueueFullError,
   QUEUE_CAPACITY,
   // the pieces node-sharp builds its own routes from
+  run,
   send,
   sendError,
   sendQueueFull,

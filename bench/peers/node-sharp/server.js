@@ -19,6 +19,7 @@ const path = require('node:path');
 const { Piscina } = require('piscina');
 const {
   config,
+  run,
   send,
   sendError,
   sendQueueFull,
@@ -198,20 +199,4 @@ server.requestTimeout = 0; // large uploads on a busy machine
 // Listen once every thread is online (as node-piscina does).
 const online = pool.threads.map((w) => new Promise((resolve) => w.once('online', resolve)));
 const fallback = new Promise((resolve) => setTimeout(resolve, 3000).unref());
-Promise.race([Promise.all(online), fallback]).then(() => {
-  server.listen(cfg.port, cfg.host, () => {
-    process.stdout.write(`listening on http://${cfg.host}:${server.address().port}\n`);
-  });
-});
-
-let closing = false;
-function shutdown() {
-  if (closing) return;
-  closing = true;
-  server.close();
-  server.closeAllConnections();
-  pool.destroy().finally(() => process.exit(0));
-  setTimeout(() => process.exit(0), 2000).unref();
-}
-process.on('SIGTERM', shutdown);
-process.on('SIGINT', shutdown);
+run(server, cfg, Promise.race([Promise.all(online), fallback]), () => pool.destroy());
