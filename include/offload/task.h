@@ -102,8 +102,10 @@ const void *offload_task_input(const offload_task_t *t, size_t *len, const char 
  * worker of its pool (in a worker process: one helper thread per core),
  * and returns when all have returned. fn runs on several threads at once
  * (different i); it may not call the other functions of this header but
- * offload_task_canceled. Chunks not started once the job is canceled or
- * past its deadline are skipped: then it returns -1, else 0. */
+ * offload_task_canceled and offload_task_progress (a chunk may report its
+ * share: progress is a maximum, so reports from several threads are safe).
+ * Chunks not started once the job is canceled or past its deadline are
+ * skipped: then it returns -1, else 0. */
 int offload_task_parallel(offload_task_t *t, size_t n, void (*fn)(void *ctx, size_t i), void *ctx);
 
 /* Progress in 0..1; values below an earlier report are ignored. Cheap (one

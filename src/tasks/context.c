@@ -214,9 +214,11 @@ void offload_task_progress(offload_task_t *t, double fraction) {
     return;
   if (fraction > 1.0)
     fraction = 1.0;
-  /* Only this run writes progress, so a plain compare is enough. */
-  if (fraction > atomic_load_explicit(t->progress, memory_order_relaxed))
-    atomic_store_explicit(t->progress, fraction, memory_order_relaxed);
+  /* A maximum: the chunks of offload_task_parallel report at once. */
+  double seen = atomic_load_explicit(t->progress, memory_order_relaxed);
+  while (fraction > seen && !atomic_compare_exchange_weak_explicit(t->progress, &seen, fraction, memory_order_relaxed,
+                                                                   memory_order_relaxed)) {
+  }
 }
 
 bool offload_task_canceled(offload_task_t *t) {
