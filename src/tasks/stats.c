@@ -1,30 +1,26 @@
 /* stats: the seeds' data analysis. The values come as JSON (`values`, via
- * POST /jobs) or as one column of a CSV body (POST /jobs/stats?column=...,
- * parsed by libcsv: quotes, embedded commas and line breaks). The result:
- * count, sum, mean, min, max, variance (population), sampleVariance,
- * stddev (population), p50, p90, p99.
+ * POST /jobs), as one column of a CSV body (POST /jobs/stats?column=...,
+ * parsed by libcsv: quotes, embedded commas and line breaks), or as raw
+ * little-endian float64 (an application/octet-stream body, analysed where
+ * it lies: no parse, no copy). The result: count, sum, mean, min, max,
+ * variance (population), sampleVariance, stddev (population), p50, p90,
+ * p99; the numerics and the fan-out over every idle worker are in
+ * stats_calc.c. A field that is empty, not a number, NaN or infinite
+ * fails the job `invalid_data`, naming its row (its index, for raw input).
  *
- * Numerics: sums are compensated (Neumaier); the variance is the corrected
- * two-pass (deviations from the mean, corrected by their own sum), whose
- * per-chunk (n, mean, m2) merge exactly (Chan et al.) when a job is cut
- * into chunks; the
- * percentiles interpolate linearly between the closest ranks (NumPy's
- * default, "linear"), found by selection (no full sort). The sums run as
- * chunks on every idle worker at once (offload_task_parallel), so one big
- * job uses all the cores. A field that is empty, not a
- * number, NaN or infinite fails the job `invalid_data`, naming its row.
- *
- * Progress: parsing is the first half, the statistics the rest; cancel and
- * the timeout are checked every 64 Ki values and between chunks. */
+ * Progress: parsing a CSV is the first half, the statistics the rest;
+ * cancel and the timeout are checked every 64 Ki values. */
 #include <csv.h>
 #include <errno.h>
 #include <math.h>
-#include <stdatomic.h>
+#include <stdint.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
+#include "tasks/stats_calc.h"
 #include "tasks/tasks.h"
 
 #define CHECK_EVERY (64 * 1024)
@@ -71,10 +67,10 @@ typedef struct csv_state {
   acc_t *acc;
   const char *column; /* a header name, or a 0-based index */
   bool header;
-  long want;          /* the column's index; -1 until the header names it */
-  long col;           /* the current field's index */
-  size_t row;         /* 1-based rows of data (the header is row 0) */
-  bool got;           /* the current row had the column */
+  long want;  /* the column's index; -1 until the header names it */
+  long col;   /* the current field's index */
+  size_t row; /* 1-based rows of data (the header is row 0) */
+  bool got;   /* the current row had the column */
   bool failed, stop;
 } csv_state_t;
 
@@ -82,9 +78,8 @@ static void fail_row(csv_state_t *s, const char *why, const char *field) {
   if (s->failed)
     return;
   s->failed = s->stop = true;
-  offload_task_fail(s->t, "invalid_data", "Row %zu%s: %s%s%.64s%s.", s->row,
-                    s->header ? " (after the header)" : "", why, field ? " \"" : "", field ? field : "",
-                    field ? "\"" : "");
+  offload_task_fail(s->t, "invalid_data", "Row %zu%s: %s%s%.64s%s.", s->row, s->header ? " (after the header)" : "",
+                    why, field ? " \"" : "", field ? field : "", field ? "\"" : "");
 }
 
 static void on_field(void *data, size_t len, void *ud) {
@@ -170,141 +165,49 @@ static bool read_csv(offload_task_t *t, const char *data, size_t len, acc_t *acc
   return !s.stop && !offload_task_canceled(t);
 }
 
-/* ---- the statistics ---- */
+/* ---- raw float64 ---- */
 
-/* A compensated running sum (Neumaier's variant of Kahan's). */
-typedef struct neumaier {
-  double s, c;
-} neumaier_t;
-
-static void neumaier_add(neumaier_t *n, double x) {
-  double t = n->s + x;
-  n->c += fabs(n->s) >= fabs(x) ? (n->s - t) + x : (x - t) + n->s;
-  n->s = t;
-}
-
-static double neumaier_value(const neumaier_t *n) { return n->s + n->c; }
-
-/* The k-th smallest of a[0..n) into place (quickselect, median of three):
- * afterwards a[k] is it, everything before is <= it, everything after >=. */
-static void select_kth(double *a, size_t n, size_t k) {
-  size_t lo = 0, hi = n - 1;
-  while (hi > lo) {
-    size_t mid = lo + (hi - lo) / 2;
-    /* Median of three as the pivot, moved to hi. */
-    if (a[mid] < a[lo]) { double t = a[mid]; a[mid] = a[lo]; a[lo] = t; }
-    if (a[hi] < a[lo]) { double t = a[hi]; a[hi] = a[lo]; a[lo] = t; }
-    if (a[mid] < a[hi]) { double t = a[mid]; a[mid] = a[hi]; a[hi] = t; }
-    double pivot = a[hi];
-    size_t i = lo;
-    for (size_t j = lo; j < hi; j++)
-      if (a[j] < pivot) {
-        double t = a[i]; a[i] = a[j]; a[j] = t;
-        i++;
-      }
-    double t = a[i]; a[i] = a[hi]; a[hi] = t;
-    if (i == k)
-      return;
-    if (k < i)
-      hi = i - 1;
-    else
-      lo = i + 1;
+/* An application/octet-stream body: little-endian IEEE-754 doubles, read
+ * where they lie (the mapping is page-aligned). */
+static const double *raw_values(offload_task_t *t, const char *in, size_t len, size_t *n) {
+  _Static_assert(__BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__, "raw float64 input is read in place as little-endian");
+  if (len % sizeof(double) != 0) {
+    offload_task_fail(
+        t, "invalid_data",
+        "The body is %zu bytes: raw input is 8-byte little-endian float64 values, so its length must be a "
+        "multiple of 8.",
+        len);
+    return NULL;
   }
-}
-
-/* NumPy's "linear": h = (n - 1) q, between the ranks floor(h) and ceil(h). */
-static double percentile(double *a, size_t n, double q) {
-  double h = (double)(n - 1) * q;
-  size_t lo = (size_t)floor(h);
-  select_kth(a, n, lo);
-  double x = a[lo], y = x;
-  if (lo + 1 < n) { /* the next rank: the smallest of what lies above */
-    y = a[lo + 1];
-    for (size_t i = lo + 2; i < n; i++)
-      y = a[i] < y ? a[i] : y;
+  if ((uintptr_t)in % _Alignof(double) != 0) {
+    offload_task_fail(t, "internal", "The input is not aligned for float64 values.");
+    return NULL;
   }
-  return x + (h - (double)lo) * (y - x);
+  *n = len / sizeof(double);
+  return (const double *)(const void *)in;
 }
 
-/* ---- fan-out: chunks of the values on every idle worker ---- */
-
-/* Values per chunk at least (below it threads cost more than they save);
- * tests change it to show the result does not depend on the cut. */
-static size_t chunk_min = 256 * 1024;
-void task_stats_set_chunk_min(size_t n) { chunk_min = n ? n : 256 * 1024; }
-#define CHUNKS_MAX 64
-
-typedef struct chunk {
-  neumaier_t sum, dev, sq;
-  double lo, hi;
-} chunk_t;
-
-typedef struct fan {
-  const double *v;
-  size_t n, nchunks;
-  double mean; /* pass 2 */
-  chunk_t c[CHUNKS_MAX];
-  _Atomic size_t done;
-} fan_t;
-
-static void chunk_range(const fan_t *f, size_t i, size_t *b, size_t *e) {
-  *b = f->n * i / f->nchunks;
-  *e = f->n * (i + 1) / f->nchunks;
-}
-
-static void pass_sum(void *ctx, size_t i) {
-  fan_t *f = ctx;
-  size_t b, e;
-  chunk_range(f, i, &b, &e);
-  chunk_t *c = &f->c[i];
-  c->lo = c->hi = f->v[b];
-  for (size_t k = b; k < e; k++) {
-    double x = f->v[k];
-    neumaier_add(&c->sum, x);
-    c->lo = x < c->lo ? x : c->lo;
-    c->hi = x > c->hi ? x : c->hi;
-  }
-  atomic_fetch_add(&f->done, 1);
-}
-
-static void pass_dev(void *ctx, size_t i) {
-  fan_t *f = ctx;
-  size_t b, e;
-  chunk_range(f, i, &b, &e);
-  chunk_t *c = &f->c[i];
-  for (size_t k = b; k < e; k++) {
-    double d = f->v[k] - f->mean;
-    neumaier_add(&c->dev, d);
-    neumaier_add(&c->sq, d * d);
-  }
-  atomic_fetch_add(&f->done, 1);
-}
-
-/* The chunks' compensated sums, combined (their running sums and their
- * compensations both enter a compensated sum). */
-static double combine(const fan_t *f, size_t off) {
-  neumaier_t t = {0};
-  for (size_t i = 0; i < f->nchunks; i++) {
-    const neumaier_t *x = (const neumaier_t *)((const char *)&f->c[i] + off);
-    neumaier_add(&t, x->s);
-    neumaier_add(&t, x->c);
-  }
-  return neumaier_value(&t);
-}
+static bool is_raw(const char *type) { return type && strcasecmp(type, "application/octet-stream") == 0; }
 
 static void stats_run(offload_task_t *t) {
   acc_t acc = {0};
-  size_t in_len;
-  const char *in = offload_task_input(t, &in_len, NULL);
-  double listed[1];
+  size_t in_len, n = 0;
+  const char *type = NULL;
+  const char *in = offload_task_input(t, &in_len, &type);
+  const double *v = NULL;
+  double listed[1], parsed = 0; /* the share of progress reading the input took */
   size_t nlisted = offload_task_param_reals(t, "values", listed, 0);
   if (in && nlisted) {
-    offload_task_fail(t, "invalid_param", "Give the values either in params.values or as a CSV body, not both.");
+    offload_task_fail(t, "invalid_param", "Give the values either in params.values or as a body, not both.");
     return;
   }
-  if (in) {
+  if (in && is_raw(type)) {
+    if (!(v = raw_values(t, in, in_len, &n)))
+      return;
+  } else if (in) {
     if (!read_csv(t, in, in_len, &acc))
       goto out;
+    v = acc.v, n = acc.n, parsed = 0.5;
   } else {
     acc.v = malloc((nlisted ? nlisted : 1) * sizeof *acc.v);
     if (!acc.v) {
@@ -312,89 +215,60 @@ static void stats_run(offload_task_t *t) {
       return;
     }
     acc.n = acc.cap = offload_task_param_reals(t, "values", acc.v, nlisted);
+    v = acc.v, n = acc.n;
   }
-  if (acc.n == 0) {
+  if (n == 0) {
     offload_task_fail(t, "invalid_data", "There are no values to analyse.");
     goto out;
   }
-  /* Two passes over chunks that run on every idle worker at once: the
-   * compensated sum gives the mean; then the squared deviations from it,
-   * corrected by the deviations' own sum (Bjorck's corrected two-pass). */
-  static fan_t zero;
-  fan_t *f = malloc(sizeof *f);
-  if (!f) {
-    offload_task_fail(t, "out_of_memory", "No memory for the statistics.");
+  stats_out_t o;
+  if (stats_compute(t, v, n, is_raw(type), parsed, 1.0, &o) != 0)
     goto out;
-  }
-  *f = zero;
-  f->v = acc.v;
-  f->n = acc.n;
-  f->nchunks = acc.n / chunk_min < 1 ? 1 : acc.n / chunk_min > CHUNKS_MAX ? CHUNKS_MAX : acc.n / chunk_min;
-  if (offload_task_parallel(t, f->nchunks, pass_sum, f) != 0) {
-    free(f);
-    goto out;
-  }
-  offload_task_progress(t, 0.6);
-  double total = combine(f, offsetof(chunk_t, sum)), lo = f->c[0].lo, hi = f->c[0].hi;
-  for (size_t i = 1; i < f->nchunks; i++) {
-    lo = f->c[i].lo < lo ? f->c[i].lo : lo;
-    hi = f->c[i].hi > hi ? f->c[i].hi : hi;
-  }
-  f->mean = total / (double)acc.n;
-  if (offload_task_parallel(t, f->nchunks, pass_dev, f) != 0) {
-    free(f);
-    goto out;
-  }
-  offload_task_progress(t, 0.7);
-  double dsum = combine(f, offsetof(chunk_t, dev));
-  double m2 = combine(f, offsetof(chunk_t, sq)) - dsum * dsum / (double)acc.n;
-  double mean = f->mean;
-  free(f);
-  if (m2 < 0)
-    m2 = 0;
-  double sumv = total;
-  double var = m2 / (double)acc.n;
-  if (!isfinite(sumv) || !isfinite(var)) {
+  double var = o.m2 / (double)n;
+  if (!isfinite(o.sum) || !isfinite(var)) {
     offload_task_fail(t, "invalid_data", "The values overflow a double (their sum or variance is not finite).");
     goto out;
   }
-  /* The percentiles: selection, O(n) each, no full sort. */
-  double p50 = percentile(acc.v, acc.n, 0.5);
-  double p90 = percentile(acc.v, acc.n, 0.9);
-  double p99 = percentile(acc.v, acc.n, 0.99);
-  if (offload_task_canceled(t))
-    goto out;
   char out[1024], svar[64];
-  if (acc.n > 1)
-    snprintf(svar, sizeof svar, "%.17g", m2 / (double)(acc.n - 1));
+  if (n > 1)
+    snprintf(svar, sizeof svar, "%.17g", o.m2 / (double)(n - 1));
   else
     snprintf(svar, sizeof svar, "null");
   snprintf(out, sizeof out,
            "{\"count\":%zu,\"sum\":%.17g,\"mean\":%.17g,\"min\":%.17g,\"max\":%.17g,\"variance\":%.17g,"
            "\"sampleVariance\":%s,\"stddev\":%.17g,\"p50\":%.17g,\"p90\":%.17g,\"p99\":%.17g}",
-           acc.n, sumv, mean, lo, hi, var, svar, sqrt(var), p50, p90, p99);
+           n, o.sum, o.mean, o.min, o.max, var, svar, sqrt(var), o.p[0], o.p[1], o.p[2]);
   offload_task_progress(t, 1.0);
   offload_task_result_json(t, out);
 out:
   free(acc.v);
 }
 
-static const char *const csv_types[] = {"text/csv", "text/plain", NULL};
+static const char *const input_types[] = {"text/csv", "text/plain", "application/octet-stream", NULL};
 
 static const offload_param_spec_t stats_params[] = {
-    {.name = "values", .type = OFFLOAD_PARAM_NUMBER_LIST, .max_items = 100000,
-     .description = "the numbers (or send a CSV body to POST /jobs/stats)"},
-    {.name = "column", .type = OFFLOAD_PARAM_STRING, .max_len = 256, .dflt = "\"0\"",
+    {.name = "values",
+     .type = OFFLOAD_PARAM_NUMBER_LIST,
+     .max_items = 100000,
+     .description = "the numbers (or send a CSV or raw float64 body to POST /jobs/stats)"},
+    {.name = "column",
+     .type = OFFLOAD_PARAM_STRING,
+     .max_len = 256,
+     .dflt = "\"0\"",
      .description = "CSV: the column, by header name or 0-based index"},
-    {.name = "header", .type = OFFLOAD_PARAM_BOOLEAN, .dflt = "true", .description = "CSV: the first row names the columns"},
+    {.name = "header",
+     .type = OFFLOAD_PARAM_BOOLEAN,
+     .dflt = "true",
+     .description = "CSV: the first row names the columns"},
 };
 
 const offload_task_def_t task_stats = {
     .name = "stats",
-    .description = "Count, sum, mean, min, max, variance, standard deviation and percentiles of numbers (JSON or CSV).",
+    .description = "Count, sum, mean, min, max, variance, standard deviation and percentiles of numbers (JSON, CSV or "
+                   "raw float64).",
     .run = stats_run,
     .params = stats_params,
     .nparams = sizeof stats_params / sizeof stats_params[0],
     .input = OFFLOAD_INPUT_OPTIONAL,
-    .input_types = csv_types,
+    .input_types = input_types,
 };

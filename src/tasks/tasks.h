@@ -24,8 +24,6 @@ extern const offload_task_def_t task_password_hash, task_password_verify, task_p
 void tasks_libraries_fini(void);
 void task_pdf_fini(void);
 void task_image_fini(void);
-/* Tests: the stats task's smallest chunk (0 = the default). */
-void task_stats_set_chunk_min(size_t n);
 
 /* NULL-terminated table of every built-in kind, test-only ones included. */
 extern const offload_task_def_t *const tasks_builtin[];

@@ -1,6 +1,7 @@
 """The stats task and uploads (POST /jobs/<task>), end to end.
 
-- stats over JSON `values` or one column of a CSV body equals Python's
+- stats over JSON `values`, one column of a CSV body or a raw
+  little-endian float64 body equals Python's
   statistics / math.fsum on the same numbers (population variance and
   stddev, sample variance, NumPy-linear percentiles), also on hostile data
   (huge offsets, mixed magnitudes); an empty, non-numeric, NaN or infinite
@@ -118,6 +119,29 @@ class Stats(StatsCase):
         j = self.final(self.srv, r)
         self.assertStats(j["result"], xs)
 
+    def test_raw_float64_body(self):
+        import random
+        import struct
+        rnd = random.Random(7)
+        xs = [rnd.uniform(-1e6, 1e6) for _ in range(20000)] + [1e150, -2.5e-300, 0.0, -0.0]
+        body = struct.pack("<%dd" % len(xs), *xs)
+        j = self.final(self.srv, self.upload(self.srv, "", body, "application/octet-stream"))
+        self.assertEqual(j["status"], "complete", repr(j))
+        self.assertStats(j["result"], xs)
+        # A value that is not finite fails the job naming its index; a length
+        # that is not whole 8-byte values fails it saying so.
+        for bad in (float("nan"), float("inf"), float("-inf")):
+            with self.subTest(bad=bad):
+                ys = list(xs)
+                ys[12345] = bad
+                j = self.final(self.srv, self.upload(self.srv, "", struct.pack("<%dd" % len(ys), *ys),
+                                                     "application/octet-stream"))
+                self.assertEqual((j["status"], j["error"]["code"]), ("failed", "invalid_data"), repr(j))
+                self.assertIn("Value 12345 ", j["error"]["message"])
+        j = self.final(self.srv, self.upload(self.srv, "", body[:-3], "application/octet-stream"))
+        self.assertEqual((j["status"], j["error"]["code"]), ("failed", "invalid_data"), repr(j))
+        self.assertIn("multiple of 8", j["error"]["message"])
+
     def test_bad_data_names_the_row(self):
         for cell, words in (("", "empty"), ("abc", "not a finite number"), ("nan", "not a finite number"),
                             ("inf", "not a finite number"), ("1e999", "not a finite number")):
@@ -152,7 +176,7 @@ class Stats(StatsCase):
         self.assertEqual(j["error"]["code"], "invalid_data", repr(j))
         # the catalog says which tasks take a body
         t = [t for t in self.srv.get("/tasks").json()["tasks"] if t["name"] == "stats"][0]
-        self.assertEqual(t["input"], {"required": False, "contentTypes": ["text/csv", "text/plain"]})
+        self.assertEqual(t["input"], {"required": False, "contentTypes": ["text/csv", "text/plain", "application/octet-stream"]})
 
 
 class CancelAndTimeout(StatsCase):
