@@ -3,10 +3,10 @@
 with the Node.js peers (and nginx as the raw-C front-door reference) in one
 run on this machine.
 
-Usage: bench/run.py [--quick] [--only S1,S2,...,S12] [--out DIR]
+Usage: bench/run.py [--quick] [--only S1,S2,...,S13] [--out DIR]
   --quick   the same scenarios, smaller and shorter (make bench QUICK=1); writes
             to bench/results/quick unless --out says otherwise
-  --only    the scenarios to run, e.g. `--only S11,S12` (default: all twelve)
+  --only    the scenarios to run, e.g. `--only S11,S12` (default: all thirteen)
   --smoke   scenarios 2 and 4 for a few seconds against offload alone (S4 in
             both isolation modes); fails unless they ran and produced numbers
             (run by make test)
@@ -1092,6 +1092,80 @@ def s12_pbkdf2(cfg):
             "checks": checks, "servers": servers}
 
 
+def stats_data(n_values, block=2_000_000, seed=13):
+    """n_values little-endian float64s: a block of `block` pseudo-random
+    values (a log-normal-ish spread with a far tail, not uniform) repeated
+    until n_values; and the block (the expected figures follow from it)."""
+    import array
+    import random
+    rnd = random.Random(seed)
+    blk = array.array("d", (rnd.lognormvariate(3.0, 1.2) - 40.0 for _ in range(block)))
+    if sys.byteorder != "little":
+        blk.byteswap()
+    reps, rem = divmod(n_values, block)
+    if rem:
+        raise ValueError(f"S13: {n_values} values are not whole blocks of {block}")
+    return blk.tobytes() * reps, blk, reps
+
+
+def s13_stats(cfg):
+    """One stats job over N float64 values (a raw application/octet-stream
+    body of 8 N bytes): offload with W = all cores (the job fans out over
+    every idle worker) against W = 1 (one core: the same job, its chunks
+    one after another). Alternating rounds; the job's run time
+    (startedAt -> finishedAt) and the client's submit -> result time.
+    The result is checked against Python's statistics on the block the data
+    repeats, and both servers must agree exactly."""
+    import math
+    n = cfg["stats_values"]
+    body, blk, reps = stats_data(n)
+    srt = sorted(blk)
+
+    def pct(q):  # NumPy's linear over the data: each block value `reps` times
+        h = (n - 1) * q
+        lo = math.floor(h)
+        x, y = srt[lo // reps], srt[min(lo + 1, n - 1) // reps]
+        return x + (h - lo) * (y - x)
+    want = {"count": n, "min": min(blk), "max": max(blk), "mean": math.fsum(blk) / len(blk),
+            "p50": pct(0.5), "p90": pct(0.9), "p99": pct(0.99)}
+    extra = ["--max-upload", str(len(body) + (1 << 20)), "--job-timeout-ms", "600000"]
+    names = {"offload (all cores)": CORES, "offload (one core)": 1}
+    runs = {k: [] for k in names}
+    results = {}
+    for r in range(cfg["rounds"]):
+        for name, w in names.items():
+            s = make("offload", workers=w, extra=extra)
+            try:
+                s.start()
+                import http.client
+                conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=600)
+                t0 = time.time()
+                job = offload_job(conn, "POST", "/jobs/stats", body, "application/octet-stream")
+                e2e = time.time() - t0
+                conn.close()
+                run_s = (job["finishedAt"] - job["startedAt"]) / 1000.0
+                runs[name].append({"run_s": run_s, "e2e_s": e2e})
+                results.setdefault(name, job["result"])
+                log(f"S13 r{r} {name}: job run {run_s:.2f} s, submit -> result {e2e:.2f} s "
+                    f"({n / run_s / 1e6:.0f} M values/s)")
+            finally:
+                s.stop()
+    checks = {}
+    for name, res in results.items():
+        bad = [k for k, v in want.items() if not (res.get(k) == v if k in ("count", "min", "max")
+                                                  else math.isclose(res.get(k, float("nan")), v, rel_tol=1e-9))]
+        checks[name] = "ok" if not bad else "differs from Python's on " + ", ".join(
+            f"{k} ({res.get(k)!r} vs {want[k]!r})" for k in bad)
+    same = len({json.dumps(v, sort_keys=True) for v in results.values()}) == 1
+    servers = {name: {"workers": w, "run_s": med([x["run_s"] for x in runs[name]]),
+                      "e2e_s": med([x["e2e_s"] for x in runs[name]]), "runs": runs[name]}
+               for name, w in names.items()}
+    a, b = servers["offload (all cores)"], servers["offload (one core)"]
+    return {"values": n, "bytes": len(body), "block": len(blk), "rounds": cfg["rounds"], "servers": servers,
+            "speedup_run": b["run_s"] / a["run_s"], "speedup_e2e": b["e2e_s"] / a["e2e_s"],
+            "checks": checks, "identical": same, "result": results.get("offload (all cores)")}
+
+
 # ---------------------------------------------------------------- report
 
 def fmt(x, nd=2):
@@ -1421,6 +1495,28 @@ def render(results, cfg, cmdline):
                  "`hashlib.pbkdf2_hmac('sha512', password, salt, 210000, 64)` with the salt it returned — " +
                  ("**ok**." if not bad else "**FAILED**: " + "; ".join(f"{k}: {x}" for k, x in bad.items()) + ".")
                  + "\n")
+    if "S13" in results:
+        r = results["S13"]
+        L.append(f"## 13. Data analysis: one stats job over {r['values'] / 1e6:,.0f} M values, all {CORES} cores "
+                 f"vs one, {r['rounds']} alternating round(s)\n")
+        L.append(f"The input: {r['bytes'] / 2**20:,.0f} MiB of little-endian float64 (`POST /jobs/stats` with "
+                 "`Content-Type: application/octet-stream`, analysed where it lies in the upload's memfd), a block "
+                 f"of {r['block']:,} pseudo-random log-normal values repeated. The job: compensated sum, min, max, "
+                 "corrected two-pass variance, and p50/p90/p99 by a per-chunk histogram then selection inside "
+                 "the wanted buckets, each pass as chunks on every idle worker at once "
+                 f"(`offload_task_parallel`). All cores: `--workers {CORES}`; one core: `--workers 1` (the same "
+                 "chunks, one after another). Job run = `startedAt` → `finishedAt`; submit → result adds the "
+                 "upload over loopback and the reply.\n")
+        L.append("| server | workers | job run (s) | M values/s | submit → result (s) |")
+        L.append("|---|---:|---:|---:|---:|")
+        for name, c in r["servers"].items():
+            L.append(f"| {name} | {c['workers']} | {fmt(c['run_s'])} | {fmt(r['values'] / c['run_s'] / 1e6, 0)} | "
+                     f"{fmt(c['e2e_s'])} |")
+        bad = {k: x for k, x in r["checks"].items() if x != "ok"}
+        L.append(f"\nAll cores vs one: **{r['speedup_run']:.2f}×** on the job's run, {r['speedup_e2e']:.2f}× "
+                 "submit → result. Results checked against Python's figures for the same data — " +
+                 ("**ok**" if not bad else "**FAILED**: " + "; ".join(f"{k}: {x}" for k, x in bad.items())) +
+                 "; the two servers' results are " + ("identical." if r["identical"] else "**different**.") + "\n")
     return "\n".join(L) + "\n"
 
 
@@ -1502,6 +1598,7 @@ def config(quick, smoke):
         "img_count": 6 if quick else 40,
         "img_clients": [CORES] if quick else [CORES, 2 * CORES],
         "pbkdf2_count": 10 if quick else 60,
+        "stats_values": 10_000_000 if quick else 100_000_000,
     }
     return cfg
 
@@ -1527,7 +1624,7 @@ def main():
             only = ["S2", "S4"]
         else:
             only = [s.strip().upper() for s in args.only.split(",") if s.strip()] or \
-                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12"]
+                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13"]
         scen = {
             "S1": lambda: s1_worker_benchmark(cfg),
             "S2": lambda: s2_saturation(cfg, names=["offload"] if args.smoke else None, series_dir=tmpdir),
@@ -1541,6 +1638,7 @@ def main():
             "S10": lambda: s10_submissions(cfg),
             "S11": lambda: s11_images(cfg, tmpdir),
             "S12": lambda: s12_pbkdf2(cfg),
+            "S13": lambda: s13_stats(cfg),
         }
         unknown = [k for k in only if k not in scen]
         if unknown:
