@@ -5,9 +5,8 @@
  * against --max-image-pixels, before any pixel is decoded), the largest
  * width is made with shrink-on-load and auto-rotation (vips_thumbnail_buffer),
  * kept in memory, and every smaller width is derived from it, largest
- * first. Then per width: fit (inside, cover, contain), grayscale, blur,
- * sharpen, a watermark bottom-right, and a save without metadata to
- * w<width>.<ext>.
+ * first, each from the one before it (fit inside: the aspect holds). Then per width: fit (inside, cover, contain),
+ * grayscale, blur, sharpen, a watermark bottom-right, and a save without metadata to w<width>.<ext>.
  *
  * Hostile input is normal input: only the loaders for JPEG, PNG, WebP,
  * GIF, TIFF and HEIF/AVIF are reachable (the untrusted ones are blocked at
@@ -34,10 +33,10 @@ static const char *const formats[] = {"webp", "jpeg", "png", "avif", NULL};
 static const char *const image_types[] = {"image/jpeg", "image/png",  "image/webp", "image/gif",
                                           "image/tiff", "image/heif", "image/avif", NULL};
 /* The loaders uploads may reach (vips_foreign_find_load_buffer names). */
-static const char *const loaders[] = {"VipsForeignLoadJpegBuffer", "VipsForeignLoadPngBuffer",
-                                      "VipsForeignLoadWebpBuffer", "VipsForeignLoadGifBuffer",
-                                      "VipsForeignLoadTiffBuffer", "VipsForeignLoadHeifBuffer",
-                                      "VipsForeignLoadNsgifBuffer", "VipsForeignLoadPngLoadBuffer", NULL};
+static const char *const loaders[] = {
+    "VipsForeignLoadJpegBuffer",  "VipsForeignLoadPngBuffer",     "VipsForeignLoadWebpBuffer",
+    "VipsForeignLoadGifBuffer",   "VipsForeignLoadTiffBuffer",    "VipsForeignLoadHeifBuffer",
+    "VipsForeignLoadNsgifBuffer", "VipsForeignLoadPngLoadBuffer", NULL};
 
 static bool vips_ready;
 
@@ -138,8 +137,11 @@ out:
   return rc;
 }
 
-/* One output width from `src` (the largest, decoded once), saved. */
-static int one_width(offload_task_t *t, VipsImage *src, int64_t width, const char *format, int quality) {
+/* One output width from `src`, saved. With `keep`, *keep gets the resized
+ * image (before any filter) in memory: the source of the next, smaller
+ * width. */
+static int one_width(offload_task_t *t, VipsImage *src, int64_t width, const char *format, int quality,
+                     VipsImage **keep) {
   int64_t height = offload_task_param_int(t, "height", 0);
   const char *fit = offload_task_param_str(t, "fit", "inside");
   VipsImage *img = NULL, *next = NULL;
@@ -149,10 +151,18 @@ static int one_width(offload_task_t *t, VipsImage *src, int64_t width, const cha
   if (vips_thumbnail_image(src, &img, (int)width, "height", height > 0 ? (int)height : VIPS_MAX_COORD, "crop",
                            cover ? VIPS_INTERESTING_CENTRE : VIPS_INTERESTING_NONE, "no_rotate", TRUE, NULL))
     goto fail;
+  if (keep) {
+    if (!(next = vips_image_copy_memory(img)))
+      goto fail;
+    g_object_unref(img);
+    img = next;
+    g_object_ref(img);
+    *keep = img;
+  }
   step = "Letterboxing";
   if (contain) { /* letterbox to exactly width x height */
-    if (vips_gravity(img, &next, VIPS_COMPASS_DIRECTION_CENTRE, (int)width, (int)height, "extend",
-                     VIPS_EXTEND_BLACK, NULL))
+    if (vips_gravity(img, &next, VIPS_COMPASS_DIRECTION_CENTRE, (int)width, (int)height, "extend", VIPS_EXTEND_BLACK,
+                     NULL))
       goto fail;
     g_object_unref(img);
     img = next;
@@ -238,8 +248,9 @@ static void image_run(offload_task_t *t) {
   const char *loader = vips_foreign_find_load_buffer(in, len);
   if (!loader_allowed(loader)) {
     vips_error_clear();
-    offload_task_fail(t, "invalid_image", "The upload is not an image this server reads (JPEG, PNG, WebP, GIF, "
-                                          "TIFF, HEIF/AVIF)%s%s.",
+    offload_task_fail(t, "invalid_image",
+                      "The upload is not an image this server reads (JPEG, PNG, WebP, GIF, "
+                      "TIFF, HEIF/AVIF)%s%s.",
                       loader ? ": it looks like " : "", loader ? loader : "");
     return;
   }
@@ -276,9 +287,21 @@ static void image_run(offload_task_t *t) {
   }
   g_object_unref(big);
   offload_task_progress(t, 0.2);
+  /* Largest first, each width resized from the one before (fewer pixels
+   * to read than the largest), where that keeps the geometry: `inside`
+   * keeps the aspect; cover and contain each make their own box. */
+  bool cascade = strcmp(offload_task_param_str(t, "fit", "inside"), "inside") == 0;
   for (size_t i = 0; i < n; i++) {
-    if (offload_task_canceled(t) || one_width(t, mem, widths[i], format, quality) != 0)
+    VipsImage *kept = NULL;
+    if (offload_task_canceled(t) ||
+        one_width(t, mem, widths[i], format, quality, cascade && i + 1 < n ? &kept : NULL) != 0) {
+      VIPS_UNREF(kept);
       break;
+    }
+    if (kept) {
+      g_object_unref(mem);
+      mem = kept;
+    }
     offload_task_progress(t, 0.2 + 0.8 * (double)(i + 1) / (double)n);
   }
   g_object_unref(mem);
@@ -288,14 +311,25 @@ static void image_run(offload_task_t *t) {
 }
 
 static const offload_param_spec_t image_params[] = {
-    {.name = "widths", .type = OFFLOAD_PARAM_INT_LIST, .required = true, .min = 1, .max = 8192, .min_items = 1,
-     .max_items = MAX_WIDTHS, .description = "one output per width, named w<width>.<ext>"},
+    {.name = "widths",
+     .type = OFFLOAD_PARAM_INT_LIST,
+     .required = true,
+     .min = 1,
+     .max = 8192,
+     .min_items = 1,
+     .max_items = MAX_WIDTHS,
+     .description = "one output per width, named w<width>.<ext>"},
     {.name = "height", .type = OFFLOAD_PARAM_INTEGER, .min = 1, .max = 8192, .description = "the box's height"},
-    {.name = "fit", .type = OFFLOAD_PARAM_STRING, .choices = fits, .dflt = "\"inside\"",
+    {.name = "fit",
+     .type = OFFLOAD_PARAM_STRING,
+     .choices = fits,
+     .dflt = "\"inside\"",
      .description = "as in sharp: cover crops to fill the box, contain letterboxes to it, inside keeps within it"},
     {.name = "format", .type = OFFLOAD_PARAM_STRING, .choices = formats, .dflt = "\"webp\""},
     {.name = "quality", .type = OFFLOAD_PARAM_INTEGER, .min = 1, .max = 100, .dflt = "80"},
-    {.name = "watermark", .type = OFFLOAD_PARAM_STRING, .max_len = 200,
+    {.name = "watermark",
+     .type = OFFLOAD_PARAM_STRING,
+     .max_len = 200,
      .description = "text drawn bottom-right, half transparent"},
     {.name = "grayscale", .type = OFFLOAD_PARAM_BOOLEAN, .dflt = "false"},
     {.name = "blur", .type = OFFLOAD_PARAM_NUMBER, .min_real = 0.3, .max_real = 100, .description = "Gaussian sigma"},
