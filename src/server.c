@@ -30,7 +30,7 @@
 typedef struct server {
   uv_loop_t loop;
   const server_config_t *cfg;
-  plugin_set_t plugins; /* --plugin: loaded before the catalog, never unloaded */
+  plugin_set_t plugins;     /* --plugin: loaded before the catalog, never unloaded */
   const char **worker_argv; /* `offload worker` and every plug-in (owned array, borrowed strings) */
   tasks_catalog_t catalog;
   registry_t *reg;

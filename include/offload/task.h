@@ -177,11 +177,11 @@ typedef struct offload_plugin_tasks {
  *     static const offload_task_def_t my_tasks[] = {{.name = "wordfreq", ...}};
  *     OFFLOAD_PLUGIN(my_tasks);
  * (`defs` must be an array, not a pointer: its length is taken with sizeof). */
-#define OFFLOAD_PLUGIN(defs)                                                                                        \
-  __attribute__((visibility("default"))) extern const uint32_t offload_plugin_abi;                                  \
-  __attribute__((visibility("default"))) const uint32_t offload_plugin_abi = OFFLOAD_PLUGIN_ABI;                    \
-  __attribute__((visibility("default"))) extern const offload_plugin_tasks_t offload_plugin_tasks;                  \
-  __attribute__((visibility("default"))) const offload_plugin_tasks_t offload_plugin_tasks = {                      \
-      (defs), sizeof(defs) / sizeof((defs)[0])}
+#define OFFLOAD_PLUGIN(defs)                                                                                           \
+  __attribute__((visibility("default"))) extern const uint32_t offload_plugin_abi;                                     \
+  __attribute__((visibility("default"))) const uint32_t offload_plugin_abi = OFFLOAD_PLUGIN_ABI;                       \
+  __attribute__((visibility("default"))) extern const offload_plugin_tasks_t offload_plugin_tasks;                     \
+  __attribute__((visibility("default")))                                                                               \
+  const offload_plugin_tasks_t offload_plugin_tasks = {(defs), sizeof(defs) / sizeof((defs)[0])}
 
 #endif

@@ -231,8 +231,7 @@ static int check_tasks(const plugin_set_t *set, const plugin_t *pl, const char *
 static int load_one(plugin_set_t *set, const char *given, char *err, size_t errsize) {
   char real[PATH_MAX];
   if (!realpath(given, real)) {
-    say(err, errsize, "plug-in %s: %s; give --plugin the path of a shared object (" DOC ")", given,
-        strerror(errno));
+    say(err, errsize, "plug-in %s: %s; give --plugin the path of a shared object (" DOC ")", given, strerror(errno));
     return OFF_ENOENT;
   }
   for (size_t i = 0; i < set->n; i++)

@@ -30,8 +30,8 @@
 #define PLUGIN_MAX_PARAMS 64
 
 typedef struct plugin {
-  char *path; /* resolved, owned */
-  void *handle; /* the dlopen handle; never closed */
+  char *path;                      /* resolved, owned */
+  void *handle;                    /* the dlopen handle; never closed */
   const offload_task_def_t *tasks; /* the plug-in's own array */
   size_t ntasks;
 } plugin_t;

@@ -48,10 +48,10 @@ static int load(plugin_set_t *set, char *err, size_t size, int n, ...) {
   return plugins_load(set, paths, (size_t)n, err, size);
 }
 
-#define assert_has(text, part)                                                                                    \
-  do {                                                                                                            \
-    if (!strstr((text), (part)))                                                                                  \
-      fail_msg("\"%s\" does not say \"%s\"", (text), (part));                                                     \
+#define assert_has(text, part)                                                                                         \
+  do {                                                                                                                 \
+    if (!strstr((text), (part)))                                                                                       \
+      fail_msg("\"%s\" does not say \"%s\"", (text), (part));                                                          \
   } while (0)
 
 /* ---- loading ---- */
@@ -283,7 +283,8 @@ static void test_check_def(void **state) {
       {{{.name = "a.b", .type = OFFLOAD_PARAM_BOOLEAN}}, 1, "its name \"a.b\""},
       {{{.name = "timeoutMs", .type = OFFLOAD_PARAM_INTEGER, .max = 5}}, 1, "taken by the job option"},
       {{{.name = "retries", .type = OFFLOAD_PARAM_BOOLEAN}}, 1, "taken by the job option"},
-      {{{.name = "x", .type = OFFLOAD_PARAM_BOOLEAN}, {.name = "x", .type = OFFLOAD_PARAM_BOOLEAN}}, 2,
+      {{{.name = "x", .type = OFFLOAD_PARAM_BOOLEAN}, {.name = "x", .type = OFFLOAD_PARAM_BOOLEAN}},
+       2,
        "parameter x is declared twice"},
       {{{.name = "x", .type = (offload_param_type_t)99}}, 1, "unknown type 99"},
       {{{.name = "x", .type = (offload_param_type_t)0}}, 1, "unknown type 0"},
@@ -294,11 +295,13 @@ static void test_check_def(void **state) {
       {{{.name = "x", .type = OFFLOAD_PARAM_NUMBER_LIST, .min_real = NAN}}, 1, "finite"},
       {{{.name = "x", .type = OFFLOAD_PARAM_STRING, .choices = empty}}, 1, "choices is empty"},
       {{{.name = "x", .type = OFFLOAD_PARAM_STRING, .format = (offload_param_format_t)5}}, 1, "unknown format 5"},
-      {{{.name = "x", .type = OFFLOAD_PARAM_INT_LIST, .max = 9, .min_items = 3, .max_items = 2}}, 1,
+      {{{.name = "x", .type = OFFLOAD_PARAM_INT_LIST, .max = 9, .min_items = 3, .max_items = 2}},
+       1,
        "min_items > max_items"},
       {{{.name = "x", .type = OFFLOAD_PARAM_NUMBER_LIST, .min_items = 2000}}, 1, "min_items > max_items"},
       {{{.name = "x", .type = OFFLOAD_PARAM_INTEGER, .max = 9, .dflt = "ten"}}, 1, "its default ten is not JSON text"},
-      {{{.name = "x", .type = OFFLOAD_PARAM_INTEGER, .max = 9, .dflt = "10"}}, 1,
+      {{{.name = "x", .type = OFFLOAD_PARAM_INTEGER, .max = 9, .dflt = "10"}},
+       1,
        "its default 10 is not a value it accepts (params.x must be an integer from 0 to 9; got 10.)"},
       {{{.name = "x", .type = OFFLOAD_PARAM_STRING, .choices = ab, .dflt = "\"c\""}}, 1, "not a value it accepts"},
       {{{.name = "x", .type = OFFLOAD_PARAM_STRING, .dflt = "c"}}, 1, "not JSON text"},
@@ -389,14 +392,22 @@ static void test_catalog_extra(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_load_good),          cmocka_unit_test(test_load_relative_path),
-      cmocka_unit_test(test_load_missing_file),  cmocka_unit_test(test_load_not_a_library),
-      cmocka_unit_test(test_load_undefined_symbol), cmocka_unit_test(test_load_no_abi),
-      cmocka_unit_test(test_load_no_tasks),      cmocka_unit_test(test_load_wrong_abi),
-      cmocka_unit_test(test_load_clash_builtin), cmocka_unit_test(test_load_clash_plugins),
-      cmocka_unit_test(test_load_twice),         cmocka_unit_test(test_load_bad_def),
-      cmocka_unit_test(test_load_too_many),      cmocka_unit_test(test_names),
-      cmocka_unit_test(test_check_def),          cmocka_unit_test(test_builtins_pass),
+      cmocka_unit_test(test_load_good),
+      cmocka_unit_test(test_load_relative_path),
+      cmocka_unit_test(test_load_missing_file),
+      cmocka_unit_test(test_load_not_a_library),
+      cmocka_unit_test(test_load_undefined_symbol),
+      cmocka_unit_test(test_load_no_abi),
+      cmocka_unit_test(test_load_no_tasks),
+      cmocka_unit_test(test_load_wrong_abi),
+      cmocka_unit_test(test_load_clash_builtin),
+      cmocka_unit_test(test_load_clash_plugins),
+      cmocka_unit_test(test_load_twice),
+      cmocka_unit_test(test_load_bad_def),
+      cmocka_unit_test(test_load_too_many),
+      cmocka_unit_test(test_names),
+      cmocka_unit_test(test_check_def),
+      cmocka_unit_test(test_builtins_pass),
       cmocka_unit_test(test_catalog_extra),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

@@ -65,7 +65,11 @@ static void undef_run(offload_task_t *t) { offload_task_not_exported(t); }
 
 static const offload_task_def_t tasks[] = {
 #if defined(TESTPLUG_GOOD)
-    {.name = "plugtest.echo", .description = "Echoes its params.", .run = echo_run, .params = echo_params, .nparams = 2},
+    {.name = "plugtest.echo",
+     .description = "Echoes its params.",
+     .run = echo_run,
+     .params = echo_params,
+     .nparams = 2},
     {.name = "plugtest.where",
      .description = "Answers the pid it ran in.",
      .run = where_run,
