@@ -18,7 +18,8 @@
 #include "server.h"
 #include "util/log.h"
 
-typedef enum { F_STR, F_I32, F_INT, F_U64, F_UNSIGNED, F_SIZE, F_BOOL, F_LOG, F_ISOLATION, F_CHOICE } flag_kind_t;
+/* F_PLUGIN is repeatable: each use appends to cfg.plugins. */
+typedef enum { F_STR, F_I32, F_INT, F_U64, F_UNSIGNED, F_SIZE, F_BOOL, F_LOG, F_ISOLATION, F_CHOICE, F_PLUGIN } flag_kind_t;
 
 typedef struct flag {
   const char *name;
@@ -80,6 +81,8 @@ static const flag_t flags[] = {
      "a request head must arrive within N ms of its first byte (or of the connection opening), its body within "
      "N ms more; else the connection is closed"),
     FLAG("worker-nice", "N", F_I32, OFF(worker_nice), 0, 19, "niceness added to workers, 0..19"),
+    FLAG("plugin", "FILE.so", F_PLUGIN, 0, 0, 0,
+         "load tasks from a shared object built against include/offload/task.h (repeatable; docs/PLUGINS.md)"),
     FLAG("log-level", "LEVEL", F_LOG, 0, 0, 0, "error, warn, info or debug"),
     FLAG("enable-test-tasks", NULL, F_BOOL, OFF(test_tasks), 0, 0,
      "TESTS ONLY: offer the crash task and spin's ignoreCancel, which break workers on purpose"),
@@ -103,7 +106,8 @@ static void default_text(const flag_t *f, const server_config_t *d, char *buf, s
   case F_ISOLATION: snprintf(buf, size, "%s", *(const bool *)base ? "process" : "thread"); break;
   case F_CHOICE: snprintf(buf, size, "%s", f->choices[*(const bool *)base ? 1 : 0]); break;
   case F_LOG: snprintf(buf, size, "info"); break;
-  case F_BOOL: buf[0] = '\0'; break;
+  case F_BOOL:
+  case F_PLUGIN: buf[0] = '\0'; break;
   }
 }
 
@@ -149,6 +153,13 @@ static void set_flag(const flag_t *f, server_config_t *cfg, const char *arg) {
   case F_UNSIGNED: *(unsigned *)base = (unsigned)int_flag(f->name, arg, f->min, f->max); break;
   case F_SIZE: *(size_t *)base = (size_t)int_flag(f->name, arg, f->min, f->max); break;
   case F_BOOL: *(bool *)base = true; break;
+  case F_PLUGIN:
+    if (cfg->nplugins == PLUGIN_MAX) {
+      fprintf(stderr, "offload: at most %d --plugin flags\n", PLUGIN_MAX);
+      exit(2);
+    }
+    cfg->plugins[cfg->nplugins++] = arg;
+    break;
   case F_ISOLATION:
     if (strcmp(arg, "thread") != 0 && strcmp(arg, "process") != 0) {
       fprintf(stderr, "offload: --isolation must be thread or process; got \"%s\"\n", arg);

@@ -20,14 +20,18 @@
 #include "pool/item.h"
 #include "registry/registry.h"
 #include "store/store.h"
+#include "tasks/plugin.h"
 #include "tasks/tasks.h"
 #include "util/clock.h"
+#include "util/err.h"
 #include "util/log.h"
 #include "util/looplag.h"
 
 typedef struct server {
   uv_loop_t loop;
   const server_config_t *cfg;
+  plugin_set_t plugins;     /* --plugin: loaded before the catalog, never unloaded */
+  const char **worker_argv; /* `offload worker` and every plug-in (owned array, borrowed strings) */
   tasks_catalog_t catalog;
   registry_t *reg;
   store_t *store;
@@ -105,7 +109,51 @@ static void on_stored_row(const store_job_t *row, void *data) {
     log_error("store: out of memory restoring job %s", row->id);
 }
 
-static const char *const worker_argv[] = {"offload", "worker", NULL};
+/* The plug-ins, then the catalog: the built-in kinds and the plug-ins'
+ * (after them), and the command line of a worker process, which loads the
+ * same plug-ins (by their resolved paths: a worker may not share our idea
+ * of the working directory). Returns false after saying why on stderr. */
+static bool load_tasks(server_t *s) {
+  const server_config_t *cfg = s->cfg;
+  char err[1024];
+  if (plugins_load(&s->plugins, cfg->plugins, cfg->nplugins, err, sizeof err) != 0) {
+    fprintf(stderr, "offload: %s\n", err);
+    return false;
+  }
+  size_t nextra = plugins_count(&s->plugins);
+  const offload_task_def_t **extra = calloc(nextra + 1, sizeof *extra);
+  s->worker_argv = calloc(3 + 2 * s->plugins.n, sizeof *s->worker_argv);
+  if (!extra || !s->worker_argv) {
+    free(extra);
+    fprintf(stderr, "offload: out of memory\n");
+    return false;
+  }
+  for (size_t i = 0; i < nextra; i++)
+    extra[i] = plugins_task(&s->plugins, i);
+  size_t k = 0;
+  s->worker_argv[k++] = "offload";
+  s->worker_argv[k++] = "worker";
+  for (size_t i = 0; i < s->plugins.n; i++) {
+    s->worker_argv[k++] = "--plugin";
+    s->worker_argv[k++] = s->plugins.v[i].path;
+  }
+  s->worker_argv[k] = NULL;
+  tasks_options_t to = {
+      .isolation = cfg->isolation_process ? OFFLOAD_ISOLATION_PROCESS : OFFLOAD_ISOLATION_THREAD,
+      .test_tasks = cfg->test_tasks,
+      .extra = extra,
+      .nextra = nextra,
+  };
+  int rc = tasks_catalog_init_with(&s->catalog, &to);
+  free(extra); /* the catalog holds copies */
+  if (rc != 0) {
+    fprintf(stderr, "offload: cannot build the task catalog: %s\n", err_str(rc));
+    return false;
+  }
+  for (size_t i = 0; i < s->plugins.n; i++)
+    log_info("plug-in %s: %zu task(s)", s->plugins.v[i].path, s->plugins.v[i].ntasks);
+  return true;
+}
 
 /* The pools the catalog needs: threads for kinds that run in threads,
  * processes for kinds that run in processes. Returns false on failure. */
@@ -150,7 +198,7 @@ static bool start_pools(server_t *s) {
         .started = cfg->store_sqlite ? registry_on_started : NULL, /* writes `processing` at once */
         .proc =
             {
-                .argv = worker_argv,
+                .argv = s->worker_argv,
                 .encode = item_encode,
                 .decode = item_decode,
                 .memory_mb = cfg->worker_memory_mb,
@@ -212,11 +260,7 @@ int server_run(const server_config_t *cfg) {
   s->cfg = cfg;
   if (uv_loop_init(&s->loop) != 0)
     goto out_free;
-  tasks_options_t to = {
-      .isolation = cfg->isolation_process ? OFFLOAD_ISOLATION_PROCESS : OFFLOAD_ISOLATION_THREAD,
-      .test_tasks = cfg->test_tasks,
-  };
-  if (tasks_catalog_init_with(&s->catalog, &to) != 0)
+  if (!load_tasks(s))
     goto out_loop;
   if (cfg->test_tasks)
     log_warn("--enable-test-tasks: the crash task (and spin's ignoreCancel) can break workers on purpose; "
@@ -348,6 +392,8 @@ out_catalog:
 out_loop:
   if (uv_loop_close(&s->loop) != 0)
     log_warn("event loop closed with handles still open");
+  plugins_fini(&s->plugins); /* their code stays mapped: see tasks/plugin.h */
+  free(s->worker_argv);
 out_free:
   free(s);
   return code;

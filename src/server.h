@@ -8,6 +8,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "tasks/plugin.h"
+
 typedef struct server_config {
   const char *host;
   int port;
@@ -36,6 +38,9 @@ typedef struct server_config {
   uint64_t max_jobs_per_worker; /* 0 = never recycle */
   int64_t retry_backoff_ms;
   bool test_tasks;              /* --enable-test-tasks */
+  /* --plugin FILE, in the order given (borrowed: main's argv). */
+  const char *plugins[PLUGIN_MAX];
+  size_t nplugins;
   /* The job store. */
   bool store_sqlite;            /* --store sqlite (the default; else memory) */
   const char *data_dir;         /* --data-dir */

@@ -4,7 +4,10 @@
  *     void my_task(offload_task_t *t);
  * It reads its (already validated) parameters, reports progress, checks for
  * cancellation, and sets a result or an error. It never sees libuv, HTTP or
- * the job store. Registering a task is one entry in src/tasks/tasks.c.
+ * the job store. Registering a task is one entry in src/tasks/tasks.c, or,
+ * outside the tree, a plug-in: a shared object built against this header
+ * alone that lists its tasks with OFFLOAD_PLUGIN (at the end; see
+ * docs/PLUGINS.md).
  *
  * Threads: every function here is for the worker thread running `t`.
  * Ownership: `t` is borrowed for the duration of the run; strings passed in
@@ -64,8 +67,12 @@ typedef enum {
   OFFLOAD_INPUT_REQUIRED, /* an upload always: POST /jobs/<task> */
 } offload_input_t;
 
+/* A task's name: 1..OFFLOAD_TASK_NAME_MAX of [a-z0-9._-], starting with a
+ * letter or a digit ("stats", "video.transcode"). */
+#define OFFLOAD_TASK_NAME_MAX 64
+
 typedef struct offload_task_def {
-  const char *name;        /* [a-z0-9_-]+ */
+  const char *name;        /* see OFFLOAD_TASK_NAME_MAX */
   const char *description; /* one sentence */
   offload_task_fn run;
   const offload_param_spec_t *params;
@@ -146,5 +153,37 @@ int offload_task_file_write(offload_task_t *t, const char *name, const char *con
 /* Fails the job with error {"code": code, "message": the formatted text}.
  * `code` is snake_case. */
 void offload_task_fail(offload_task_t *t, const char *code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
+
+/* ---- plug-ins ----
+ * A plug-in is a shared object (`offload serve --plugin FILE.so`) that
+ * exports two symbols, both written by OFFLOAD_PLUGIN(defs):
+ *   offload_plugin_abi    the OFFLOAD_PLUGIN_ABI it was built with; the
+ *                         server refuses any other value
+ *   offload_plugin_tasks  its task definitions and their count
+ * Its tasks join the built-in ones (names must not clash) and run like them,
+ * in the isolation they declare. A plug-in may call the functions of this
+ * header and nothing else of the server.
+ *
+ * OFFLOAD_PLUGIN_ABI goes up with any change to the layout of
+ * offload_task_def_t or offload_param_spec_t, or to what a function of this
+ * header means or takes; a plug-in built against another value must be
+ * rebuilt. */
+#define OFFLOAD_PLUGIN_ABI 1
+
+typedef struct offload_plugin_tasks {
+  const offload_task_def_t *tasks;
+  size_t ntasks;
+} offload_plugin_tasks_t;
+
+/* Exports a static array of task definitions, in a plug-in's one source file:
+ *     static const offload_task_def_t my_tasks[] = {{.name = "wordfreq", ...}};
+ *     OFFLOAD_PLUGIN(my_tasks);
+ * (`defs` must be an array, not a pointer: its length is taken with sizeof). */
+#define OFFLOAD_PLUGIN(defs)                                                                                           \
+  __attribute__((visibility("default"))) extern const uint32_t offload_plugin_abi;                                     \
+  __attribute__((visibility("default"))) const uint32_t offload_plugin_abi = OFFLOAD_PLUGIN_ABI;                       \
+  __attribute__((visibility("default"))) extern const offload_plugin_tasks_t offload_plugin_tasks;                     \
+  __attribute__((visibility("default")))                                                                               \
+  const offload_plugin_tasks_t offload_plugin_tasks = {(defs), sizeof(defs) / sizeof((defs)[0])}
 
 #endif

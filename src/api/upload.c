@@ -270,7 +270,7 @@ static bool type_accepted(const offload_task_def_t *def, const char *ct, size_t 
 static void start_upload(api_t *a, http_req_t *req, const char *name, bool sync);
 
 void h_jobs_upload(api_t *a, http_req_t *req, const router_match_t *m) {
-  char name[64];
+  char name[OFFLOAD_TASK_NAME_MAX + 1];
   long n = router_param(m, "id", name, sizeof name); /* the route's one segment: the task's name */
   start_upload(a, req, n >= 0 && (size_t)n < sizeof name ? name : "", false);
 }

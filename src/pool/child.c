@@ -31,6 +31,7 @@
 #include "pool/page.h"
 #include "pool/wire.h"
 #include "tasks/context.h"
+#include "tasks/plugin.h"
 #include "tasks/tasks.h"
 
 #define OOM_SLACK_BYTES (16u << 20)
@@ -130,8 +131,8 @@ static void cpu_limit_for_job(void) {
   setrlimit(RLIMIT_CPU, &rl);
 }
 
-static int run_job(int sock, const frame_hdr_t *h, const uint8_t *payload, int fd) {
-  char name[64];
+static int run_job(int sock, const plugin_set_t *plugins, const frame_hdr_t *h, const uint8_t *payload, int fd) {
+  char name[OFFLOAD_TASK_NAME_MAX + 1];
   json_t *params = NULL;
   task_result_t res;
   memset(&res, 0, sizeof res);
@@ -142,6 +143,8 @@ static int run_job(int sock, const frame_hdr_t *h, const uint8_t *payload, int f
     res.err_message = strdup("The worker could not read the job it was sent.");
   } else {
     const offload_task_def_t *def = tasks_find_builtin(name);
+    if (!def)
+      def = plugins_find(plugins, name, NULL);
     if (!def) {
       res.failed = true;
       snprintf(res.err_code, sizeof res.err_code, "unknown_task");
@@ -178,9 +181,28 @@ static int run_job(int sock, const frame_hdr_t *h, const uint8_t *payload, int f
   return rc;
 }
 
+/* The plug-ins named on our command line (`--plugin FILE` pairs after
+ * `worker`), loaded as the server loaded them. Returns 0 or -1 (said on
+ * stderr: the server then sees a worker that exits before READY). */
+static int load_plugins(int argc, char **argv, plugin_set_t *set) {
+  const char *paths[PLUGIN_MAX];
+  size_t n = 0;
+  for (int i = 2; i < argc; i += 2) {
+    if (strcmp(argv[i], "--plugin") != 0 || i + 1 == argc || n == PLUGIN_MAX) {
+      fprintf(stderr, "offload worker: unexpected argument \"%s\"\n", argv[i]);
+      return -1;
+    }
+    paths[n++] = argv[i + 1];
+  }
+  char err[1024];
+  if (plugins_load(set, paths, n, err, sizeof err) != 0) {
+    fprintf(stderr, "offload worker: %s\n", err);
+    return -1;
+  }
+  return 0;
+}
+
 int pool_child_main(int argc, char **argv) {
-  (void)argc;
-  (void)argv;
   /* Die with the server, and close the race where it died before this line. */
   prctl(PR_SET_PDEATHSIG, SIGKILL);
   void *m = mmap(NULL, PAGE_SIZE_BYTES, PROT_READ | PROT_WRITE, MAP_SHARED, PAGE_CHILD_PAGE_FD, 0);
@@ -199,8 +221,15 @@ int pool_child_main(int argc, char **argv) {
   signal(SIGTERM, SIG_IGN);
   signal(SIGPIPE, SIG_IGN);
   install_fatal_handlers();
-  if (apply_limits() != 0)
+  /* Before the limits: a plug-in's libraries load under no cap, as the
+   * server's own did. */
+  plugin_set_t plugins;
+  if (load_plugins(argc, argv, &plugins) != 0)
+    return 7;
+  if (apply_limits() != 0) {
+    plugins_fini(&plugins);
     return 3;
+  }
 
   int sock = PAGE_CHILD_SOCK_FD;
   fcntl(sock, F_SETFD, FD_CLOEXEC);
@@ -209,6 +238,7 @@ int pool_child_main(int argc, char **argv) {
   if (!buf || frame_send(sock, FRAME_READY, 0, NULL, 0, -1) != 0) {
     free(buf); /* the server let go of us before we were ready */
     munmap(page, PAGE_SIZE_BYTES);
+    plugins_fini(&plugins);
     return 4;
   }
   int code = 0;
@@ -224,7 +254,7 @@ int pool_child_main(int argc, char **argv) {
         close(fd);
       break;
     }
-    int rc = run_job(sock, &h, buf + FRAME_HDR_SIZE, fd);
+    int rc = run_job(sock, &plugins, &h, buf + FRAME_HDR_SIZE, fd);
     if (fd >= 0)
       close(fd);
     if (rc != 0) {
@@ -235,5 +265,6 @@ int pool_child_main(int argc, char **argv) {
   free(buf);
   munmap(page, PAGE_SIZE_BYTES);
   tasks_libraries_fini(); /* this process ran its last task */
+  plugins_fini(&plugins); /* their code stays mapped: see tasks/plugin.h */
   return code;
 }

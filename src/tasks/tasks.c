@@ -38,17 +38,22 @@ int tasks_catalog_init(tasks_catalog_t *c) {
 
 int tasks_catalog_init_with(tasks_catalog_t *c, const tasks_options_t *o) {
   memset(c, 0, sizeof *c);
-  size_t n = 0;
-  while (tasks_builtin[n])
-    n++;
+  size_t nbuiltin = 0;
+  while (tasks_builtin[nbuiltin])
+    nbuiltin++;
+  size_t n = nbuiltin + o->nextra;
   c->defs = calloc(n, sizeof *c->defs);
   c->specs = calloc(n, sizeof *c->specs);
   if (!c->defs || !c->specs)
     goto fail;
   for (size_t i = 0; i < n; i++) {
-    const offload_task_def_t *d = tasks_builtin[i];
+    const offload_task_def_t *d = i < nbuiltin ? tasks_builtin[i] : o->extra[i - nbuiltin];
     if (d->test_only && !o->test_tasks)
       continue;
+    if (tasks_catalog_find(c, d->name)) {
+      tasks_catalog_fini(c);
+      return OFF_EINVAL;
+    }
     size_t k = c->n++;
     c->defs[k] = *d;
     c->defs[k].isolation = d->isolation == OFFLOAD_ISOLATION_PROCESS ? OFFLOAD_ISOLATION_PROCESS

@@ -5,7 +5,8 @@
  * Threads: the catalog is built on the loop thread at start-up and read-only
  * afterwards, so any thread may read it. Validation is pure.
  * Adding a task: write src/tasks/<name>.c defining `task_<name>` and add it to
- * tasks_builtin[] in tasks.c. */
+ * tasks_builtin[] in tasks.c. Kinds from elsewhere (plug-ins: tasks/plugin.h)
+ * join the catalog after the built-ins, as tasks_options_t.extra. */
 #ifndef OFFLOAD_TASKS_TASKS_H
 #define OFFLOAD_TASKS_TASKS_H
 
@@ -32,9 +33,9 @@ extern const offload_task_def_t *const tasks_builtin[];
  * worker process runs: the server validated the params already. */
 const offload_task_def_t *tasks_find_builtin(const char *name);
 
-/* A server's set of kinds: copies of the built-in defs whose limits the
- * configuration may tighten (e.g. --max-iterations for report), each with
- * its isolation resolved to THREAD or PROCESS. */
+/* A server's set of kinds: copies of the built-in defs, then of the extra
+ * ones, whose limits the configuration may tighten (e.g. --max-iterations
+ * for report), each with its isolation resolved to THREAD or PROCESS. */
 typedef struct tasks_catalog {
   offload_task_def_t *defs;
   offload_param_spec_t **specs; /* owned copies, one array per def */
@@ -44,9 +45,17 @@ typedef struct tasks_catalog {
 typedef struct tasks_options {
   offload_isolation_t isolation; /* THREAD or PROCESS: --isolation */
   bool test_tasks;               /* --enable-test-tasks */
+  /* Kinds beyond the built-ins (plug-ins' now; command tasks' later), in
+   * the order GET /tasks lists them; borrowed, and they must outlive the
+   * catalog (its copies keep their strings and params). Their sources
+   * checked them (plugin_check_def) and their names against each other's,
+   * to say which files clash. */
+  const offload_task_def_t *const *extra;
+  size_t nextra;
 } tasks_options_t;
 
-/* Returns 0 or OFF_ENOMEM. tasks_catalog_init: thread isolation, no test tasks. */
+/* Returns 0, OFF_ENOMEM, or OFF_EINVAL when two kinds share a name.
+ * tasks_catalog_init: thread isolation, no test tasks, no extra kinds. */
 int tasks_catalog_init(tasks_catalog_t *c);
 int tasks_catalog_init_with(tasks_catalog_t *c, const tasks_options_t *o);
 /* True when some kind runs in worker processes / threads. */

@@ -41,6 +41,8 @@ STATUSES = {"queued", "processing", "complete", "failed", "canceled"}
 FINAL = {"complete", "failed", "canceled"}
 TASKS = {"report", "fibonacci", "primes", "spin", "password-hash", "password-verify", "pdf", "stats", "image"}
 TEST_TASKS = {"crash"}  # only under --enable-test-tasks
+# Plug-ins' tasks (test_plugins.py): the example's and the test plug-in's.
+PLUGIN_TASKS = {"wordfreq", "plugtest.echo", "plugtest.where"}
 JOB_KEYS = {"id", "task", "params", "status", "progress", "result", "error",
             "queuePosition", "createdAt", "startedAt", "finishedAt", "attempts"}
 # A job submitted with "retries" > 0 also shows these.
@@ -565,7 +567,7 @@ class OffloadTestCase(unittest.TestCase):
                 self.assertEqual(set(f), {"name", "contentType", "bytes", "url"}, repr(f))
                 self.assertEqual(f["url"], "/jobs/%s/files/%s" % (j["id"], f["name"]))
         self.assertRegex(j["id"], ID_RE)
-        self.assertIn(j["task"], TASKS | TEST_TASKS)
+        self.assertIn(j["task"], TASKS | TEST_TASKS | PLUGIN_TASKS)
         a = j["attempts"]
         self.assertTrue(isinstance(a, int) and not isinstance(a, bool) and a >= 0, "attempts: %r" % j)
         if j["startedAt"] is not None:
