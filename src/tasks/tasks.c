@@ -18,6 +18,7 @@ const offload_task_def_t *const tasks_builtin[] = {
 void tasks_libraries_fini(void) {
   task_image_fini();
   task_pdf_fini();
+  tasks_patterns_fini();
 }
 
 const offload_task_def_t *tasks_find_builtin(const char *name) {
@@ -176,6 +177,14 @@ size_t tasks_max_len(const offload_param_spec_t *spec) { return spec->max_len ? 
 size_t tasks_max_items(const offload_param_spec_t *spec) { return spec->max_items ? spec->max_items : 1024; }
 
 static bool check_string(const offload_param_spec_t *spec, const json_t *v, const char *name, param_error_t *err) {
+  /* A NUL byte would cut the text short wherever it is read as a C string
+   * (a choice compared, a pattern matched, a command's argument); only a
+   * secret (a password, read with its length) may hold one. Neither a JSON
+   * body nor a query string can carry one today: this is the last guard. */
+  if (json_is_string(v) && !spec->secret && memchr(json_string_value(v), '\0', json_string_length(v))) {
+    set_err(err, PARAM_INVALID, name, "%s must not contain a NUL byte.", name);
+    return false;
+  }
   if (spec->choices) {
     for (size_t i = 0; json_is_string(v) && spec->choices[i]; i++)
       if (strcmp(json_string_value(v), spec->choices[i]) == 0)
@@ -201,6 +210,17 @@ static bool check_string(const offload_param_spec_t *spec, const json_t *v, cons
       set_err(err, PARAM_INVALID, name, "%s must be bytes in hex: an even number of the digits 0-9, a-f.", name);
       return false;
     }
+  }
+  if (spec->pattern) {
+    int m = tasks_pattern_match(spec->pattern, json_string_value(v), json_string_length(v));
+    if (m == 1)
+      return true;
+    if (m == 0)
+      set_err(err, PARAM_INVALID, name, "%s must match the pattern %.160s (the whole value).", name, spec->pattern);
+    else /* a spec's pattern that does not compile is the server's fault: refuse, never pass */
+      set_err(err, PARAM_INVALID, name, "%s cannot be checked: the server's pattern for it is unusable (%s).", name,
+              err_str(m));
+    return false;
   }
   return true;
 }
