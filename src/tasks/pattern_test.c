@@ -69,21 +69,21 @@ static void test_match_whole_value(void **state) {
     int want;
   } cases[] = {
       {"[a-z]{1,8}", "abc", 1},
-      {"[a-z]{1,8}", "abc1", 0},         /* a suffix left over */
-      {"[a-z]{1,8}", "1abc", 0},         /* a prefix */
-      {"[a-z]{1,8}", "abcdefghi", 0},    /* too long: only a part matches */
+      {"[a-z]{1,8}", "abc1", 0},      /* a suffix left over */
+      {"[a-z]{1,8}", "1abc", 0},      /* a prefix */
+      {"[a-z]{1,8}", "abcdefghi", 0}, /* too long: only a part matches */
       {"[a-z]{1,8}", "", 0},
-      {"a|ab", "ab", 1},                 /* POSIX leftmost-longest: the whole "ab" */
+      {"a|ab", "ab", 1}, /* POSIX leftmost-longest: the whole "ab" */
       {"(a|ab)(c|bcd)", "abcd", 1},
-      {"x*", "abc", 0},                  /* an empty match at 0 is not the whole value */
+      {"x*", "abc", 0}, /* an empty match at 0 is not the whole value */
       {"x*", "", 1},
       {"", "", 1},
       {"", "a", 0},
-      {"a)|(b)", "a", 0},                /* ")" is a literal here: "a)" or "b" */
+      {"a)|(b)", "a", 0}, /* ")" is a literal here: "a)" or "b" */
       {"a)|(b)", "a)", 1},
       {"([^-].*)?", "-rf", 0},
       {"([^-].*)?", "; rm -rf /", 1},
-      {"([^-].*)?", "two\nlines", 1},    /* '.' matches a newline (no REG_NEWLINE) */
+      {"([^-].*)?", "two\nlines", 1}, /* '.' matches a newline (no REG_NEWLINE) */
       {"[0-9]+", "12\n", 0},
   };
   for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++)
@@ -102,9 +102,17 @@ static void test_validate(void **state) {
   assert_null(check_str("alt", "ab", &err));
   assert_null(check_str("nodash", "", &err));
   const char *bad[][2] = {
-      {"tag", "abc1"}, {"tag", "ABC"}, {"tag", "$(id)"}, {"tag", "a b"}, {"tag", "abc\n"},
-      {"scale", "scale=1281:-2"}, {"scale", "scale=1280:-2,drawtext=x"}, {"scale", "xscale=1280:-2"},
-      {"alt", "abb"}, {"nodash", "-n"}, {"nodash", "--help"},
+      {"tag", "abc1"},
+      {"tag", "ABC"},
+      {"tag", "$(id)"},
+      {"tag", "a b"},
+      {"tag", "abc\n"},
+      {"scale", "scale=1281:-2"},
+      {"scale", "scale=1280:-2,drawtext=x"},
+      {"scale", "xscale=1280:-2"},
+      {"alt", "abb"},
+      {"nodash", "-n"},
+      {"nodash", "--help"},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     const char *p = check_str(bad[i][0], bad[i][1], &err);
@@ -193,9 +201,12 @@ static void test_threads_share_the_table(void **state) {
 
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_check),           cmocka_unit_test(test_match_whole_value),
-      cmocka_unit_test(test_validate),        cmocka_unit_test(test_nul_bytes),
-      cmocka_unit_test(test_table_overflow),  cmocka_unit_test(test_alloc_failure),
+      cmocka_unit_test(test_check),
+      cmocka_unit_test(test_match_whole_value),
+      cmocka_unit_test(test_validate),
+      cmocka_unit_test(test_nul_bytes),
+      cmocka_unit_test(test_table_overflow),
+      cmocka_unit_test(test_alloc_failure),
       cmocka_unit_test(test_threads_share_the_table),
   };
   int rc = cmocka_run_group_tests(tests, NULL, NULL);
