@@ -116,7 +116,8 @@ const commands_task_t *commands_find(const commands_t *c, const char *name);
  * `params` (borrowed; validated with tasks_validate against t->def first),
  * else its default, else (an optional param without default) its argument
  * is left out; an int in decimal, a number as the shortest text that reads
- * back as the same double ("%.17g" at most), a bool as "true"/"false", a
+ * back as the same double (plain decimals when 1e-5 <= |x| < 1e16: "10000",
+ * "0.1"; else with an exponent: "1e+21"), a bool as "true"/"false", a
  * string as it is. {input} → input_path, {output:NAME} → outdir/NAME.
  * Returns 0 and sets *argv_out to a NULL-terminated array in one
  * allocation (the caller frees it with free()); OFF_EINVAL when a value

@@ -6,6 +6,7 @@
  * join arguments, and none reaches a shell (execve takes the array as it
  * is). The result is one allocation: the pointers, then the texts. */
 #include <inttypes.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -23,9 +24,19 @@ typedef struct piece {
   char num[32]; /* the text of an int, number or bool */
 } piece_t;
 
-/* The shortest "%.Ng" that strtod reads back as x (%.17g always does). */
+/* The shortest text that strtod reads back as x: plain decimals ("10000",
+ * "0.1", "0.00001") where that is how people write them, since programs
+ * parse a time or a size with their own readers and many stop at an 'e';
+ * an exponent only for the very large and very small ("1e+21"). */
 static void real_text(double x, char *buf, size_t size) {
-  for (int prec = 1; prec <= 17; prec++) {
+  double a = fabs(x);
+  if (a < 1e16 && (a >= 1e-5 || a == 0))
+    for (int decimals = 0; decimals <= 24; decimals++) {
+      snprintf(buf, size, "%.*f", decimals, x);
+      if (strtod(buf, NULL) == x)
+        return;
+    }
+  for (int prec = 1; prec <= 17; prec++) { /* %.17g always reads back */
     snprintf(buf, size, "%.*g", prec, x);
     if (strtod(buf, NULL) == x)
       return;
