@@ -15,6 +15,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
 
 #include "commands/commands_int.h"
 #include "tasks/tasks.h"
@@ -89,9 +90,11 @@ static const char *const task_keys[] = {"name",      "description", "argv",     
                                         "timeoutMs", "progress",    "memoryMB", "cpuSeconds", NULL};
 static const char *const progress_keys[] = {"type", "pattern", NULL};
 
+/* At most 63 bytes: what POST /jobs/<task> reads from its path (a 64-byte
+ * buffer) and what fits param_error_t's names. */
 static bool task_name_ok(const char *s) {
   size_t n = strlen(s);
-  if (n == 0 || n > 64 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
+  if (n == 0 || n > 63 || !((s[0] >= 'a' && s[0] <= 'z') || (s[0] >= '0' && s[0] <= '9')))
     return false;
   return strspn(s, "abcdefghijklmnopqrstuvwxyz0123456789._-") == n;
 }
@@ -195,7 +198,7 @@ static int load_task(commands_load_t *L, commands_task_t *t, const json_t *o) {
     return commands_fail(L, "a task must be an object with \"name\" and \"argv\"; fix it");
   const json_t *name = json_object_get(o, "name");
   if (!json_is_string(name) || !task_name_ok(json_string_value(name)))
-    return commands_fail(L, "\"name\" must be 1 to 64 of a-z 0-9 . _ - starting with a letter or digit (e.g. "
+    return commands_fail(L, "\"name\" must be 1 to 63 of a-z 0-9 . _ - starting with a letter or digit (e.g. "
                             "\"video.transcode\"); fix it");
   if (!(t->def.name = commands_strdup(L, json_string_value(name))))
     return commands_oom(L);
@@ -297,9 +300,12 @@ int commands_load(const char *path, commands_t *out, char *err, size_t errlen) {
   commands_load_t L = {.c = out, .index = SIZE_MAX, .err = err, .errlen = errlen};
   out->path = path; /* for messages; replaced by the owned copy below */
   json_error_t jerr;
-  json_t *root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr);
+  struct stat st;
+  json_t *root = NULL;
   int rc;
-  if (!root) {
+  if (stat(path, &st) == 0 && !S_ISREG(st.st_mode)) {
+    rc = commands_fail(&L, "not a regular file; check the --commands path");
+  } else if (!(root = json_load_file(path, JSON_REJECT_DUPLICATES, &jerr))) {
     if (json_error_code(&jerr) == json_error_cannot_open_file)
       rc = commands_fail(&L, "cannot read the file (%s); check the --commands path", strerror(errno));
     else

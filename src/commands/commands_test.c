@@ -192,6 +192,10 @@ static const bad_t bads[] = {
     /* the task */
     {T1("{'name': 'Video', 'argv': ['printf']}"), NULL, {"tasks[0]", "\"name\" must be", "video.transcode"}},
     {T1("{'name': 'a/b', 'argv': ['printf']}"), NULL, {"tasks[0]", "\"name\""}},
+    {T1("{'name': 'a234567890123456789012345678901234567890123456789012345678901234', 'argv': ['printf']}"),
+     NULL,
+     {"tasks[0]", "1 to 63"}},
+    {T1("{'name': '.x', 'argv': ['printf']}"), NULL, {"tasks[0]", "starting with a letter or digit"}},
     {T1("{'argv': ['printf']}"), NULL, {"tasks[0]", "\"name\""}},
     {T1("{'name': 't', 'argv': ['printf']}, {'name': 't', 'argv': ['printf']}"), "t", {"taken by tasks[0]"}},
     {T1("{'name': 'report', 'argv': ['printf']}"), "report", {"built-in task", "cmd.report"}},
@@ -320,6 +324,8 @@ static void test_missing_file(void **state) {
   assert_int_equal(commands_load("/nonexistent/commands.json", &c, e->err, sizeof e->err), OFF_EINVAL);
   assert_string_equal(e->err, "/nonexistent/commands.json: cannot read the file (No such file or directory); "
                               "check the --commands path");
+  assert_int_equal(commands_load(e->dir, &c, e->err, sizeof e->err), OFF_EINVAL);
+  assert_non_null(strstr(e->err, ": not a regular file; check the --commands path"));
   /* A short buffer is cut, never overrun. */
   char small[16];
   assert_int_equal(commands_load("/nonexistent/commands.json", &c, small, sizeof small), OFF_EINVAL);
