@@ -34,7 +34,9 @@ static const char file[] =
     "   'b': {'type': 'bool', 'default': false},"
     "   'e': {'type': 'enum', 'values': ['libx264', 'libvpx-vp9']},"
     "   'opt': {'type': 'string', 'required': false}},"
-    "  'input': true}"
+    "  'input': true},"
+    " {'name': 'half', 'argv': ['printf', '{x}', '{y}'],"
+    "  'params': {'x': {'type': 'number', 'min': 0}, 'y': {'type': 'number', 'max': 1, 'required': false}}}"
     "]}";
 
 static int setup(void **state) {
@@ -136,6 +138,9 @@ static void test_validation_refuses(void **state) {
       {"typed", "{\"e\": \"libx264\", \"i\": \"5\"}", "params.i", "integer"},
       {"typed", "{\"e\": \"libx264\", \"x\": \"0.5\"}", "params.x", "number"},
       {"typed", "{\"e\": \"libx264\", \"b\": 1}", "params.b", "true or false"},
+      {"half", "{\"x\": -0.5}", "params.x", "must be a number of at least 0."},
+      {"half", "{\"x\": -1e308, \"y\": 1}", "params.x", "must be a number of at least 0."},
+      {"half", "{\"x\": 1, \"y\": 2}", "params.y", "must be a number of at most 1."},
   };
   for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
     param_error_t err;

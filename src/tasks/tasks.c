@@ -229,7 +229,11 @@ bool tasks_check_real(const offload_param_spec_t *spec, double x, const char *pa
   bool bounded = spec->min_real != 0 || spec->max_real != 0;
   if (isfinite(x) && (!bounded || (x >= spec->min_real && x <= spec->max_real)))
     return true;
-  if (bounded)
+  if (bounded && isinf(spec->min_real)) /* one bound only (a command task's param may have one) */
+    set_err(err, PARAM_INVALID, param, "%s must be a number of at most %g.", param, spec->max_real);
+  else if (bounded && isinf(spec->max_real))
+    set_err(err, PARAM_INVALID, param, "%s must be a number of at least %g.", param, spec->min_real);
+  else if (bounded)
     set_err(err, PARAM_INVALID, param, "%s must be a number from %g to %g.", param, spec->min_real, spec->max_real);
   else
     set_err(err, PARAM_INVALID, param, "%s must be a finite number.", param);
