@@ -53,6 +53,7 @@ typedef struct offload_param_spec {
   bool secret;                /* a secret (a password): shown and stored as "[redacted]", never logged */
   offload_param_format_t format; /* strings without choices */
   const char *description;    /* a phrase for GET /tasks; NULL = none */
+  const char *pattern; /* strings without choices: a POSIX extended regex the whole value must match; NULL = any */
 } offload_param_spec_t;
 
 /* Where a task's jobs run. DEFAULT follows the server's --isolation; a task

@@ -45,7 +45,7 @@ static const char *type_name(offload_param_type_t t) {
 }
 
 /* One parameter as GET /tasks shows it: name, type, required, then what
- * bounds it (min/max, maxLength, enum, minItems/maxItems), its default,
+ * bounds it (min/max, maxLength, pattern, enum, minItems/maxItems), its default,
  * whether it is secret, and its description, each only where it applies. */
 static json_t *param_json(const offload_param_spec_t *s) {
   json_t *o = json_pack("{s:s, s:s, s:b}", "name", s->name, "type", type_name(s->type), "required", s->required);
@@ -74,6 +74,8 @@ static json_t *param_json(const offload_param_spec_t *s) {
       json_object_set_new(o, "maxLength", json_integer((json_int_t)tasks_max_len(s)));
       if (s->format == OFFLOAD_FORMAT_HEX)
         json_object_set_new(o, "format", json_string("hex"));
+      if (s->pattern)
+        json_object_set_new(o, "pattern", json_string(s->pattern));
     }
     break;
   case OFFLOAD_PARAM_BOOLEAN: break;

@@ -18,6 +18,7 @@ const offload_task_def_t *const tasks_builtin[] = {
 void tasks_libraries_fini(void) {
   task_image_fini();
   task_pdf_fini();
+  tasks_patterns_fini();
 }
 
 const offload_task_def_t *tasks_find_builtin(const char *name) {
@@ -181,6 +182,14 @@ size_t tasks_max_len(const offload_param_spec_t *spec) { return spec->max_len ? 
 size_t tasks_max_items(const offload_param_spec_t *spec) { return spec->max_items ? spec->max_items : 1024; }
 
 static bool check_string(const offload_param_spec_t *spec, const json_t *v, const char *name, param_error_t *err) {
+  /* A NUL byte would cut the text short wherever it is read as a C string
+   * (a choice compared, a pattern matched, a command's argument); only a
+   * secret (a password, read with its length) may hold one. Neither a JSON
+   * body nor a query string can carry one today: this is the last guard. */
+  if (json_is_string(v) && !spec->secret && memchr(json_string_value(v), '\0', json_string_length(v))) {
+    set_err(err, PARAM_INVALID, name, "%s must not contain a NUL byte.", name);
+    return false;
+  }
   if (spec->choices) {
     for (size_t i = 0; json_is_string(v) && spec->choices[i]; i++)
       if (strcmp(json_string_value(v), spec->choices[i]) == 0)
@@ -207,6 +216,17 @@ static bool check_string(const offload_param_spec_t *spec, const json_t *v, cons
       return false;
     }
   }
+  if (spec->pattern) {
+    int m = tasks_pattern_match(spec->pattern, json_string_value(v), json_string_length(v));
+    if (m == 1)
+      return true;
+    if (m == 0)
+      set_err(err, PARAM_INVALID, name, "%s must match the pattern %.160s (the whole value).", name, spec->pattern);
+    else /* a spec's pattern that does not compile is the server's fault: refuse, never pass */
+      set_err(err, PARAM_INVALID, name, "%s cannot be checked: the server's pattern for it is unusable (%s).", name,
+              err_str(m));
+    return false;
+  }
   return true;
 }
 
@@ -214,7 +234,11 @@ bool tasks_check_real(const offload_param_spec_t *spec, double x, const char *pa
   bool bounded = spec->min_real != 0 || spec->max_real != 0;
   if (isfinite(x) && (!bounded || (x >= spec->min_real && x <= spec->max_real)))
     return true;
-  if (bounded)
+  if (bounded && isinf(spec->min_real)) /* one bound only (a command task's param may have one) */
+    set_err(err, PARAM_INVALID, param, "%s must be a number of at most %g.", param, spec->max_real);
+  else if (bounded && isinf(spec->max_real))
+    set_err(err, PARAM_INVALID, param, "%s must be a number of at least %g.", param, spec->min_real);
+  else if (bounded)
     set_err(err, PARAM_INVALID, param, "%s must be a number from %g to %g.", param, spec->min_real, spec->max_real);
   else
     set_err(err, PARAM_INVALID, param, "%s must be a finite number.", param);

@@ -96,6 +96,19 @@ bool tasks_check_real(const offload_param_spec_t *spec, double x, const char *pa
 size_t tasks_max_len(const offload_param_spec_t *spec);
 size_t tasks_max_items(const offload_param_spec_t *spec);
 
+/* String patterns (offload_param_spec_t.pattern; tasks/pattern.c): a POSIX
+ * extended regex that the whole value must match, as if written ^(...)$.
+ * tasks_pattern_check: 0 when `pattern` compiles, else OFF_EINVAL with the
+ * reason (regerror's text, or that back-references are refused) in err, or
+ * OFF_ENOMEM. tasks_pattern_match: 1 when s[0..len) (NUL-terminated at
+ * s[len]) matches as a whole, 0 when not (a NUL byte inside never does),
+ * or OFF_EINVAL / OFF_ENOMEM. Each pattern is compiled on its first match
+ * and kept until tasks_patterns_fini (at exit, from tasks_libraries_fini).
+ * Any thread. */
+int tasks_pattern_check(const char *pattern, char *err, size_t errlen);
+int tasks_pattern_match(const char *pattern, const char *s, size_t len);
+void tasks_patterns_fini(void);
+
 /* A copy of `params` (borrowed) with every secret parameter of `def`
  * replaced by "[redacted]": what is shown and stored. NULL when out of
  * memory. has_secret: whether def has secret parameters at all. */
