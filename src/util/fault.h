@@ -21,6 +21,7 @@ typedef enum {
   FAULT_ACCEPT_ALLOC, /* allocating a connection in the accept path */
   FAULT_ACCEPT_SOCKOPT, /* a socket option on an accepted connection */
   FAULT_STORE_COMMIT, /* a store transaction fails as on a full disk (SQLITE_FULL) */
+  FAULT_CMD_DISK,     /* a command run's file writes (its log, its input copy) fail with ENOSPC */
   FAULT_NPOINTS
 } fault_point_t;
 
