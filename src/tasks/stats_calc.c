@@ -171,34 +171,35 @@ static double combine(const fan_t *f, size_t off) {
   return neumaier_value(&t);
 }
 
-/* The k-th smallest of a[0..n) into place (quickselect, median of three). */
+/* The k-th smallest of a[0..n) (quickselect, median of three, with a
+ * three-way partition so that runs of equal values cost O(n), not O(n^2)). */
 static double select_kth(double *a, size_t n, size_t k) {
-  size_t lo = 0, hi = n - 1;
-  while (hi > lo) {
-    size_t mid = lo + (hi - lo) / 2;
-    double t;
-    if (a[mid] < a[lo])
-      t = a[mid], a[mid] = a[lo], a[lo] = t;
-    if (a[hi] < a[lo])
-      t = a[hi], a[hi] = a[lo], a[lo] = t;
-    if (a[mid] < a[hi])
-      t = a[mid], a[mid] = a[hi], a[hi] = t;
-    double pivot = a[hi];
-    size_t i = lo;
-    for (size_t j = lo; j < hi; j++)
-      if (a[j] < pivot) {
-        t = a[i], a[i] = a[j], a[j] = t;
+  size_t lo = 0, hi = n; /* [lo, hi) holds rank k */
+  while (hi - lo > 1) {
+    double x = a[lo], y = a[lo + (hi - lo) / 2], z = a[hi - 1];
+    double pivot = x < y ? (y < z ? y : x < z ? z : x) : (x < z ? x : y < z ? z : y);
+    /* [lo, lt) < pivot, [lt, i) == pivot, [gt, hi) > pivot */
+    size_t lt = lo, i = lo, gt = hi;
+    while (i < gt) {
+      double v = a[i];
+      if (v < pivot) {
+        a[i++] = a[lt];
+        a[lt++] = v;
+      } else if (v > pivot) {
+        a[i] = a[--gt];
+        a[gt] = v;
+      } else {
         i++;
       }
-    t = a[i], a[i] = a[hi], a[hi] = t;
-    if (i == k)
-      break;
-    if (k < i)
-      hi = i - 1;
+    }
+    if (k < lt)
+      hi = lt;
+    else if (k >= gt)
+      lo = gt;
     else
-      lo = i + 1;
+      return pivot;
   }
-  return a[k];
+  return a[lo];
 }
 
 /* Passes 3 and 4, then selection: the values of ranks[0..NRANKS). */
