@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "commands/run.h"
 #include "pool/child.h"
 #include "server.h"
 #include "util/log.h"
@@ -83,6 +84,8 @@ static const flag_t flags[] = {
     FLAG("worker-nice", "N", F_I32, OFF(worker_nice), 0, 19, "niceness added to workers, 0..19"),
     FLAG("plugin", "FILE.so", F_PLUGIN, 0, 0, 0,
          "load tasks from a shared object built against include/offload/task.h (repeatable; docs/PLUGINS.md)"),
+    FLAG("commands", "FILE", F_STR, OFF(commands), 0, 0,
+         "declare command tasks (external programs: no shell, typed params) from a JSON file; docs/COMMANDS.md"),
     FLAG("log-level", "LEVEL", F_LOG, 0, 0, 0, "error, warn, info or debug"),
     FLAG("enable-test-tasks", NULL, F_BOOL, OFF(test_tasks), 0, 0,
      "TESTS ONLY: offer the crash task and spin's ignoreCancel, which break workers on purpose"),
@@ -194,6 +197,8 @@ static void set_flag(const flag_t *f, server_config_t *cfg, const char *arg) {
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "worker") == 0)
     return pool_child_main(argc, argv);
+  if (argc >= 2 && strcmp(argv[1], "exec-command") == 0)
+    return commands_exec_main(argc, argv);
   if (argc < 2 || strcmp(argv[1], "serve") != 0) {
     if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
       usage(stdout);

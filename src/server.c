@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "api/api.h"
+#include "commands/run.h"
 #include "http/http.h"
 #include "offload/pool.h"
 #include "pool/item.h"
@@ -31,6 +32,7 @@ typedef struct server {
   uv_loop_t loop;
   const server_config_t *cfg;
   plugin_set_t plugins;     /* --plugin: loaded before the catalog, never unloaded */
+  commands_t commands;      /* --commands: loaded before the catalog, freed after it */
   const char **worker_argv; /* `offload worker` and every plug-in (owned array, borrowed strings) */
   tasks_catalog_t catalog;
   registry_t *reg;
@@ -120,16 +122,38 @@ static bool load_tasks(server_t *s) {
     fprintf(stderr, "offload: %s\n", err);
     return false;
   }
+  if (cfg->commands) {
+    if (commands_load(cfg->commands, &s->commands, err, sizeof err) != 0) {
+      fprintf(stderr, "offload: %s\n", err);
+      return false;
+    }
+    for (size_t i = 0; i < s->commands.n; i++) {
+      const char *name = s->commands.tasks[i].def.name;
+      const plugin_t *p = NULL;
+      if (plugins_find(&s->plugins, name, &p) && p) {
+        fprintf(stderr,
+                "offload: %s: task \"%s\": the name is taken by a task of plug-in %s; rename the command task "
+                "(a dotted prefix such as \"cmd.%s\" keeps them apart)\n",
+                cfg->commands, name, p->path, name);
+        return false;
+      }
+    }
+    commands_runner_init(&s->commands, (unsigned)cfg->kill_grace_ms);
+  }
   size_t nextra = plugins_count(&s->plugins);
   const offload_task_def_t **extra = calloc(nextra + 1, sizeof *extra);
+  const offload_task_def_t **pinned = calloc(s->commands.n + 1, sizeof *pinned);
   s->worker_argv = calloc(3 + 2 * s->plugins.n, sizeof *s->worker_argv);
-  if (!extra || !s->worker_argv) {
+  if (!extra || !pinned || !s->worker_argv) {
     free(extra);
+    free(pinned);
     fprintf(stderr, "offload: out of memory\n");
     return false;
   }
   for (size_t i = 0; i < nextra; i++)
     extra[i] = plugins_task(&s->plugins, i);
+  for (size_t i = 0; i < s->commands.n; i++)
+    pinned[i] = &s->commands.tasks[i].def;
   size_t k = 0;
   s->worker_argv[k++] = "offload";
   s->worker_argv[k++] = "worker";
@@ -143,15 +167,20 @@ static bool load_tasks(server_t *s) {
       .test_tasks = cfg->test_tasks,
       .extra = extra,
       .nextra = nextra,
+      .pinned = pinned,
+      .npinned = s->commands.n,
   };
   int rc = tasks_catalog_init_with(&s->catalog, &to);
   free(extra); /* the catalog holds copies */
+  free(pinned);
   if (rc != 0) {
     fprintf(stderr, "offload: cannot build the task catalog: %s\n", err_str(rc));
     return false;
   }
   for (size_t i = 0; i < s->plugins.n; i++)
     log_info("plug-in %s: %zu task(s)", s->plugins.v[i].path, s->plugins.v[i].ntasks);
+  if (cfg->commands)
+    log_info("commands %s: %zu task(s)", cfg->commands, s->commands.n);
   return true;
 }
 
@@ -393,6 +422,7 @@ out_loop:
   if (uv_loop_close(&s->loop) != 0)
     log_warn("event loop closed with handles still open");
   plugins_fini(&s->plugins); /* their code stays mapped: see tasks/plugin.h */
+  commands_free(&s->commands); /* after the catalog: its defs pointed in */
   free(s->worker_argv);
 out_free:
   free(s);

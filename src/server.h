@@ -41,6 +41,7 @@ typedef struct server_config {
   /* --plugin FILE, in the order given (borrowed: main's argv). */
   const char *plugins[PLUGIN_MAX];
   size_t nplugins;
+  const char *commands; /* --commands FILE (NULL = none) */
   /* The job store. */
   bool store_sqlite;            /* --store sqlite (the default; else memory) */
   const char *data_dir;         /* --data-dir */

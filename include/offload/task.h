@@ -83,6 +83,8 @@ typedef struct offload_task_def {
   bool files;     /* it writes output files: its jobs show "files" */
   offload_input_t input;
   const char *const *input_types; /* the media types it accepts (NULL-terminated); NULL = any */
+  int64_t timeout_ms; /* the task's own time limit: a job's timeoutMs when it gives none, and the most it may
+                         give; 0 = none (the server's --job-timeout-ms applies) */
 } offload_task_def_t;
 
 /* The value of parameter `name`; `dflt` when it is optional and absent.

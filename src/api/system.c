@@ -70,6 +70,7 @@ static json_t *param_json(const offload_param_spec_t *s) {
       for (size_t i = 0; s->choices[i]; i++)
         json_array_append_new(choices, json_string(s->choices[i]));
       json_object_set_new(o, "enum", choices);
+      json_object_set(o, "values", choices); /* the name command files use; the same list */
     } else {
       json_object_set_new(o, "maxLength", json_integer((json_int_t)tasks_max_len(s)));
       if (s->format == OFFLOAD_FORMAT_HEX)

@@ -24,6 +24,10 @@ void commands_runner_init(commands_t *c, unsigned kill_grace_ms);
 
 void commands_run(offload_task_t *t);
 
+/* `offload exec-command ...`: the step between uv_spawn and the program
+ * (exec.c). Returns only on failure (the exit status). */
+int commands_exec_main(int argc, char **argv);
+
 /* True for a command task's def (its jobs keep a log). */
 static inline bool commands_is_command(const offload_task_def_t *def) { return def && def->run == commands_run; }
 

@@ -53,12 +53,16 @@ typedef struct removal {
   uv_work_t req;
   const char *root; /* the registry's config: outlives the loop's work */
   char id[24];
-  bool input_only;
+  enum { RM_ALL, RM_INPUT, RM_OUTPUTS } what;
 } removal_t;
 
 static void do_remove(uv_work_t *req) {
   removal_t *rm = req->data;
-  if (rm->input_only) {
+  if (rm->what == RM_OUTPUTS) { /* a run that did not complete: its dotfiles (the log) stay */
+    files_remove_outputs(rm->root, rm->id);
+    return;
+  }
+  if (rm->what == RM_INPUT) {
     char path[4096];
     if (files_path(rm->root, rm->id, NULL, path, sizeof path) == 0 &&
         strlen(path) + sizeof "/" FILES_INPUT_NAME < sizeof path) {
@@ -79,19 +83,20 @@ static void after_remove(uv_work_t *req, int status) {
   free(req->data);
 }
 
-static void queue_removal(registry_t *r, const char *id, bool input_only);
+static void queue_removal(registry_t *r, const char *id, int what);
 
-void reg_remove_files(registry_t *r, const char *id) { queue_removal(r, id, false); }
-void reg_remove_input(registry_t *r, const char *id) { queue_removal(r, id, true); }
+void reg_remove_files(registry_t *r, const char *id) { queue_removal(r, id, RM_ALL); }
+void reg_remove_input(registry_t *r, const char *id) { queue_removal(r, id, RM_INPUT); }
+void reg_remove_outputs(registry_t *r, const char *id) { queue_removal(r, id, RM_OUTPUTS); }
 
-static void queue_removal(registry_t *r, const char *id, bool input_only) {
+static void queue_removal(registry_t *r, const char *id, int what) {
   if (!r->cfg.files_root)
     return;
   removal_t *rm = calloc(1, sizeof *rm);
   if (!rm)
     return; /* left on disk: a memory store's root goes at exit anyway */
   rm->root = r->cfg.files_root;
-  rm->input_only = input_only;
+  rm->what = what;
   snprintf(rm->id, sizeof rm->id, "%s", id);
   rm->req.data = rm;
   if (uv_queue_work(r->loop, &rm->req, do_remove, after_remove) != 0)

@@ -206,7 +206,7 @@ void registry_on_done(pool_work_t *w, void *data) {
   if (!j) { /* an orphan: its job finished without it (what it wrote goes) */
     r->orphans--;
     if (it->files_root && pool_work_state(w) != POOL_WORK_QUEUED)
-      reg_remove_files(r, it->job_id);
+      reg_remove_outputs(r, it->job_id); /* the job's removal takes the rest */
     item_free(it);
     return;
   }
@@ -223,7 +223,7 @@ void registry_on_done(pool_work_t *w, void *data) {
   }
   j->_item = NULL;
   if (it->files_root && !retry && j->status != JOB_COMPLETE && pool_work_state(w) != POOL_WORK_QUEUED)
-    reg_remove_files(r, it->job_id); /* a run that did not complete keeps no files */
+    reg_remove_outputs(r, it->job_id); /* a run that did not complete keeps no files (a command keeps its log) */
   item_free(it);
   if (retry)
     schedule_retry(r, j);

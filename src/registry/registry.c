@@ -48,7 +48,7 @@ void reg_job_free(job_t *j) {
 
 static void evict(registry_t *r, job_t *j) {
   reg_persist_delete(r, j); /* disk keeps what memory keeps (the store removes the files with the row) */
-  if (!reg_durable(r) && j->nfiles)
+  if (!reg_durable(r) && (j->nfiles || j->def->files))
     reg_remove_files(r, j->id);
   index_remove(r, j);
   reg_job_free(j);

@@ -82,6 +82,8 @@ int reg_files_take(job_t *j, const item_t *it);
 void reg_files_free(job_t *j);
 /* Removes <files_root>/<id>/ on libuv's thread pool (never on the loop). */
 void reg_remove_files(registry_t *r, const char *id);
+/* A run's outputs only (not the dotfiles: a command's .log, the stored input). */
+void reg_remove_outputs(registry_t *r, const char *id);
 /* The job's input: closes its descriptor; removes its stored copy
  * (<files_root>/<id>/.input) on the thread pool. */
 void reg_input_close(job_t *j);

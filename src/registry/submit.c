@@ -82,6 +82,8 @@ static int submit(registry_t *r, const offload_task_def_t *def, const json_t *pa
   j->retries = retries;
   j->_lane = lane;
   j->_timeout_ms = timeout_ms < 0 ? r->cfg.default_timeout_ms : timeout_ms;
+  if (def->timeout_ms > 0 && (j->_timeout_ms <= 0 || j->_timeout_ms > def->timeout_ms))
+    j->_timeout_ms = def->timeout_ms; /* the task's own limit */
   do
     index_new_id(j->id);
   while (index_find(r, j->id)); /* 2^-128 per pair: never, but cheap to be sure */

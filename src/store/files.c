@@ -45,9 +45,10 @@ static int remove_in(const char *root, const char *id, bool keep_input) {
   int rc = 0;
   for (struct dirent *e; (e = readdir(d)) != NULL;) {
     if (strcmp(e->d_name, ".") == 0 || strcmp(e->d_name, "..") == 0 ||
-        (keep_input && strcmp(e->d_name, FILES_INPUT_NAME) == 0))
+        (keep_input && e->d_name[0] == '.'))
       continue;
-    if (unlinkat(fd, e->d_name, 0) != 0 && errno != ENOENT)
+    if (unlinkat(fd, e->d_name, 0) != 0 && errno != ENOENT &&
+        !(errno == EISDIR && unlinkat(fd, e->d_name, AT_REMOVEDIR) == 0))
       rc = -1; /* a file a worker is still writing comes back on the next sweep */
   }
   closedir(d); /* closes fd */

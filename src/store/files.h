@@ -29,7 +29,8 @@ int files_path(const char *root, const char *id, const char *name, char *buf, si
 /* A job's stored input: <root>/<id>/.input (a dotfile: never an output). */
 #define FILES_INPUT_NAME ".input"
 
-/* Removes the job's outputs (every file but its stored input). 0 or -1. */
+/* Removes the job's outputs: every file but its dotfiles (the stored input,
+ * a command's .log). 0 or -1. */
 int files_remove_outputs(const char *root, const char *id);
 
 /* Removes <root>/<id> and the files in it. 0 when it is gone (or never

@@ -20,6 +20,7 @@
 void task_run(offload_task_t *t, const offload_task_def_t *def) {
   if (offload_task_canceled(t))
     return;
+  t->def = def;
   def->run(t);
   task_files_close(t->result);
 }
@@ -128,6 +129,42 @@ int offload_task_file_open(offload_task_t *t, const char *name, const char *cont
   f->fd = fd + 1;
   f->bytes = 0;
   return fd;
+}
+
+int task_file_adopt(offload_task_t *t, const char *name, const char *content_type) {
+  task_result_t *r = t->result;
+  if (!files_name_ok(name) || !content_type || strlen(content_type) >= sizeof r->files[0].content_type) {
+    errno = EINVAL;
+    return -1;
+  }
+  if (!t->files_root || !t->job_id) {
+    errno = ENOTSUP;
+    return -1;
+  }
+  if (r->nfiles == OFFLOAD_MAX_FILES) {
+    errno = EMFILE;
+    return -1;
+  }
+  char path[4096];
+  if (files_path(t->files_root, t->job_id, name, path, sizeof path) != 0) {
+    errno = ENAMETOOLONG;
+    return -1;
+  }
+  int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOFOLLOW | O_NONBLOCK);
+  struct stat st;
+  if (fd >= 0 && (fstat(fd, &st) != 0 || !S_ISREG(st.st_mode))) {
+    close(fd);
+    errno = EINVAL;
+    return -1;
+  }
+  if (fd < 0)
+    return -1;
+  task_file_t *f = &r->files[r->nfiles++];
+  snprintf(f->name, sizeof f->name, "%s", name);
+  snprintf(f->content_type, sizeof f->content_type, "%s", content_type);
+  f->fd = fd + 1;
+  f->bytes = 0;
+  return 0;
 }
 
 int offload_task_file_write(offload_task_t *t, const char *name, const char *content_type, const void *data,

@@ -61,6 +61,7 @@ struct offload_task {
   const char *job_id;
   /* The runner's fan-out (pool_parallel); NULL: chunks run one by one here. */
   size_t (*parallel)(size_t n, void (*fn)(void *ctx, size_t i), void *ctx, bool (*stop)(void *), void *stop_ctx);
+  const offload_task_def_t *def; /* the kind being run (set by task_run) */
   /* The input, mapped by the runner (NULL = none). */
   const void *input;
   size_t input_len;
@@ -75,6 +76,12 @@ void task_input_unmap(offload_task_t *t);
 /* After a run: the sizes of its output files, and their descriptors
  * closed. The runner calls it on the thread (or in the process) that ran. */
 void task_files_close(task_result_t *r);
+/* Lists a file the run's program already wrote in the job's directory as
+ * output `name` (a command task's {output:NAME}): it must be a regular file
+ * (a symlink is refused). 0, or -1 with errno (ENOENT: not written;
+ * ELOOP / EINVAL: not a regular file; EMFILE, ENOTSUP as for
+ * offload_task_file_open). */
+int task_file_adopt(offload_task_t *t, const char *name, const char *content_type);
 /* Before a run: removes what an earlier run of the same job left (its
  * outputs; the stored input, a dotfile, stays). */
 void task_files_clear(const offload_task_t *t);

@@ -42,13 +42,16 @@ int tasks_catalog_init_with(tasks_catalog_t *c, const tasks_options_t *o) {
   size_t nbuiltin = 0;
   while (tasks_builtin[nbuiltin])
     nbuiltin++;
-  size_t n = nbuiltin + o->nextra;
+  size_t n = nbuiltin + o->nextra + o->npinned;
   c->defs = calloc(n, sizeof *c->defs);
   c->specs = calloc(n, sizeof *c->specs);
   if (!c->defs || !c->specs)
     goto fail;
   for (size_t i = 0; i < n; i++) {
-    const offload_task_def_t *d = i < nbuiltin ? tasks_builtin[i] : o->extra[i - nbuiltin];
+    bool pinned = i >= nbuiltin + o->nextra;
+    const offload_task_def_t *d = i < nbuiltin                ? tasks_builtin[i]
+                                  : i < nbuiltin + o->nextra ? o->extra[i - nbuiltin]
+                                                             : o->pinned[i - nbuiltin - o->nextra];
     if (d->test_only && !o->test_tasks)
       continue;
     if (tasks_catalog_find(c, d->name)) {
@@ -57,7 +60,8 @@ int tasks_catalog_init_with(tasks_catalog_t *c, const tasks_options_t *o) {
     }
     size_t k = c->n++;
     c->defs[k] = *d;
-    c->defs[k].isolation = d->isolation == OFFLOAD_ISOLATION_PROCESS ? OFFLOAD_ISOLATION_PROCESS
+    c->defs[k].isolation = pinned                                    ? OFFLOAD_ISOLATION_THREAD
+                           : d->isolation == OFFLOAD_ISOLATION_PROCESS ? OFFLOAD_ISOLATION_PROCESS
                            : o->isolation == OFFLOAD_ISOLATION_PROCESS ? OFFLOAD_ISOLATION_PROCESS
                                                                        : OFFLOAD_ISOLATION_THREAD;
     c->defs[k].nparams = 0;

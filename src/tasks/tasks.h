@@ -52,6 +52,11 @@ typedef struct tasks_options {
    * to say which files clash. */
   const offload_task_def_t *const *extra;
   size_t nextra;
+  /* Kinds after those that always run on worker threads, whatever
+   * --isolation says: command tasks, whose thread only waits on the
+   * program it started (the program is the isolated process). Borrowed. */
+  const offload_task_def_t *const *pinned;
+  size_t npinned;
 } tasks_options_t;
 
 /* Returns 0, OFF_ENOMEM, or OFF_EINVAL when two kinds share a name.
