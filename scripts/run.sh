@@ -18,6 +18,17 @@ fi
 bin=$1 host=$2 port=$3
 shift 3
 
+# The shipped command tasks (video.transcode, video.thumbnail) need ffmpeg:
+# loaded when it is installed, and the banner says which.
+root=$(cd "$(dirname "$0")/.." && pwd)
+commands=()
+if command -v ffmpeg >/dev/null 2>&1 && [ -f "$root/examples/commands.json" ]; then
+  commands=(--commands "$root/examples/commands.json")
+  video="video tasks on: video.transcode, video.thumbnail (examples/commands.json; ffmpeg found)"
+else
+  video="video tasks off: ffmpeg is not installed (apt-get install ffmpeg, then make run again)"
+fi
+
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/offload-run.XXXXXX") || exit 1
 trap 'rm -rf "$tmp"' EXIT
 mkfifo "$tmp/out" "$tmp/err" || exit 1
@@ -30,6 +41,7 @@ offload: $url/  (Ctrl-C drains and stops)
   try: $curl "$url/tasks/reports/start?heavyIterations=2000000000"
        $curl $url/tasks/reports/<jobId>    # again: "processing", progress rising
        $curl -X POST $url/jobs -H 'Content-Type: application/json' -d '{"task":"primes","params":{"max":5000000000}}'
+  $video
 EOF
 }
 
@@ -65,7 +77,7 @@ err_pid=$!
 
 # setsid: its own session and process group (a child of this script is never
 # a group leader, so setsid execs in place and $! is the server's pid).
-setsid "$bin" serve --host "$host" --port "$port" "$@" </dev/null >"$tmp/out" 2>"$tmp/err" &
+setsid "$bin" serve --host "$host" --port "$port" "${commands[@]}" "$@" </dev/null >"$tmp/out" 2>"$tmp/err" &
 pid=$!
 
 got=0
