@@ -3,10 +3,10 @@
 with the Node.js peers (and nginx as the raw-C front-door reference) in one
 run on this machine.
 
-Usage: bench/run.py [--quick] [--only S1,S2,...,S13] [--out DIR]
+Usage: bench/run.py [--quick] [--only S1,S2,...,S14] [--out DIR]
   --quick   the same scenarios, smaller and shorter (make bench QUICK=1); writes
             to bench/results/quick unless --out says otherwise
-  --only    the scenarios to run, e.g. `--only S11,S12` (default: all thirteen)
+  --only    the scenarios to run, e.g. `--only S11,S12` (default: all fourteen)
   --smoke   scenarios 2 and 4 for a few seconds against offload alone (S4 in
             both isolation modes); fails unless they ran and produced numbers
             (run by make test)
@@ -1166,6 +1166,65 @@ def s13_stats(cfg):
             "checks": checks, "identical": same, "result": results.get("offload (all cores)")}
 
 
+def s14_transcode(cfg, tmpdir):
+    """The cost offload adds to an external program: examples/commands.json's
+    video.transcode (ffmpeg, libx264) on a generated clip, run by hand with
+    the very argv offload builds (placeholders filled the same way) against
+    an offload job (POST /jobs/video.transcode with the clip as the body,
+    then GET ?wait until complete), alternating, same machine, same run.
+    Hand: the process's wall time. offload: submit -> complete (the upload,
+    the input written to the job's directory, the spawn through
+    `offload exec-command`, the log, the output adopted)."""
+    import http.client
+    clip = os.path.join(tmpdir, "clip.mp4")
+    secs = cfg["transcode_seconds"]
+    subprocess.run(["ffmpeg", "-hide_banner", "-nostdin", "-loglevel", "error", "-y", "-f", "lavfi", "-i",
+                    f"testsrc=duration={secs}:size=1280x720:rate=25", "-pix_fmt", "yuv420p", "-c:v", "libx264",
+                    "-preset", "veryfast", clip], check=True)
+    body = open(clip, "rb").read()
+    spec = [t for t in json.load(open(os.path.join(ROOT, "examples", "commands.json")))["tasks"]
+            if t["name"] == "video.transcode"][0]
+    params = {"codec": "libx264", "crf": 23, "preset": "veryfast", "scale": "scale=640:-2"}
+    out = os.path.join(tmpdir, "hand.mp4")
+
+    def hand_argv():
+        argv = []
+        for a in spec["argv"]:
+            if a == "{input}":
+                argv.append(clip)
+            elif a.startswith("{output:"):
+                argv.append(out)
+            elif a.startswith("{") and a.endswith("}"):
+                argv.append(str(params[a[1:-1]]))
+            else:
+                argv.append(a)
+        return argv
+    query = "&".join(f"{k}={v}" for k, v in params.items())
+    hand, job, run = [], [], []
+    s = make("offload", extra=["--commands", os.path.join(ROOT, "examples", "commands.json"),
+                               "--max-upload", str(len(body) + (1 << 20))])
+    try:
+        s.start()
+        conn = http.client.HTTPConnection("127.0.0.1", s.port, timeout=600)
+        offload_job(conn, "POST", f"/jobs/video.transcode?{query}", body, "video/mp4")  # warm-up
+        for r in range(cfg["transcode_rounds"]):
+            t0 = time.time()
+            subprocess.run(hand_argv(), check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            hand.append(time.time() - t0)
+            t0 = time.time()
+            j = offload_job(conn, "POST", f"/jobs/video.transcode?{query}", body, "video/mp4")
+            job.append(time.time() - t0)
+            run.append((j["finishedAt"] - j["startedAt"]) / 1000.0)
+            log(f"S14 r{r}: by hand {hand[-1]:.2f} s, offload job {job[-1]:.2f} s (run {run[-1]:.2f} s)")
+        conn.close()
+    finally:
+        s.stop()
+    h, o = med(hand), med(job)
+    return {"clip_seconds": secs, "clip_bytes": len(body), "rounds": cfg["transcode_rounds"], "params": params,
+            "hand_s": hand, "job_s": job, "run_s": run, "hand_med_s": h, "job_med_s": o, "run_med_s": med(run),
+            "overhead_pct": (o - h) / h * 100.0, "argv": hand_argv()}
+
+
 # ---------------------------------------------------------------- report
 
 def fmt(x, nd=2):
@@ -1517,6 +1576,26 @@ def render(results, cfg, cmdline):
                  "submit → result. Results checked against Python's figures for the same data — " +
                  ("**ok**" if not bad else "**FAILED**: " + "; ".join(f"{k}: {x}" for k, x in bad.items())) +
                  "; the two servers' results are " + ("identical." if r["identical"] else "**different**.") + "\n")
+    if "S14" in results:
+        r = results["S14"]
+        L.append(f"## 14. External programs: ffmpeg transcode by hand vs as an offload job, "
+                 f"{r['rounds']} alternating round(s)\n")
+        L.append(f"A {r['clip_seconds']} s 1280x720 H.264 test clip ({r['clip_bytes'] / 2**20:.1f} MiB, "
+                 "`ffmpeg -f lavfi -i testsrc`) transcoded by examples/commands.json's `video.transcode` "
+                 f"({', '.join(f'{k}={v}' for k, v in r['params'].items())}). By hand: the same argv offload builds, "
+                 "its wall time. offload: `POST /jobs/video.transcode` with the clip as the body, then "
+                 "`GET /jobs/<id>?wait=60` until complete (the upload, the input written to the job's "
+                 "directory, the spawn through `offload exec-command`, the log and the output adopted). "
+                 "One unmeasured warm-up job first.\n")
+        L.append("| | median (s) | runs (s) |")
+        L.append("|---|---:|---|")
+        L.append(f"| by hand | {fmt(r['hand_med_s'])} | {', '.join(f'{x:.2f}' for x in r['hand_s'])} |")
+        L.append(f"| offload job (submit → complete) | {fmt(r['job_med_s'])} | "
+                 f"{', '.join(f'{x:.2f}' for x in r['job_s'])} |")
+        L.append(f"| offload job run (startedAt → finishedAt) | {fmt(r['run_med_s'])} | "
+                 f"{', '.join(f'{x:.2f}' for x in r['run_s'])} |")
+        L.append(f"\nOverhead offload adds: **{r['overhead_pct']:+.1f} %** (median submit → complete vs median by "
+                 "hand).\n")
     return "\n".join(L) + "\n"
 
 
@@ -1599,6 +1678,8 @@ def config(quick, smoke):
         "img_clients": [CORES] if quick else [CORES, 2 * CORES],
         "pbkdf2_count": 10 if quick else 60,
         "stats_values": 10_000_000 if quick else 100_000_000,
+        "transcode_seconds": 4 if quick else 30,
+        "transcode_rounds": 2 if quick else 5,
     }
     return cfg
 
@@ -1624,7 +1705,7 @@ def main():
             only = ["S2", "S4"]
         else:
             only = [s.strip().upper() for s in args.only.split(",") if s.strip()] or \
-                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13"]
+                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14"]
         scen = {
             "S1": lambda: s1_worker_benchmark(cfg),
             "S2": lambda: s2_saturation(cfg, names=["offload"] if args.smoke else None, series_dir=tmpdir),
@@ -1639,6 +1720,7 @@ def main():
             "S11": lambda: s11_images(cfg, tmpdir),
             "S12": lambda: s12_pbkdf2(cfg),
             "S13": lambda: s13_stats(cfg),
+            "S14": lambda: s14_transcode(cfg, tmpdir),
         }
         unknown = [k for k in only if k not in scen]
         if unknown:
