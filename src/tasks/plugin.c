@@ -5,6 +5,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <math.h>
+#include <regex.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -114,6 +115,18 @@ static bool check_param(const offload_task_def_t *def, size_t i, char *why, size
       say(why, size, "parameter %s: unknown format %d", p->name, (int)p->format);
       return false;
     }
+    if (p->pattern) {
+      regex_t re;
+      int rc = regcomp(&re, p->pattern, REG_EXTENDED | REG_NOSUB);
+      if (rc != 0) {
+        char msg[128];
+        regerror(rc, &re, msg, sizeof msg);
+        say(why, size, "parameter %s: pattern \"%.64s\" is not a POSIX extended regex (%s)", p->name, p->pattern,
+            msg);
+        return false;
+      }
+      regfree(&re);
+    }
     break;
   case OFFLOAD_PARAM_BOOLEAN: break;
   default: say(why, size, "parameter %s: unknown type %d", p->name, (int)p->type); return false;
@@ -145,6 +158,10 @@ bool plugin_check_def(const offload_task_def_t *def, char *why, size_t size) {
   }
   if ((unsigned)def->input > OFFLOAD_INPUT_REQUIRED) {
     say(why, size, "unknown input %d", (int)def->input);
+    return false;
+  }
+  if (def->timeout_ms < 0) {
+    say(why, size, "timeout_ms is negative (0 means no limit of the task's own)");
     return false;
   }
   if (def->nparams > PLUGIN_MAX_PARAMS || (def->nparams && !def->params)) {

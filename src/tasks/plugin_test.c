@@ -295,6 +295,7 @@ static void test_check_def(void **state) {
       {{{.name = "x", .type = OFFLOAD_PARAM_NUMBER_LIST, .min_real = NAN}}, 1, "finite"},
       {{{.name = "x", .type = OFFLOAD_PARAM_STRING, .choices = empty}}, 1, "choices is empty"},
       {{{.name = "x", .type = OFFLOAD_PARAM_STRING, .format = (offload_param_format_t)5}}, 1, "unknown format 5"},
+      {{{.name = "x", .type = OFFLOAD_PARAM_STRING, .pattern = "a("}}, 1, "is not a POSIX extended regex"},
       {{{.name = "x", .type = OFFLOAD_PARAM_INT_LIST, .max = 9, .min_items = 3, .max_items = 2}},
        1,
        "min_items > max_items"},
