@@ -115,6 +115,8 @@ void h_tasks(api_t *a, http_req_t *req, const router_match_t *m) {
       json_object_set_new(t, "input", json_pack("{s:b, s:o}", "required", d->input == OFFLOAD_INPUT_REQUIRED,
                                                  "contentTypes", types));
     }
+    if (t && d->timeout_ms > 0) /* the task's own limit: a job's default timeoutMs and its most */
+      json_object_set_new(t, "timeoutMs", json_integer((json_int_t)d->timeout_ms));
     json_array_append_new(arr, t);
   }
   api_reply_json(req, 200, NULL, json_pack("{s:o}", "tasks", arr));
