@@ -15,7 +15,9 @@ case "${1:-build}" in
   # argon2 (the reference CLI) checks the password-hash task's argon2id
   # hashes; poppler-utils' pdftotext and pdfinfo read the pdf task's output.
   # libvips-tools' vips and vipsheader make and measure the image tests' images.
-  test)  pkgs+=(git nodejs argon2 poppler-utils libvips-tools) ;;
+  # ffmpeg (ffprobe with it) runs and checks examples/commands.json's tasks
+  # (e2e test_commands, unit commands_render_test); its tests fail without it.
+  test)  pkgs+=(git nodejs argon2 poppler-utils libvips-tools ffmpeg) ;;
   # libvips-tools' vips and vipsheader make S11's 12-megapixel JPEG.
   bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light libvips-tools) ;;
 esac
