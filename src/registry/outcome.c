@@ -8,6 +8,7 @@
 #include <string.h>
 #include <sys/random.h>
 
+#include "commands/run.h"
 #include "pool/item.h"
 #include "registry/registry_int.h"
 #include "util/clock.h"
@@ -246,6 +247,12 @@ void registry_on_stall(pool_work_t *w, pool_stall_t why, void *data) {
   item_t *it = item_of(w);
   job_t *j = it->owner;
   if (!j || job_is_final(j))
+    return;
+  /* A command job's runner stops its program itself (SIGTERM to the
+   * group, SIGKILL within the grace) and then returns: the job ends then,
+   * timed out or canceled, with no process of it left and its working
+   * directory gone, and a retry never runs beside the old attempt. */
+  if (commands_is_command(j->def))
     return;
   registry_refresh(r, j);
   if (job_is_final(j) || j->_item != it)

@@ -20,9 +20,9 @@
   `canceled` with no process of its group left, even when every process of
   the group ignores SIGTERM (SIGKILL to the group). Non-zero exit and a
   signal (RLIMIT_CPU's SIGXCPU) fail `command_failed`.
-- A known bug, kept as an expected failure until it is fixed: a timed-out
-  job is final while its group still runs (up to --kill-grace-ms), so the
-  other stopping tests allow the group that long after the final status.
+- Final means gone: once a timed-out or canceled command job reads final,
+  no process of its group lives and its .run directory is gone (the job
+  ends when the runner has stopped the group, not at the deadline).
 - The environment is the allow-list only (a secret in the server's is not
   passed); the program is a child of the server itself (a worker thread),
   in its own session and process group, also under --isolation process.
@@ -537,14 +537,12 @@ class CommandsTest(CommandCase):
         self.assertEqual(j["status"], "canceled", repr(j))
         self.assertEqual(j["error"]["code"], "canceled", repr(j))
         self.assertEqual(j["files"], [])
-        # SIGTERM is ignored; the runner's SIGKILL to the group comes 50 ms
-        # before the pool's watchdog would cancel the job without it, so on
-        # a loaded machine the job can be final a moment before the group is
-        # dead (a known issue). The sleeps would live 41.5 s: gone within
-        # seconds means the whole group was killed.
-        self.wait_until(lambda: not in_group(pgid), 5, what="the canceled group gone")
+        # SIGTERM is ignored: only the runner's SIGKILL to the group ends
+        # the sleeps (they would live 41.5 s), and the job is final only
+        # after that.
+        self.assertEqual(in_group(pgid), [], "the job is final: no process of its group may live")
         self.assertLess(time.monotonic() - t0, 10)
-        self.wait_until(lambda: not os.path.exists(os.path.join(jobdir, ".run")), 5, what="the .run dir gone")
+        self.assertFalse(os.path.exists(os.path.join(jobdir, ".run")), "the job is final: .run must be gone")
 
     def test_exit_status_and_signal_fail_the_job(self):
         srv = self.srv
@@ -654,19 +652,16 @@ class ProcessIsolationTest(CommandCase):
 
 
 # --------------------------------------------------------------------------
-# A known bug: a timed-out job is final while its program still runs
+# Final means gone: a timed-out job ends once its group is dead
 # --------------------------------------------------------------------------
 
-class KnownBugTest(CommandCase):
-    @unittest.expectedFailure
-    def test_known_bug_final_before_the_group_is_dead(self):
-        """The contract: once a job reads final, no process of its group
-        lives and its .run dir is gone. A timeout breaks it: the registry
-        fails the job at the deadline (registry_on_stall, POOL_STALL_TIMEOUT)
-        without waiting for the runner, which only then sends SIGTERM and,
-        the group ignoring it, SIGKILL at the end of --kill-grace-ms. With
-        retries, the next attempt can even start beside the old one in the
-        same job directory. Remove expectedFailure with the fix."""
+class FinalMeansGoneTest(CommandCase):
+    def test_timed_out_job_is_final_only_when_its_group_is_dead(self):
+        """Once a job reads final, no process of its group lives and its
+        .run dir is gone, also after a timeout whose group ignores SIGTERM
+        (the registry leaves a command job's stop to its runner: SIGTERM,
+        then SIGKILL within --kill-grace-ms, then the job ends). With
+        retries, the next attempt never starts beside the old one."""
         srv = self.start_server("--workers", "1", "--kill-grace-ms", "2000", "--commands", TEST_FILE)
         jid = self.accepted(self.upload(srv, "test.group", "?timeoutMs=300", b"41.5\n"))
         jobdir = self.jobdir(srv, jid)
@@ -676,6 +671,22 @@ class KnownBugTest(CommandCase):
         alive, run_left = in_group(pgid), os.path.exists(os.path.join(jobdir, ".run"))
         self.wait_until(lambda: not in_group(pgid), 10, what="the group gone at last")
         self.assertEqual((alive, run_left), ([], False), "final at %r while these live" % j["finishedAt"])
+        self.assertTrue(os.path.exists(os.path.join(jobdir, ".log")), "a failed command job keeps its log")
+        # With a retry: the second attempt starts only once the first's group
+        # is dead, so at no moment do two groups of the job live.
+        jid = self.accepted(self.upload(srv, "test.group", "?timeoutMs=300&retries=1", b"41.5\n"))
+        jobdir = self.jobdir(srv, jid)
+        groups, deadline = set(), time.monotonic() + 20
+        while time.monotonic() < deadline:
+            live = {proc_stat(p)[1] for p in procs_of_job(jobdir) if proc_stat(p)}
+            self.assertLessEqual(len(live), 1, "two attempts' groups at once: %r" % live)
+            groups |= live
+            j = srv.get("/jobs/%s" % jid).json()
+            if j["status"] in ("complete", "failed", "canceled"):
+                break
+            time.sleep(0.02)
+        self.assertEqual((j["status"], j["error"]["code"], j["attempts"]), ("failed", "timeout", 2), repr(j))
+        self.assertEqual([g for g in groups if in_group(g)], [], "final: no group of either attempt lives")
 
 
 # --------------------------------------------------------------------------
