@@ -18,8 +18,8 @@ case "${1:-build}" in
   # ffmpeg (ffprobe with it) runs and checks examples/commands.json's tasks
   # (e2e test_commands, unit commands_render_test); its tests fail without it.
   test)  pkgs+=(git nodejs argon2 poppler-utils libvips-tools ffmpeg) ;;
-  # libvips-tools' vips and vipsheader make S11's 12-megapixel JPEG.
-  bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light libvips-tools) ;;
+  # libvips-tools' vips and vipsheader make S11's 12-megapixel JPEG; ffmpeg is S14's transcode.
+  bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light libvips-tools ffmpeg) ;;
 esac
 
 missing=()
