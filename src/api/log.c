@@ -44,15 +44,16 @@
 #include "store/files.h"
 #include "util/dlist.h"
 
-/* The runner (commands/run.c) is not in every build: without it no task is
- * a command task, and a weak reference links (as NULL) either way. */
+/* A weak reference: this links before the runner (commands/runner.c) is in
+ * the tree, and then no task is a command task (commands_run is NULL). With
+ * the runner linked it is an ordinary reference; it can go then. */
 #pragma weak commands_run
 
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 #define SKIP_MARK_MAX 64
 
 struct api_logs {
-  uv_async_t wake;              /* first: the handle's close frees the struct */
+  uv_async_t wake;              /* its close callback frees the struct */
   struct follower *head, *tail; /* pumped on every wake-up */
   size_t n;
   bool stopping;
