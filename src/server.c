@@ -40,6 +40,7 @@ typedef struct server {
   pool_t *pools[LANE_N];
   http_server_t *http;
   api_t api;
+  api_logs_t *logs; /* command logs' wake-ups and followers: before the pools, after them */
   looplag_t lag;
   uv_signal_t sigterm, sigint;
   uv_timer_t drain_timer;
@@ -81,6 +82,7 @@ static void stop_everything(server_t *s) {
     return;
   s->stopped = true;
   log_info("drained; shutting down");
+  api_logs_stop(s->logs); /* followers' bodies end before their connections close */
   http_server_free(s->http);
   s->http = NULL;
   uv_close((uv_handle_t *)&s->drain_timer, NULL);
@@ -92,6 +94,8 @@ static void stop_everything(server_t *s) {
       pool_free(s->pools[l]);
     s->pools[l] = NULL;
   }
+  api_logs_free(s->logs); /* no writer is left to wake it */
+  s->logs = NULL;
   registry_save_unsaved(s->reg); /* one last try for writes that failed */
   store_close(s->store);         /* the last transitions: one commit at most */
   s->store = NULL;
@@ -344,6 +348,9 @@ int server_run(const server_config_t *cfg) {
   s->reg = registry_new(&s->loop, &rc);
   if (!s->reg)
     goto out_catalog;
+  s->logs = api_logs_new(&s->loop); /* its hook is set before any worker runs */
+  if (!s->logs)
+    goto out_pool;
   if (!start_pools(s))
     goto out_pool;
   if (store_load(s->store, on_stored_row, s) != 0) {
@@ -368,6 +375,7 @@ int server_run(const server_config_t *cfg) {
       .store = s->store,
       .files_root = s->files_root,
       .max_upload = cfg->max_upload,
+      .logs = s->logs,
       .started_ms = (uint64_t)clock_mono_ms(),
   };
   s->http = http_server_new(&s->loop, &hc, api_on_head, api_on_request, &s->api);
@@ -407,6 +415,7 @@ out_pool:
   for (int l = 0; l < LANE_N; l++)
     if (s->pools[l])
       pool_free(s->pools[l]);
+  api_logs_free(s->logs);
   if (s->store)
     store_close(s->store);
   s->store = NULL;

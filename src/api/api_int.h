@@ -30,6 +30,7 @@ typedef enum {
   API_E_INVALID_BODY,
   API_E_UNKNOWN_TASK,
   API_E_NOT_FOUND,
+  API_E_NO_LOG, /* 404: the job's task keeps no log (not a command task) */
   API_E_METHOD_NOT_ALLOWED,
   API_E_ALREADY_FINISHED,
   API_E_PAYLOAD_TOO_LARGE,
@@ -151,5 +152,6 @@ void api_send_file(api_t *a, http_req_t *req, const job_t *j, const store_file_t
 /* The held reply of POST /api/images/process once its job is final. */
 void api_reply_image(api_t *a, http_req_t *req, job_t *j);
 void h_job_delete(api_t *a, http_req_t *req, const router_match_t *m);
+void h_job_log(api_t *a, http_req_t *req, const router_match_t *m); /* log.c */
 
 #endif

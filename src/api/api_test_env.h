@@ -68,12 +68,15 @@ static inline client_t *env_open(env_t *e, int i) {
 }
 
 /* `max_queue`: jobs that may wait; `timeout_ms`: the default job timeout
- * (--job-timeout-ms; 0 = none). */
-static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms,
-                                 const char *sqlite_dir, size_t cache_finished) {
+ * (--job-timeout-ms; 0 = none); `extra`: kinds after the built-ins (as
+ * plug-ins join), `nextra` of them. */
+static inline void env_init_extra(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms,
+                                  const char *sqlite_dir, size_t cache_finished,
+                                  const offload_task_def_t *const *extra, size_t nextra) {
   memset(e, 0, sizeof *e);
   assert_int_equal(uv_loop_init(&e->loop), 0);
-  assert_int_equal(tasks_catalog_init(&e->cat), 0);
+  tasks_options_t to = {.isolation = OFFLOAD_ISOLATION_THREAD, .extra = extra, .nextra = nextra};
+  assert_int_equal(tasks_catalog_init_with(&e->cat, &to), 0);
   if (sqlite_dir) {
     char err[512];
     store_config_t sc = {.kind = STORE_SQLITE, .data_dir = sqlite_dir, .strict = false};
@@ -89,6 +92,8 @@ static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, i
                           .cache_finished = cache_finished};
   e->reg = registry_new(&e->loop, &rc);
   assert_non_null(e->reg);
+  api_logs_t *logs = api_logs_new(&e->loop); /* before the workers, as server.c */
+  assert_non_null(logs);
   /* A generous grace: tests cancel cooperative tasks and then free the pool,
    * which waits for them that long (a slow sanitizer run included). */
   pool_config_t pc = {.workers = workers, .max_queue = max_queue, .nice = 0, .kill_grace_ms = 10000};
@@ -106,6 +111,7 @@ static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, i
                    .cat = &e->cat,
                    .lag = &e->lag,
                    .store = e->store,
+                   .logs = logs,
                    .started_ms = (uint64_t)clock_mono_ms()};
   e->http = http_server_new(&e->loop, &hc, api_on_head, api_on_request, &e->api);
   assert_non_null(e->http);
@@ -113,6 +119,11 @@ static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, i
   if (e->store)
     assert_int_equal(store_load(e->store, NULL, NULL), 0); /* a fresh dir: starts the store thread */
   env_open(e, 0);
+}
+
+static inline void env_init_full(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms,
+                                 const char *sqlite_dir, size_t cache_finished) {
+  env_init_extra(e, workers, max_queue, timeout_ms, sqlite_dir, cache_finished, NULL, 0);
 }
 
 static inline void env_init_cfg(env_t *e, unsigned workers, size_t max_queue, int64_t timeout_ms) {
@@ -143,6 +154,7 @@ static inline void env_fini(env_t *e) {
   assert_int_equal(e->api.waiters, 0);
   registry_cancel_running(e->reg);
   pool_free(e->pool);
+  api_logs_free(e->api.logs); /* every follower went with its connection */
   if (e->store)
     store_close(e->store); /* its last callbacks reach the registry */
   registry_free(e->reg);

@@ -21,6 +21,7 @@ static const struct {
     [API_E_INVALID_BODY] = {400, "invalid_body"},
     [API_E_UNKNOWN_TASK] = {400, "unknown_task"},
     [API_E_NOT_FOUND] = {404, "not_found"},
+    [API_E_NO_LOG] = {404, "no_log"},
     [API_E_METHOD_NOT_ALLOWED] = {405, "method_not_allowed"},
     [API_E_ALREADY_FINISHED] = {409, "already_finished"},
     [API_E_PAYLOAD_TOO_LARGE] = {413, "payload_too_large"},

@@ -53,14 +53,14 @@ cmdlog_t *cmdlog_open(const char *job_id) {
 
 void cmdlog_write(cmdlog_t *l, const void *data, size_t len) {
   const char *p = data;
+  /* One critical section: a reader never sees a total whose bytes are not
+   * in the ring yet. */
+  pthread_mutex_lock(&l->mu);
   if (len > CMDLOG_TAIL) { /* only the last CMDLOG_TAIL bytes can stay */
     p += len - CMDLOG_TAIL;
-    pthread_mutex_lock(&l->mu);
     l->total += len - CMDLOG_TAIL;
-    pthread_mutex_unlock(&l->mu);
     len = CMDLOG_TAIL;
   }
-  pthread_mutex_lock(&l->mu);
   size_t at = (size_t)(l->total % CMDLOG_TAIL), first = CMDLOG_TAIL - at < len ? CMDLOG_TAIL - at : len;
   memcpy(l->ring + at, p, first);
   memcpy(l->ring, p + first, len - first);
