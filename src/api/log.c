@@ -44,11 +44,6 @@
 #include "store/files.h"
 #include "util/dlist.h"
 
-/* A weak reference: this links before the runner (commands/runner.c) is in
- * the tree, and then no task is a command task (commands_run is NULL). With
- * the runner linked it is an ordinary reference; it can go then. */
-#pragma weak commands_run
-
 #define TEXT_PLAIN "text/plain; charset=utf-8"
 #define SKIP_MARK_MAX 64
 
