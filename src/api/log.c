@@ -79,7 +79,7 @@ typedef struct follower {
   struct follower *prev, *next;
 } follower_t;
 
-static bool is_command(const offload_task_def_t *def) { return commands_run != NULL && commands_is_command(def); }
+static bool is_command(const offload_task_def_t *def) { return commands_is_command(def); }
 
 static void pump(follower_t *f);
 

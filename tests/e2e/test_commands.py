@@ -580,6 +580,68 @@ class CommandsTest(CommandCase):
 # Start-up
 # --------------------------------------------------------------------------
 
+class LogEndpointTest(CommandCase):
+    """GET /jobs/<id>/log end to end with the real runner: a running job's
+    tail, ?follow=1 streaming it as it is printed until the job ends, the
+    saved tail once it ended (a failed one too), 404 no_log for a task that
+    is not a command."""
+
+    @classmethod
+    def setUpClass(cls):
+        cls.srv = Server(["--workers", "2", "--commands", TEST_FILE])
+
+    @classmethod
+    def tearDownClass(cls):
+        cls.srv.stop()
+
+    def test_log_and_follow(self):
+        import http.client
+        srv = self.srv
+        # test.flood prints "w" lines until its 5 s timeout: follow it from
+        # the start; the body ends when the job does.
+        j = self.submit(srv, "test.flood", {"word": "w"}, timeout_ms=1500)
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+        conn.request("GET", "/jobs/%s/log?follow=1" % j["id"])
+        r = conn.getresponse()
+        self.assertEqual(r.status, 200)
+        self.assertEqual(r.getheader("Content-Type"), "text/plain; charset=utf-8")
+        self.assertEqual(r.getheader("Transfer-Encoding"), "chunked")
+        got = r.read()  # until the last chunk: the job ended
+        conn.close()
+        final = srv.get("/jobs/%s" % j["id"]).json()
+        self.assertEqual((final["status"], final["error"]["code"]), ("failed", "timeout"), repr(final))
+        self.assertGreater(len(got), 64 * 1024, "a follower gets more than the tail")
+        body = got.replace(b"\n[offload: ", b"\x00").split(b"\x00")[0]
+        self.assertTrue(set(body.split(b"\n")[:-1]) <= {b"w"}, "only the program's lines, in order")
+        # Ended: the saved tail, at most 64 KiB, the same as the .log file.
+        r = srv.get("/jobs/%s/log" % j["id"])
+        self.assertEqual(r.status, 200, repr(r))
+        self.assertLessEqual(len(r.body), 64 * 1024)
+        self.assertGreater(len(r.body), 0)
+        self.assertEqual(r.body, self.log_of(srv, j["id"]))
+        # A short job's whole output; a failed one keeps its log.
+        j = self.submit(srv, "test.echo", {"msg": "$(id) log"})
+        self.wait_final(srv, j["id"], 30)
+        self.assertEqual(srv.get("/jobs/%s/log" % j["id"]).body, b"$(id) log|1|0.5|false\n")
+        # Not a command task: 404 no_log; unknown: 404.
+        k = srv.req("POST", "/jobs", {"task": "fibonacci", "params": {"n": 3}}, {"Content-Type": "application/json"})
+        r = srv.get("/jobs/%s/log" % k.json()["id"])
+        self.assertEqual((r.status, r.json()["error"]["code"]), (404, "no_log"), repr(r))
+        self.assertEqual(srv.get("/jobs/AAAAAAAAAAAAAAAAAAAAAA/log").status, 404)
+
+    def test_running_tail(self):
+        srv = self.srv
+        j = self.submit(srv, "test.flood", {"word": "t"}, timeout_ms=3000)
+        self.wait_until(lambda: srv.get("/jobs/%s" % j["id"]).json()["status"] == "processing", 10,
+                        what="the flood running")
+        time.sleep(0.3)
+        r = srv.get("/jobs/%s/log" % j["id"])
+        self.assertEqual(r.status, 200, repr(r))
+        self.assertEqual(len(r.body), 64 * 1024, "a running flood's log is its last 64 KiB")
+        srv.req("DELETE", "/jobs/%s" % j["id"])
+        self.assertEqual(self.wait_final(srv, j["id"], 10)["status"], "canceled")
+
+
 class StartupErrorsTest(CommandCase):
     def bad_start(self, text, name="commands.json"):
         d = tempfile.mkdtemp(prefix="offload-e2e-cmds-")
