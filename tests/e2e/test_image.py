@@ -147,6 +147,35 @@ class Outputs(ImageCase):
         self.assertError(r, 400, "invalid_param", param="task")
 
 
+def with_orientation(jpeg, orientation):
+    """The JPEG with an EXIF APP1 segment holding only an Orientation tag
+    (0x0112, SHORT) right after its SOI: how a camera marks a photo taken
+    sideways (6: the stored pixels must be turned 90 degrees clockwise)."""
+    import struct
+    tiff = b"II*\x00" + struct.pack("<I", 8) + struct.pack("<H", 1) + \
+        struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    app1 = b"Exif\x00\x00" + tiff
+    assert jpeg[:2] == b"\xff\xd8"
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+class Orientation(ImageCase):
+
+    def test_exif_orientation_is_applied_and_stripped(self):
+        # Stored 800x400, marked "rotate 90 CW": it is a 400x800 portrait.
+        src = with_orientation(make_jpeg(800, 400, "landscape.jpg"), 6)
+        j = self.run_image("?widths=200,100&format=jpeg", src)
+        self.assertEqual(j["status"], "complete", repr(j))
+        got = self.files(j)
+        self.assertEqual(header(got["w200.jpg"], ".jpg")[:2], (200, 400))
+        self.assertEqual(header(got["w100.jpg"], ".jpg")[:2], (100, 200))
+        # Metadata is stripped: no EXIF segment in the output.
+        self.assertNotIn(b"Exif\x00\x00", got["w200.jpg"])
+        # Orientation 1 (as stored) keeps the landscape.
+        j = self.run_image("?widths=200&format=jpeg", with_orientation(make_jpeg(800, 400, "landscape.jpg"), 1))
+        self.assertEqual(header(self.files(j)["w200.jpg"], ".jpg")[:2], (200, 100))
+
+
 class Hostile(ImageCase):
 
     def test_bomb_truncated_and_garbage_fail_cleanly(self):
