@@ -93,25 +93,35 @@ static int run_pass(fan_t *f, void (*fn)(void *, size_t), double p0, double span
   return offload_task_parallel(f->t, f->nchunks, fn, f) == 0 && !offload_task_canceled(f->t) ? 0 : -1;
 }
 
+/* The passes keep their running values in locals and store them once at
+ * the end: chunk_t's of neighbouring chunks share cache lines, and a store
+ * per value from two cores would bounce the line between them (the
+ * compiler cannot keep c->sum in a register: it may alias the values). */
 static void pass_sum(void *ctx, size_t i) {
   fan_t *f = ctx;
   size_t b, e;
   chunk_range(f, i, &b, &e);
   chunk_t *c = &f->c[i];
-  c->lo = c->hi = f->v[b];
-  c->bad = SIZE_MAX;
+  const double *v = f->v;
+  neumaier_t sum = {0};
+  double lo = v[b], hi = v[b];
+  size_t bad = SIZE_MAX;
   for (size_t k = b; k < e; k++) {
-    double x = f->v[k];
+    double x = v[k];
     if (f->check_finite && !isfinite(x)) {
-      c->bad = k;
+      bad = k;
       break;
     }
-    neumaier_add(&c->sum, x);
-    c->lo = x < c->lo ? x : c->lo;
-    c->hi = x > c->hi ? x : c->hi;
+    neumaier_add(&sum, x);
+    lo = x < lo ? x : lo;
+    hi = x > hi ? x : hi;
     if ((k - b) % CHECK_EVERY == CHECK_EVERY - 1 && offload_task_canceled(f->t))
       break;
   }
+  c->sum = sum;
+  c->lo = lo;
+  c->hi = hi;
+  c->bad = bad;
   chunk_done(f);
 }
 
@@ -119,12 +129,15 @@ static void pass_dev(void *ctx, size_t i) {
   fan_t *f = ctx;
   size_t b, e;
   chunk_range(f, i, &b, &e);
-  chunk_t *c = &f->c[i];
+  const double *v = f->v, mean = f->mean;
+  neumaier_t dev = {0}, sq = {0};
   for (size_t k = b; k < e; k++) {
-    double d = f->v[k] - f->mean;
-    neumaier_add(&c->dev, d);
-    neumaier_add(&c->sq, d * d);
+    double d = v[k] - mean;
+    neumaier_add(&dev, d);
+    neumaier_add(&sq, d * d);
   }
+  f->c[i].dev = dev;
+  f->c[i].sq = sq;
   chunk_done(f);
 }
 
@@ -149,7 +162,8 @@ static void pass_gather(void *ctx, size_t i) {
   fan_t *f = ctx;
   size_t b, e;
   chunk_range(f, i, &b, &e);
-  size_t *at = f->at + i * NRANKS;
+  size_t at[NRANKS];
+  memcpy(at, f->at + i * NRANKS, sizeof at);
   for (size_t k = b; k < e; k++) {
     double x = f->v[k];
     unsigned w = f->want[bucket(f, x)];
