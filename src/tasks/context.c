@@ -89,9 +89,10 @@ void task_files_close(task_result_t *r) {
   }
 }
 
-int offload_task_file_open(offload_task_t *t, const char *name, const char *content_type) {
-  task_result_t *r = t->result;
-  if (!files_name_ok(name) || !content_type || strlen(content_type) >= sizeof r->files[0].content_type) {
+/* What every output file needs: a good name and type, a job directory.
+ * 0, or -1 with errno. */
+static int file_ok(const offload_task_t *t, const char *name, const char *content_type) {
+  if (!files_name_ok(name) || !content_type || strlen(content_type) >= sizeof t->result->files[0].content_type) {
     errno = EINVAL;
     return -1;
   }
@@ -99,6 +100,13 @@ int offload_task_file_open(offload_task_t *t, const char *name, const char *cont
     errno = ENOTSUP;
     return -1;
   }
+  return 0;
+}
+
+int offload_task_file_open(offload_task_t *t, const char *name, const char *content_type) {
+  task_result_t *r = t->result;
+  if (file_ok(t, name, content_type) != 0)
+    return -1;
   task_file_t *f = NULL;
   for (size_t i = 0; i < r->nfiles && !f; i++)
     if (strcmp(r->files[i].name, name) == 0)
@@ -133,14 +141,8 @@ int offload_task_file_open(offload_task_t *t, const char *name, const char *cont
 
 int task_file_adopt(offload_task_t *t, const char *name, const char *content_type) {
   task_result_t *r = t->result;
-  if (!files_name_ok(name) || !content_type || strlen(content_type) >= sizeof r->files[0].content_type) {
-    errno = EINVAL;
+  if (file_ok(t, name, content_type) != 0)
     return -1;
-  }
-  if (!t->files_root || !t->job_id) {
-    errno = ENOTSUP;
-    return -1;
-  }
   if (r->nfiles == OFFLOAD_MAX_FILES) {
     errno = EMFILE;
     return -1;
