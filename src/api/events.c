@@ -442,8 +442,8 @@ static void open_stream(api_t *a, http_req_t *req, job_t *j) {
     http_headers_t h = HTTP_HEADERS_INIT;
     http_headers_add(&h, "Retry-After", "1");
     api_error(req, API_E_TOO_MANY_STREAMS, &h, NULL,
-              "%zu event streams are open, the most this server allows (--max-event-streams); retry later.",
-              ev ? ev->n : 0);
+              "All %zu event streams this server allows are open (--max-event-streams); retry later.",
+              ev ? ev->max_streams : 0);
     http_headers_fini(&h);
     return;
   }
