@@ -7,7 +7,7 @@
  * missed (all, and one job's), the stream limit (503 too_many_streams),
  * a stats event, a client that stops reading dropped at 1 MiB with the
  * ring bounded, a burst longer than the ring reaching a live client whole,
- * and shutdown ending every stream. */
+ * shutdown ending every stream, and a cold job's one event from the store. */
 #include <stdarg.h>
 #include <stddef.h>
 #include <setjmp.h>
@@ -339,6 +339,45 @@ static void test_burst_longer_than_ring(void **state) {
   fx_fini(&e);
 }
 
+/* A cold job (its row only on disk): its one event, read from the store. */
+static void test_cold_job(void **state) {
+  (void)state;
+  char dir[] = "/tmp/offload-events-XXXXXX";
+  assert_non_null(mkdtemp(dir));
+  env_t e;
+  env_init_store(&e, 1, dir, 1);
+  e.api.events = api_events_new(&e.api, MAX_STREAMS);
+  char ids[3][JOB_ID_LEN + 1];
+  for (int i = 0; i < 3; i++) {
+    submit_spin(&e, 1, ids[i]);
+    wait_job_done(&e, ids[i]);
+  }
+  POLL(&e.loop, true, job_is_cold(registry_get(e.reg, ids[0])));
+  char path[64];
+  snprintf(path, sizeof path, "/jobs/%s", ids[0]);
+  char *want = strdup(req(&e, "GET", path)->body);
+  want[strlen(want) - 1] = '\0'; /* the reply's newline */
+  snprintf(path, sizeof path, "/jobs/%s/events", ids[0]);
+  get(&e, 1, path, NULL);
+  POLL(&e.loop, true, read_stream(&e.c[1])->ended);
+  seen_t *s = read_stream(&e.c[1]);
+  assert_int_equal(s->status, 200);
+  assert_int_equal(s->n, 1);
+  assert_int_equal(s->ev[0].id, e.api.events->last_id);
+  char *got = json_dumps(s->ev[0].data, JSON_COMPACT | JSON_REAL_PRECISION(17));
+  json_t *w = json_loads(want, 0, NULL);
+  char *wants = json_dumps(w, JSON_COMPACT | JSON_REAL_PRECISION(17));
+  assert_string_equal(got, wants);
+  free(got);
+  free(wants);
+  json_decref(w);
+  free(want);
+  fx_fini(&e);
+  char cmd[96];
+  snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
+  assert_int_equal(system(cmd), 0);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
       cmocka_unit_test(test_job_events),
@@ -348,6 +387,7 @@ int main(void) {
       cmocka_unit_test(test_stats),
       cmocka_unit_test(test_slow_client_dropped),
       cmocka_unit_test(test_burst_longer_than_ring),
+      cmocka_unit_test(test_cold_job),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }
