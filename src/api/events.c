@@ -54,7 +54,7 @@
 #define EVENTS_PROGRESS_MS 100
 #define EVENTS_STATS_MS 1000
 #define EVENTS_KEEPALIVE_MS 15000
-#define EVENTS_PUMP_STREAMS 8
+#define EVENTS_PUMP_STREAMS 4
 #define EVENT_STREAM "text/event-stream"
 #define KEEPALIVE ": keep-alive\n\n"
 
