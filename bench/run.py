@@ -1759,7 +1759,8 @@ def render(results, cfg, cmdline):
         L.append(f"## 15. Server-sent events: /health with {h['streams']} open `GET /events` streams and every "
                  f"worker busy; one stream at ~1000 jobs/s\n")
         L.append(f"Paced sequential `/health` (1 per ms), {h['rounds']} alternating rounds of: idle; every worker "
-                 f"busy ({h['busy']:.0f} of {h['workers']} busy: spin jobs plus a queue); busy with {EVENT_STREAMS} "
+                 f"busy ({h['busy']:.0f} of {h['workers']} busy: spin jobs plus a queue on every thread worker; the "
+                 f"process pool serves only image jobs); busy with {EVENT_STREAMS} "
                  "`GET /events` streams open (one client thread, at nice 10, reads them all: on this 2-core "
                  "machine the clients share the cores with the server). Each stream gets every job event "
                  "(start, progress at most 10 a second per job) and a `stats` event each second. Medians of the "
