@@ -8,10 +8,11 @@
  * DESIGN. The registry tells us what its jobs do (registry_set_observer:
  * created, started, retry, final), from inside its own calls; progress is
  * read by ONE 100 ms timer that walks the processing jobs (running only
- * while streams are open and jobs are in a pool) and sends a job whose progress moved
- * since it was last shown (job_t.shown_progress): at most 10 progress
- * events a second per job, whatever the number of clients. `stats` comes
- * from one 1 s timer and the keep-alive comment from one 15 s timer.
+ * while streams are open and jobs are in a pool) and sends a job whose
+ * progress moved since it was last shown (job_t.shown_progress): at most
+ * 10 progress events a second per job, whatever the number of clients.
+ * `stats` comes from one 1 s timer, the keep-alive comment from one 15 s
+ * timer. No timer per client, no copy of the job list per client.
  *
  * Each event is serialized once ("id: N\nevent: NAME\ndata: {...}\n\n")
  * into the replay ring: the last EVENTS_REPLAY events, slot id %
@@ -39,6 +40,7 @@
  * a stream is freed when its body ends, when a write fails, or when its
  * client leaves (the abort callback). The struct is freed once its four
  * handles have closed (api_events_free). */
+#include <errno.h>
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -389,18 +391,14 @@ static void on_job(job_t *j, registry_event_t what, void *data) {
 
 /* ---- the requests ---- */
 
+/* Last-Event-ID: decimal digits only, else ignored (no replay). */
 static bool parse_id(const char *text, uint64_t *out) {
-  if (!text)
+  char *end;
+  if (!text || *text < '0' || *text > '9')
     return false;
-  uint64_t v = 0;
-  const char *p = text;
-  for (; *p >= '0' && *p <= '9'; p++) {
-    if (v > (UINT64_MAX - 9) / 10)
-      return false;
-    v = v * 10 + (uint64_t)(*p - '0');
-  }
-  *out = v;
-  return p > text && *p == '\0';
+  errno = 0;
+  *out = strtoull(text, &end, 10);
+  return errno == 0 && *end == '\0';
 }
 
 /* Whether the ring holds every event after `last` (so a replay is whole). */
