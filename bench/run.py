@@ -3,10 +3,10 @@
 with the Node.js peers (and nginx as the raw-C front-door reference) in one
 run on this machine.
 
-Usage: bench/run.py [--quick] [--only S1,S2,...,S14] [--out DIR]
+Usage: bench/run.py [--quick] [--only S1,S2,...,S15] [--out DIR]
   --quick   the same scenarios, smaller and shorter (make bench QUICK=1); writes
             to bench/results/quick unless --out says otherwise
-  --only    the scenarios to run, e.g. `--only S11,S12` (default: all fourteen)
+  --only    the scenarios to run, e.g. `--only S11,S12` (default: all fifteen)
   --smoke   scenarios 2 and 4 for a few seconds against offload alone (S4 in
             both isolation modes); fails unless they ran and produced numbers
             (run by make test)
@@ -1225,6 +1225,163 @@ def s14_transcode(cfg, tmpdir):
             "overhead_pct": (o - h) / h * 100.0, "argv": hand_argv()}
 
 
+# S15: server-sent events. Target: /health p99 with 200 open GET /events
+# streams and every worker busy stays within 2x its idle value.
+EVENT_STREAMS = 200
+EVENTS_TARGET_P99_RATIO = 2.0
+
+
+def loop_cpu_ns(pid):
+    """CPU time of a process's main thread (offload's event loop), in ns."""
+    try:
+        with open(f"/proc/{pid}/task/{pid}/schedstat") as f:
+            return int(f.read().split()[0])
+    except (OSError, ValueError, IndexError):
+        return None
+
+
+def timed(pid, fn):
+    """fn()'s result and the share of one core the loop thread used meanwhile."""
+    c0, t0 = loop_cpu_ns(pid), time.time()
+    res = fn()
+    c1, t1 = loop_cpu_ns(pid), time.time()
+    return res, ((c1 - c0) / 1e9 / (t1 - t0) if c0 is not None and c1 is not None else None)
+
+
+class EventReaders:
+    """n GET /events streams on raw sockets, all drained by one thread
+    (selectors); counts the bytes each one receives."""
+
+    def __init__(self, port, n):
+        import selectors
+        self.sel = selectors.DefaultSelector()
+        self.bytes = [0] * n
+        self.ok = [False] * n
+        self.socks = []
+        for i in range(n):
+            so = socket.create_connection(("127.0.0.1", port), timeout=10)
+            so.sendall(b"GET /events HTTP/1.1\r\nHost: bench\r\n\r\n")
+            so.setblocking(False)
+            self.sel.register(so, selectors.EVENT_READ, i)
+            self.socks.append(so)
+        self.stop_ev = threading.Event()
+        self.t = threading.Thread(target=self._run, daemon=True)
+        self.t.start()
+
+    def _run(self):
+        try:  # the client's thread yields to the server's loop (2 cores for both)
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 10)
+        except (OSError, AttributeError):
+            pass
+        while not self.stop_ev.is_set():
+            for key, _ in self.sel.select(timeout=0.1):
+                i = key.data
+                try:
+                    data = key.fileobj.recv(1 << 16)
+                except (BlockingIOError, InterruptedError):
+                    continue
+                except OSError:
+                    data = b""
+                if not data:
+                    self.sel.unregister(key.fileobj)
+                    continue
+                if not self.ok[i] and self.bytes[i] == 0:
+                    self.ok[i] = data.startswith(b"HTTP/1.1 200")
+                self.bytes[i] += len(data)
+
+    def total(self):
+        return sum(self.bytes)
+
+    def stop(self):
+        self.stop_ev.set()
+        self.t.join(5)
+        for so in self.socks:
+            so.close()
+
+
+def s15_events(cfg):
+    """Server-sent events: /health latency idle, with every worker busy
+    (spin jobs), and with every worker busy and 200 open /events streams
+    (start, progress at most 10/s per job and stats each second go to every
+    stream), in alternating rounds; then what one stream costs at ~1000 tiny
+    jobs/s (bytes received per second)."""
+    s = make("offload", extra=["--max-event-streams", "256"])
+    reps = 3 if cfg["quick"] else 5
+    out = {}
+    try:
+        s.start()
+        lat = [loadgen(), "latency", "--port", str(s.port), "--n", str(cfg["health_n"]), "--interval-us", "1000",
+               "--max-s", "60"]
+        runs = []
+        for r in range(reps):
+            idle, idle_cpu = timed(s.pid, lambda: run_json(lat, 90))
+            spin_ms = int((2 * cfg["health_n"] / 1000.0 + 4) * 1000)
+            ids = [http(s.port, "POST", "/jobs", {"task": "spin", "params": {"ms": spin_ms}})[1]["id"]
+                   for _ in range(CORES + 2)]
+            time.sleep(0.3)
+            busy, busy_cpu = timed(s.pid, lambda: run_json(lat, 90))
+            rd = EventReaders(s.port, EVENT_STREAMS)
+            deadline = time.time() + 10
+            while sum(rd.ok) < EVENT_STREAMS and time.time() < deadline:
+                time.sleep(0.05)
+            st, health = http(s.port, "GET", "/health")
+            b0, t0 = rd.total(), time.time()
+            streams, streams_cpu = timed(s.pid, lambda: run_json(lat, 90))
+            b1, t1 = rd.total(), time.time()
+            runs.append({"idle": idle, "busy": busy, "streams": streams, "open": sum(rd.ok),
+                         "idle_cpu": idle_cpu, "busy_cpu": busy_cpu, "streams_cpu": streams_cpu,
+                         "busy_workers": health["workers"]["busy"], "workers": health["workers"]["total"],
+                         "bytes_per_stream_per_s": (b1 - b0) / EVENT_STREAMS / (t1 - t0)})
+            rd.stop()
+            for jid in ids:
+                http(s.port, "DELETE", f"/jobs/{jid}")
+            time.sleep(0.5)
+        h = {"rounds": reps, "streams": min(x["open"] for x in runs), "busy": med([x["busy_workers"] for x in runs]),
+             "workers": runs[0]["workers"],
+             "bytes_per_stream_per_s": med([x["bytes_per_stream_per_s"] for x in runs])}
+        for k in ("idle", "busy", "streams"):
+            for q in ("p50", "p99"):
+                h[f"{k}_{q}_ms"] = med([x[k][f"{q}_us"] / 1000 for x in runs])
+            h[f"{k}_loop_cpu_pct"] = med([x[f"{k}_cpu"] * 100 for x in runs if x[f"{k}_cpu"] is not None])
+        h["ratio_p99"] = h["streams_p99_ms"] / h["idle_p99_ms"]
+        h["met"] = h["ratio_p99"] <= EVENTS_TARGET_P99_RATIO
+        h["runs"] = runs
+        out["health"] = h
+        # One stream while tiny jobs are submitted at ~1000/s.
+        one = EventReaders(s.port, 1)
+        time.sleep(0.3)
+        secs = cfg["events_rate_s"]
+        conn = http_client.HTTPConnection("127.0.0.1", s.port, timeout=30)
+        body = json.dumps({"task": "report", "params": {"heavyIterations": 1}})
+        n, bad = 0, 0
+        b0, t0 = one.total(), time.time()
+        while time.time() - t0 < secs:
+            wait = t0 + n / 1000.0 - time.time()
+            if wait > 0:
+                time.sleep(wait)
+            conn.request("POST", "/jobs", body=body, headers={"Content-Type": "application/json"})
+            r = conn.getresponse()
+            r.read()
+            n += 1
+            bad += r.status != 202
+        t1 = time.time()
+        time.sleep(0.5)  # the last jobs' final events
+        b1 = one.total()
+        conn.close()
+        one.stop()
+        out["rate"] = {"jobs": n, "non_202": bad, "seconds": t1 - t0, "jobs_per_s": n / (t1 - t0),
+                       "bytes": b1 - b0, "bytes_per_s": (b1 - b0) / (t1 - t0 + 0.5),
+                       "bytes_per_job": (b1 - b0) / max(n, 1)}
+        log(f"S15: /health p99 idle {h['idle_p99_ms']:.3f} ms, workers busy {h['busy_p99_ms']:.3f} ms, and "
+            f"{h['streams']} streams {h['streams_p99_ms']:.3f} ms (x{h['ratio_p99']:.2f}); loop CPU "
+            f"{h['busy_loop_cpu_pct']:.1f} % -> {h['streams_loop_cpu_pct']:.1f} %; one stream at "
+            f"{out['rate']['jobs_per_s']:.0f} jobs/s: {out['rate']['bytes_per_s'] / 1e6:.2f} MB/s, "
+            f"{out['rate']['bytes_per_job']:.0f} B/job")
+    finally:
+        s.stop()
+    return out
+
+
 # ---------------------------------------------------------------- report
 
 def fmt(x, nd=2):
@@ -1596,6 +1753,31 @@ def render(results, cfg, cmdline):
                  f"{', '.join(f'{x:.2f}' for x in r['run_s'])} |")
         L.append(f"\nOverhead offload adds: **{r['overhead_pct']:+.1f} %** (median submit → complete vs median by "
                  "hand).\n")
+    if "S15" in results:
+        r = results["S15"]
+        h, g = r["health"], r["rate"]
+        L.append(f"## 15. Server-sent events: /health with {h['streams']} open `GET /events` streams and every "
+                 f"worker busy; one stream at ~1000 jobs/s\n")
+        L.append(f"Paced sequential `/health` (1 per ms), {h['rounds']} alternating rounds of: idle; every worker "
+                 f"busy ({h['busy']:.0f} of {h['workers']} busy: spin jobs plus a queue on every thread worker; the "
+                 f"process pool serves only image jobs); busy with {EVENT_STREAMS} "
+                 "`GET /events` streams open (one client thread, at nice 10, reads them all: on this 2-core "
+                 "machine the clients share the cores with the server). Each stream gets every job event "
+                 "(start, progress at most 10 a second per job) and a `stats` event each second. Medians of the "
+                 "rounds. Then one stream while `POST /jobs` of tiny report jobs arrive at ~1000/s (paced, one "
+                 "keep-alive connection).\n")
+        L.append("| | idle | workers busy | workers busy + streams | streams vs idle | target |")
+        L.append("|---|---:|---:|---:|---:|---:|")
+        L.append(f"| /health p50 (ms) | {fmt(h['idle_p50_ms'], 3)} | {fmt(h['busy_p50_ms'], 3)} | "
+                 f"{fmt(h['streams_p50_ms'], 3)} | {fmt(h['streams_p50_ms'] / h['idle_p50_ms'])} | |")
+        L.append(f"| /health p99 (ms) | {fmt(h['idle_p99_ms'], 3)} | {fmt(h['busy_p99_ms'], 3)} | "
+                 f"{fmt(h['streams_p99_ms'], 3)} | {fmt(h['ratio_p99'])} | ≤ {EVENTS_TARGET_P99_RATIO:.0f}× "
+                 f"{'met' if h['met'] else '**not met**'} |")
+        L.append(f"| loop thread CPU (% of a core, `/health` included) | {fmt(h['idle_loop_cpu_pct'], 1)} | "
+                 f"{fmt(h['busy_loop_cpu_pct'], 1)} | {fmt(h['streams_loop_cpu_pct'], 1)} | | |")
+        L.append(f"\nEach of the {EVENT_STREAMS} streams received {fmt(h['bytes_per_stream_per_s'], 0)} B/s meanwhile. "
+                 f"One stream at {fmt(g['jobs_per_s'], 0)} jobs/s ({g['jobs']:,} jobs, {g['non_202']} not 202): "
+                 f"**{g['bytes_per_s'] / 1e3:,.0f} kB/s**, {fmt(g['bytes_per_job'], 0)} bytes per job.\n")
     return "\n".join(L) + "\n"
 
 
@@ -1680,6 +1862,7 @@ def config(quick, smoke):
         "stats_values": 10_000_000 if quick else 100_000_000,
         "transcode_seconds": 4 if quick else 30,
         "transcode_rounds": 2 if quick else 5,
+        "events_rate_s": 2.0 if quick else 5.0,
     }
     return cfg
 
@@ -1705,7 +1888,8 @@ def main():
             only = ["S2", "S4"]
         else:
             only = [s.strip().upper() for s in args.only.split(",") if s.strip()] or \
-                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14"]
+                   ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14",
+                    "S15"]
         scen = {
             "S1": lambda: s1_worker_benchmark(cfg),
             "S2": lambda: s2_saturation(cfg, names=["offload"] if args.smoke else None, series_dir=tmpdir),
@@ -1721,6 +1905,7 @@ def main():
             "S12": lambda: s12_pbkdf2(cfg),
             "S13": lambda: s13_stats(cfg),
             "S14": lambda: s14_transcode(cfg, tmpdir),
+            "S15": lambda: s15_events(cfg),
         }
         unknown = [k for k in only if k not in scen]
         if unknown:

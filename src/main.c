@@ -76,6 +76,8 @@ static const flag_t flags[] = {
      "close idle keep-alive connections after N s"),
     FLAG("max-connections", "N", F_SIZE, OFF(max_connections), 1, 10000000,
      "open connections at most; more are closed at once"),
+    FLAG("max-event-streams", "N", F_SIZE, OFF(max_event_streams), 0, 1000000,
+         "open server-sent event streams (GET /events, /jobs/<id>/events) at most; more get 503, 0 = none"),
     FLAG("drain-timeout-s", "N", F_INT, OFF(drain_timeout_s), 0, 86400,
      "on SIGTERM/SIGINT, let running jobs finish this long"),
     FLAG("request-timeout-ms", "N", F_INT, OFF(request_timeout_ms), 1, 3600000,

@@ -40,7 +40,8 @@ typedef struct server {
   pool_t *pools[LANE_N];
   http_server_t *http;
   api_t api;
-  api_logs_t *logs; /* command logs' wake-ups and followers: before the pools, after them */
+  api_logs_t *logs;     /* command logs' wake-ups and followers: before the pools, after them */
+  api_events_t *events; /* server-sent events (the registry's observer); NULL = --max-event-streams 0 */
   looplag_t lag;
   uv_signal_t sigterm, sigint;
   uv_timer_t drain_timer;
@@ -69,6 +70,7 @@ void server_config_defaults(server_config_t *c) {
       .max_connections = 10000,
       .drain_timeout_s = 30,
       .request_timeout_ms = 10000,
+      .max_event_streams = 256,
       .worker_nice = 19,
       .kill_grace_ms = 200,
       .retry_backoff_ms = 500,
@@ -82,7 +84,8 @@ static void stop_everything(server_t *s) {
     return;
   s->stopped = true;
   log_info("drained; shutting down");
-  api_logs_stop(s->logs); /* followers' bodies end before their connections close */
+  api_logs_stop(s->logs);     /* followers' bodies end before their connections close */
+  api_events_stop(s->events); /* so do event streams' */
   http_server_free(s->http);
   s->http = NULL;
   uv_close((uv_handle_t *)&s->drain_timer, NULL);
@@ -96,6 +99,8 @@ static void stop_everything(server_t *s) {
   }
   api_logs_free(s->logs); /* no writer is left to wake it */
   s->logs = NULL;
+  api_events_free(s->events); /* no job changes any more */
+  s->events = s->api.events = NULL;
   registry_save_unsaved(s->reg); /* one last try for writes that failed */
   store_close(s->store);         /* the last transitions: one commit at most */
   s->store = NULL;
@@ -188,6 +193,13 @@ static bool load_tasks(server_t *s) {
   return true;
 }
 
+/* The pool's started callback: a durable store writes `processing` while
+ * the job runs, and event streams show the start as it happens. Without
+ * either, a start is filed when someone asks (no wake-up per job). */
+static pool_started_cb started_cb(const server_config_t *cfg) {
+  return cfg->store_sqlite || cfg->max_event_streams ? registry_on_started : NULL;
+}
+
 /* The pools the catalog needs: threads for kinds that run in threads,
  * processes for kinds that run in processes. Returns false on failure. */
 static bool start_pools(server_t *s) {
@@ -209,7 +221,7 @@ static bool start_pools(server_t *s) {
         .nice = cfg->worker_nice,
         .kill_grace_ms = cfg->kill_grace_ms,
         .stall = registry_on_stall,
-        .started = cfg->store_sqlite ? registry_on_started : NULL, /* writes `processing` at once */
+        .started = started_cb(cfg), /* files `processing` at once */
     };
     if (cfg->run_inline)
       log_warn("--inline: jobs run on the event-loop thread and block every request while they run "
@@ -228,7 +240,7 @@ static bool start_pools(server_t *s) {
         .kill_grace_ms = cfg->kill_grace_ms,
         .first_id = next_id,
         .stall = registry_on_stall,
-        .started = cfg->store_sqlite ? registry_on_started : NULL, /* writes `processing` at once */
+        .started = started_cb(cfg), /* files `processing` at once */
         .proc =
             {
                 .argv = s->worker_argv,
@@ -378,6 +390,12 @@ int server_run(const server_config_t *cfg) {
       .logs = s->logs,
       .started_ms = (uint64_t)clock_mono_ms(),
   };
+  if (cfg->max_event_streams) { /* after the restore: restored jobs are not news */
+    s->events = api_events_new(&s->api, cfg->max_event_streams);
+    if (!s->events)
+      goto out_pool;
+    s->api.events = s->events;
+  }
   s->http = http_server_new(&s->loop, &hc, api_on_head, api_on_request, &s->api);
   if (!s->http)
     goto out_pool;
@@ -416,6 +434,7 @@ out_pool:
     if (s->pools[l])
       pool_free(s->pools[l]);
   api_logs_free(s->logs);
+  api_events_free(s->events);
   if (s->store)
     store_close(s->store);
   s->store = NULL;

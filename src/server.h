@@ -27,6 +27,7 @@ typedef struct server_config {
   size_t max_connections;
   int64_t drain_timeout_s;
   int64_t request_timeout_ms;
+  size_t max_event_streams; /* --max-event-streams: open GET /events streams at most (0 = none) */
   int worker_nice;
   bool run_inline; /* --inline: demonstration only, jobs block the loop */
   /* Isolation (see docs/ARCHITECTURE.md). */

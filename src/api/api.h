@@ -8,7 +8,8 @@
  * table and replies), json.c (job objects, cached when final), params.c
  * (query and path parameters), hold.c (held replies), and one file per
  * resource: jobs.c, seed.c, system.c, workers.c, metrics.c, files.c,
- * log.c (a command job's output, GET /jobs/<id>/log).
+ * log.c (a command job's output, GET /jobs/<id>/log), events.c (server-sent
+ * events, GET /events and GET /jobs/<id>/events).
  *
  * Held replies (GET /jobs/<id>?wait=S, GET /fibonacci/<n>) are waiters: a
  * registry watch on the job, the request, and (for wait) a timer. A waiter is
@@ -47,6 +48,10 @@ void api_logs_free(api_logs_t *l);
 /* Requests following a log now (tests). */
 size_t api_logs_followers(const api_logs_t *l);
 
+/* Server-sent events (api/events.c): GET /events and GET
+ * /jobs/<id>/events, fed by the registry's observer. Loop thread only. */
+typedef struct api_events api_events_t;
+
 /* Built by the server (server.c) before the http server starts; every
  * pointer is borrowed and outlives the api. */
 typedef struct api {
@@ -62,7 +67,22 @@ typedef struct api {
   uint64_t started_ms; /* monotonic */
   size_t waiters;      /* held replies now */
   api_logs_t *logs;    /* api_logs_new's; NULL: ?follow=1 answers as without it */
+  api_events_t *events; /* api_events_new's; NULL: /events answers 503 too_many_streams */
 } api_t;
+
+/* Installs the registry observer (a->reg must outlive it, as `a` must).
+ * `max_streams`: open streams at most (--max-event-streams). NULL on
+ * ENOMEM. */
+api_events_t *api_events_new(api_t *a, size_t max_streams);
+/* Shutdown, before http_server_free: every stream gets the events it lacks
+ * and its body ends; a request from then on gets 503 shutting_down. */
+void api_events_stop(api_events_t *ev);
+/* Stops (if not yet), removes the observer (before registry_free) and
+ * closes the handles; the memory goes in their close callbacks (run the
+ * loop once more). NULL is ignored. */
+void api_events_free(api_events_t *ev);
+/* Streams open now (tests). */
+size_t api_events_streams(const api_events_t *ev);
 
 /* The http_head_cb and http_request_cb; `data` is the api_t. */
 void api_on_head(http_req_t *req, void *data);

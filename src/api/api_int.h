@@ -39,6 +39,7 @@ typedef enum {
   API_E_QUEUE_FULL,
   API_E_SHUTTING_DOWN,
   API_E_STORE_UNAVAILABLE,
+  API_E_TOO_MANY_STREAMS, /* 503: --max-event-streams are open */
   API_E_IDEMPOTENCY_CONFLICT,
   API_E_INTERNAL,
 } api_err_t;
@@ -96,6 +97,9 @@ void api_reply_same(api_t *a, http_req_t *req, job_t *j, bool seed);
  * the job (or, `seed`, the seed's shape) once its row arrives, 404 if
  * retention deleted it meanwhile. `location`: a Location header, or NULL. */
 void api_reply_cold(api_t *a, http_req_t *req, int status, const char *location, job_t *j, bool seed);
+/* GET /jobs/<id>/events of a cold job: an event stream of its one job
+ * event (id `event_id`), then the end; 404 if retention deleted it. */
+void api_reply_cold_event(api_t *a, http_req_t *req, job_t *j, uint64_t event_id);
 
 /* One job of a listing: its text now (hot), or what the row needs (cold). */
 typedef struct api_list_entry {
@@ -153,5 +157,7 @@ void api_send_file(api_t *a, http_req_t *req, const job_t *j, const store_file_t
 void api_reply_image(api_t *a, http_req_t *req, job_t *j);
 void h_job_delete(api_t *a, http_req_t *req, const router_match_t *m);
 void h_job_log(api_t *a, http_req_t *req, const router_match_t *m); /* log.c */
+void h_events(api_t *a, http_req_t *req, const router_match_t *m);     /* events.c */
+void h_job_events(api_t *a, http_req_t *req, const router_match_t *m); /* events.c */
 
 #endif

@@ -10,6 +10,7 @@
  * strings, freed here. The request is borrowed until the reply, or until
  * its abort callback (the client left), after which the fetch only frees
  * itself when the read comes back. */
+#include <inttypes.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -56,6 +57,8 @@ typedef struct fetch {
   http_req_t *req; /* NULL once the client left */
   int status;
   bool seed;
+  bool event;        /* GET /jobs/<id>/events: one job event, then the end */
+  uint64_t event_id; /* its id */
   char location[48]; /* "" = none */
   char id[24];
   store_job_t row;
@@ -77,6 +80,16 @@ static void on_fetched(store_write_t *w, int rc, void *data) {
     } else if (!text) {
       api_error(f->req, rc == 0 ? API_E_INTERNAL : API_E_STORE_UNAVAILABLE, NULL, NULL,
                 rc == 0 ? "Out of memory." : "The job store could not be read; retry shortly.");
+    } else if (f->event) {
+      http_headers_t h = HTTP_HEADERS_INIT;
+      http_headers_add(&h, "Cache-Control", "no-store");
+      buf_t b = BUF_INIT;
+      if (http_stream_start(f->req, 200, "text/event-stream", &h, HTTP_LEN_UNKNOWN) == 0 &&
+          (buf_printf(&b, "id: %" PRIu64 "\nevent: job\ndata: %s\n\n", f->event_id, text) != 0 ||
+           http_stream_write(f->req, b.data, b.len) == 0))
+        http_stream_end(f->req);
+      buf_free(&b);
+      http_headers_fini(&h);
     } else {
       http_headers_t h = HTTP_HEADERS_INIT;
       if (f->location[0])
@@ -93,12 +106,26 @@ static void on_fetched(store_write_t *w, int rc, void *data) {
   free(f);
 }
 
+static void cold_fetch(api_t *a, http_req_t *req, int status, const char *location, job_t *j, bool seed, bool event,
+                       uint64_t event_id);
+
 void api_reply_cold(api_t *a, http_req_t *req, int status, const char *location, job_t *j, bool seed) {
+  cold_fetch(a, req, status, location, j, seed, false, 0);
+}
+
+void api_reply_cold_event(api_t *a, http_req_t *req, job_t *j, uint64_t event_id) {
+  cold_fetch(a, req, 200, NULL, j, false, true, event_id);
+}
+
+static void cold_fetch(api_t *a, http_req_t *req, int status, const char *location, job_t *j, bool seed, bool event,
+                       uint64_t event_id) {
   fetch_t *f = calloc(1, sizeof *f);
   if (!f) {
     api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");
     return;
   }
+  f->event = event;
+  f->event_id = event_id;
   f->req = req;
   f->status = status;
   f->seed = seed;

@@ -30,6 +30,7 @@ static const struct {
     [API_E_QUEUE_FULL] = {429, "queue_full"},
     [API_E_SHUTTING_DOWN] = {503, "shutting_down"},
     [API_E_STORE_UNAVAILABLE] = {503, "store_unavailable"},
+    [API_E_TOO_MANY_STREAMS] = {503, "too_many_streams"},
     [API_E_IDEMPOTENCY_CONFLICT] = {409, "idempotency_conflict"},
     [API_E_INTERNAL] = {500, "internal"},
 };

@@ -21,7 +21,8 @@ static const api_route_t R_HEALTH = ROUTE(h_health), R_METRICS = ROUTE(h_metrics
                          R_FIBONACCI = ROUTE(h_fibonacci), R_JOBS_LIST = ROUTE(h_jobs_list),
                          R_JOBS_POST = ROUTE(h_jobs_post), R_JOB_GET = ROUTE(h_job_get),
                          R_JOB_DELETE = ROUTE(h_job_delete), R_JOB_FILE = ROUTE(h_job_file),
-                         R_JOB_LOG = ROUTE(h_job_log), R_JOBS_UPLOAD = {h_jobs_upload, HTTP_BODY_STREAM, LIMIT_UPLOAD},
+                         R_JOB_LOG = ROUTE(h_job_log), R_EVENTS = ROUTE(h_events),
+                         R_JOB_EVENTS = ROUTE(h_job_events), R_JOBS_UPLOAD = {h_jobs_upload, HTTP_BODY_STREAM, LIMIT_UPLOAD},
                          R_IMAGES = {h_images_process, HTTP_BODY_STREAM, LIMIT_UPLOAD};
 
 static const http_route_t routes[] = {
@@ -38,6 +39,8 @@ static const http_route_t routes[] = {
     {HTTP_M_DELETE, "/jobs/:id", &R_JOB_DELETE},
     {GET_HEAD, "/jobs/:id/files/:name", &R_JOB_FILE},
     {GET_HEAD, "/jobs/:id/log", &R_JOB_LOG},
+    {GET_HEAD, "/events", &R_EVENTS},
+    {GET_HEAD, "/jobs/:id/events", &R_JOB_EVENTS},
     {HTTP_M_POST, "/jobs/:id", &R_JOBS_UPLOAD}, /* :id is the task's name here */
     {HTTP_M_POST, "/api/images/process", &R_IMAGES}, /* the seeds' synchronous route */
 };

@@ -277,3 +277,26 @@ size_t registry_position(registry_t *r, job_t *job) {
   assert(!"a job in a queue view is found in it");
   return 0;
 }
+
+size_t registry_peek_position(const registry_t *r, const job_t *job) {
+  if (job->status != JOB_QUEUED || !job->_in_queue_list)
+    return 0; /* (a job a worker just took shows the place it had: first) */
+  /* Started jobs sit at the front (workers pop in order): skip them, then
+   * walk from both ends as registry_position does. */
+  lane_t l = job->_lane;
+  const job_t *front = r->q_head[l], *back = r->q_tail[l];
+  size_t n = r->nqview[l];
+  while (front && front != job && !waiting(front)) {
+    front = front->_q_next;
+    n--;
+  }
+  for (size_t k = 0; front && back; k++) {
+    if (front == job)
+      return k + 1;
+    if (back == job)
+      return n - k;
+    front = front->_q_next;
+    back = back->_q_prev;
+  }
+  return 0;
+}

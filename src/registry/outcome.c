@@ -100,6 +100,7 @@ static void schedule_retry(registry_t *r, job_t *j) {
   reg_persist(r, j, false);
   uv_timer_start(j->_retry, on_retry_timer, delay, 0);
   log_info("job %s: attempt %d failed; retrying in %llu ms", j->id, j->attempts, (unsigned long long)delay);
+  reg_tell(r, j, REG_EV_RETRY);
 }
 
 /* ---- outcomes ---- */
@@ -191,13 +192,16 @@ void registry_refresh(registry_t *r, job_t *j) {
       record_outcome(r, j, j->_item);
     return;
   }
-  if (j->status == JOB_QUEUED && state == POOL_WORK_RUNNING) {
+  bool started = j->status == JOB_QUEUED && state == POOL_WORK_RUNNING;
+  if (started) {
     reg_set_status(r, j, JOB_PROCESSING);
     count_run(r, j);
   }
   double p = item_progress(j->_item);
   if (p > j->progress)
     j->progress = p;
+  if (started)
+    reg_tell(r, j, REG_EV_STARTED);
 }
 
 void registry_on_done(pool_work_t *w, void *data) {

@@ -154,6 +154,10 @@ void reg_notify_final(registry_t *r, job_t *j) {
     registry_unwatch(j, w);
     w->cb(j, w);
   }
+  if (!j->_final_told) { /* a job canceled while its row was on the way comes here twice */
+    j->_final_told = true;
+    reg_tell(r, j, REG_EV_FINAL);
+  }
   evict_over_limit(r);
   reg_cool(r);
 }
@@ -314,6 +318,11 @@ int registry_cancel(registry_t *r, job_t *j) {
   pool_cancel(r->pools[j->_lane], &j->_item->work);
   registry_refresh(r, j);
   return 1;
+}
+
+void registry_set_observer(registry_t *r, registry_observer_cb cb, void *data) {
+  r->observer = cb;
+  r->observer_data = data;
 }
 
 void registry_watch(job_t *job, job_watch_t *w) {

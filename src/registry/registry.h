@@ -96,6 +96,10 @@ struct job {
    * job (freed with it). NULL until then. */
   char *json_cache;
   size_t json_cache_len;
+  /* The progress the API's event stream (api/events.c) last showed for
+   * this job, so it sends a progress event only when it changed. The api's
+   * field; the registry only zeroes it. */
+  double shown_progress;
 
   /* Private to the registry. */
   item_t *_item;   /* while in the pool */
@@ -134,6 +138,7 @@ struct job {
   job_t *_s_prev, *_s_next;     /* its status list, newest created first */
   uint64_t _seq;                /* creation order */
   bool _in_queue_list;
+  bool _final_told; /* the observer heard REG_EV_FINAL */
   job_watch_t *_watches;
 };
 
@@ -256,6 +261,29 @@ job_t *registry_older(job_t *job);
 void registry_watch(job_t *job, job_watch_t *w);
 void registry_unwatch(job_t *job, job_watch_t *w);
 
+/* What a job just did, as the observer hears it. */
+typedef enum {
+  REG_EV_CREATED = 0, /* registered and queued (a durable store: once its row is kept) */
+  REG_EV_STARTED,     /* filed as processing (when the loop learns a worker took it; a run that
+                         ended before that is told by REG_EV_FINAL alone) */
+  REG_EV_RETRY,       /* a run failed and the job waits out its backoff (queued, retryAt set) */
+  REG_EV_FINAL,       /* complete, failed or canceled: once per job, before it can be evicted */
+} registry_event_t;
+/* Called on the loop thread from inside the registry's own calls (submit,
+ * refresh, the pool's callbacks, cancel, drain), after the job's record
+ * changed; `job` is valid for the call. The observer may read jobs and call
+ * registry_peek_position, and must not change the registry (no submit,
+ * cancel, get, refresh or position: the registry may be in the middle of a
+ * walk). */
+typedef void (*registry_observer_cb)(job_t *job, registry_event_t ev, void *data);
+/* One observer (the api's event stream); NULL removes it. */
+void registry_set_observer(registry_t *r, registry_observer_cb cb, void *data);
+/* The queue place registry_position would give, changing nothing: jobs a
+ * worker took but no refresh filed yet are skipped, not filed (the job
+ * itself, if taken, shows the place it had: 1). 0 when the job is in no
+ * queue. For observers. */
+size_t registry_peek_position(const registry_t *r, const job_t *job);
+
 static inline bool job_is_final(const job_t *j) { return j->status >= JOB_COMPLETE; }
 static inline lane_t job_lane(const job_t *j) { return j->_lane; }
 /* False while a durable store has not yet committed the job's row: then a
@@ -264,6 +292,9 @@ static inline bool job_is_accepted(const job_t *j) { return !j->_accepting; }
 /* True for a finished job whose params, result and error are only on disk:
  * read its row (store.h, STORE_R_FETCH) to show it. */
 static inline bool job_is_cold(const job_t *j) { return j->_cold; }
+/* True once the observer heard the job's REG_EV_FINAL (a job can read
+ * final a moment before: a lookup that saw its worker done). */
+static inline bool job_final_told(const job_t *j) { return j->_final_told; }
 
 /* Whether `params` are the params `j` was submitted with (a cold job
  * compares hashes). For Idempotency-Key checks. */

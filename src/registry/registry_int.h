@@ -36,6 +36,8 @@ struct registry {
   job_t *unsaved;   /* jobs whose last write failed, to write again (_u_next) */
 
   bool draining;
+  registry_observer_cb observer;
+  void *observer_data;
   void (*idle_cb)(void *);
   void *idle_data;
 
@@ -48,6 +50,12 @@ typedef struct retry {
   registry_t *r;
   job_t *j;
 } retry_t;
+
+/* Tells the observer (registry_set_observer) what `j` just did. */
+static inline void reg_tell(registry_t *r, job_t *j, registry_event_t ev) {
+  if (r->observer)
+    r->observer(j, ev, r->observer_data);
+}
 
 /* ---- registry.c: shared with outcome.c ---- */
 extern const char msg_by_client[], msg_shutdown_queued[], msg_shutdown_running[];

@@ -118,6 +118,8 @@ static int submit(registry_t *r, const offload_task_def_t *def, const json_t *pa
     index_key_add(r, j);
   r->stats.submitted++;
   *out = j;
+  if (!j->_accepting) /* a durable store's job is told once its row is kept */
+    reg_tell(r, j, REG_EV_CREATED);
   return 0;
 }
 
@@ -161,6 +163,8 @@ void reg_on_accepted(registry_t *r, job_t *j, int rc) {
     reg_set_error(j, "internal", "The job could not be queued (out of memory).");
     reg_mark_final(r, j, JOB_FAILED);
   }
+  if (!job_is_final(j)) /* one canceled meanwhile was told final already */
+    reg_tell(r, j, REG_EV_CREATED);
   for (job_watch_t *w = j->_watches, *next; w; w = next) {
     next = w->_next;
     if (w->accepted)
