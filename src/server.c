@@ -6,6 +6,7 @@
  * loop end. A second signal exits at once. */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <ftw.h>
 #include <signal.h>
@@ -285,6 +286,12 @@ static void on_signal(uv_signal_t *h, int signum) {
   registry_on_idle(s->reg, on_idle, s);
 }
 
+/* --host is an address (else a name, whose address the log names). */
+static bool is_ip_literal(const char *host) {
+  unsigned char a[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
 int server_run(const server_config_t *cfg) {
   server_t *s = calloc(1, sizeof *s);
   if (!s)
@@ -382,12 +389,14 @@ int server_run(const server_config_t *cfg) {
   if (!s->http)
     goto out_pool;
   s->api.http = s->http;
-  int rc_listen = http_server_listen(s->http, cfg->host, cfg->port);
-  if (rc_listen != 0) {
-    log_error("cannot listen on %s:%d: %s", cfg->host, cfg->port, uv_strerror(rc_listen));
+  char lerr[512];
+  if (http_server_listen(s->http, cfg->host, cfg->port, lerr, sizeof lerr) != 0) {
+    log_error("cannot listen on %s:%d: %s", cfg->host, cfg->port, lerr);
     http_server_free(s->http);
     goto out_pool;
   }
+  if (!is_ip_literal(cfg->host)) /* a name: which of its addresses */
+    log_info("--host %s: listening on %s", cfg->host, http_server_address(s->http));
 
   looplag_start(&s->lag, &s->loop, 100);
   uv_timer_init(&s->loop, &s->drain_timer);
