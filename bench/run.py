@@ -139,8 +139,10 @@ class Server:
             elif "--data-dir" not in extra and "memory" not in extra:
                 self.tmp = tempfile.mkdtemp(prefix="offload-bench-")
                 extra += ["--data-dir", self.tmp]
+            # No access log: nginx runs with access_log off (bench/nginx/nginx.conf.in).
             return [os.path.join(BUILD, "offload"), "serve", "--host", "127.0.0.1", "--port", str(self.port),
-                    "--workers", str(self.workers), "--drain-timeout-s", "0", "--log-level", "warn"] + extra
+                    "--workers", str(self.workers), "--drain-timeout-s", "0", "--log-level", "warn",
+                    "--access-log", "off"] + extra
         if self.kind == "node":
             script = {"node-seed": "node-seed", "node-piscina": "node-piscina", "node-piscina-nice": "node-piscina",
                       "node-blocking": "node-blocking", "node-sharp": "node-sharp",

@@ -1,10 +1,13 @@
 /* main: the command line. `offload serve [flags]` parses flags into a
  * server_config_t and runs the server; `offload worker` is the internal
- * subcommand a server starts its worker processes with. No other logic
- * lives here.
+ * subcommand a server starts its worker processes with; `offload
+ * --version` prints the version. No other logic lives here.
  *
  * Flags are one table: name, what they set, range and help, so adding one is
- * one line (and the usage text cannot drift from the parser). */
+ * one line (and the usage text cannot drift from the parser). Each flag can
+ * also come from the environment, OFFLOAD_<FLAG> (upper case, '-' → '_'):
+ * defaults, then variables, then the command line, so a flag beats its
+ * variable. */
 #include <errno.h>
 #include <getopt.h>
 #include <inttypes.h>
@@ -13,11 +16,16 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "commands/run.h"
 #include "pool/child.h"
 #include "server.h"
 #include "util/log.h"
+
+#ifndef OFFLOAD_VERSION
+#define OFFLOAD_VERSION "unknown" /* CMake defines it from project(VERSION) */
+#endif
 
 /* F_PLUGIN is repeatable: each use appends to cfg.plugins. */
 typedef enum { F_STR, F_I32, F_INT, F_U64, F_UNSIGNED, F_SIZE, F_BOOL, F_LOG, F_ISOLATION, F_CHOICE, F_PLUGIN } flag_kind_t;
@@ -89,6 +97,18 @@ static const flag_t flags[] = {
     FLAG("commands", "FILE", F_STR, OFF(commands), 0, 0,
          "declare command tasks (external programs: no shell, typed params) from a JSON file; docs/COMMANDS.md"),
     FLAG("log-level", "LEVEL", F_LOG, 0, 0, 0, "error, warn, info or debug"),
+    /* Operations: the access log, the log format, authentication. */
+    FLAG("access-log", "PATH", F_STR, OFF(access_log), 0, 0,
+         "one line per request (time, client, method, path, status, bytes, duration): stderr, off, or a file to "
+         "append to"),
+    {.name = "log-format", .arg = "FORMAT", .kind = F_CHOICE, .offset = OFF(log_json),
+     .help = "text or json (one object per line): the access log and the server's own log lines",
+     .choices = {"text", "json"}},
+    FLAG("auth-token-file", "FILE", F_STR, OFF(auth_token_file), 0, 0,
+         "require Authorization: Bearer <token> on every endpoint but GET /health; FILE holds one token (32+ "
+         "characters) per line, # comments"),
+    FLAG("metrics-public", NULL, F_BOOL, OFF(metrics_public), 0, 0,
+         "with --auth-token-file: GET /metrics needs no token"),
     FLAG("enable-test-tasks", NULL, F_BOOL, OFF(test_tasks), 0, 0,
      "TESTS ONLY: offer the crash task and spin's ignoreCancel, which break workers on purpose"),
     FLAG("inline", NULL, F_BOOL, OFF(run_inline), 0, 0,
@@ -102,7 +122,7 @@ static const flag_t flags[] = {
 static void default_text(const flag_t *f, const server_config_t *d, char *buf, size_t size) {
   const char *base = (const char *)d + f->offset;
   switch (f->kind) {
-  case F_STR: snprintf(buf, size, "%s", *(const char *const *)base); break;
+  case F_STR: snprintf(buf, size, "%s", *(const char *const *)base ? *(const char *const *)base : ""); break;
   case F_I32: snprintf(buf, size, "%d", *(const int *)base); break;
   case F_INT: snprintf(buf, size, "%" PRId64, *(const int64_t *)base); break;
   case F_U64: snprintf(buf, size, "%" PRIu64, *(const uint64_t *)base); break;
@@ -131,32 +151,40 @@ static void usage(FILE *out) {
     default_text(f, &d, dflt, sizeof dflt);
     fprintf(out, "  %-26s %s%s%s%s\n", left, f->help, dflt[0] ? " (default " : "", dflt, dflt[0] ? ")" : "");
   }
-  fprintf(out, "  %-26s %s\n\n", "-h, --help", "this text");
+  fprintf(out, "  %-26s %s\n", "-h, --help", "this text");
+  fprintf(out, "  %-26s %s\n\n", "--version", "print the version");
+  fprintf(out, "Every flag can also come from an environment variable OFFLOAD_<FLAG>, upper case with '_' for\n"
+               "'-' (OFFLOAD_PORT=3001, OFFLOAD_AUTH_TOKEN_FILE=/etc/offload/tokens, OFFLOAD_METRICS_PUBLIC=1,\n"
+               "OFFLOAD_PLUGIN=a.so:b.so); a flag on the command line beats its variable. An empty variable\n"
+               "is unset.\n\n");
   fprintf(out, "`offload worker` is internal: the command a server starts its worker processes with.\n");
 }
 
-/* Parses a decimal integer in [min, max] or exits with a message naming the flag. */
-static int64_t int_flag(const char *flag, const char *text, int64_t min, int64_t max) {
+/* Parses a decimal integer in [min, max] or exits with a message naming
+ * where it came from (`src`: "--port" or "OFFLOAD_PORT"). */
+static int64_t int_flag(const char *src, const char *text, int64_t min, int64_t max) {
   char *end;
   errno = 0;
   long long v = strtoll(text, &end, 10);
   if (errno || end == text || *end || v < min || v > max) {
-    fprintf(stderr, "offload: --%s must be an integer from %" PRId64 " to %" PRId64 "; got \"%s\"\n", flag, min, max,
+    fprintf(stderr, "offload: %s must be an integer from %" PRId64 " to %" PRId64 "; got \"%s\"\n", src, min, max,
             text);
     exit(2);
   }
   return v;
 }
 
-static void set_flag(const flag_t *f, server_config_t *cfg, const char *arg) {
+/* Sets one flag from `arg`; a bad value exits with a message naming `src`
+ * (the flag, or the variable it came from). */
+static void set_flag(const flag_t *f, server_config_t *cfg, const char *arg, const char *src) {
   char *base = (char *)cfg + f->offset;
   switch (f->kind) {
   case F_STR: *(const char **)base = arg; break;
-  case F_I32: *(int *)base = (int)int_flag(f->name, arg, f->min, f->max); break;
-  case F_INT: *(int64_t *)base = int_flag(f->name, arg, f->min, f->max); break;
-  case F_U64: *(uint64_t *)base = (uint64_t)int_flag(f->name, arg, f->min, f->max); break;
-  case F_UNSIGNED: *(unsigned *)base = (unsigned)int_flag(f->name, arg, f->min, f->max); break;
-  case F_SIZE: *(size_t *)base = (size_t)int_flag(f->name, arg, f->min, f->max); break;
+  case F_I32: *(int *)base = (int)int_flag(src, arg, f->min, f->max); break;
+  case F_INT: *(int64_t *)base = int_flag(src, arg, f->min, f->max); break;
+  case F_U64: *(uint64_t *)base = (uint64_t)int_flag(src, arg, f->min, f->max); break;
+  case F_UNSIGNED: *(unsigned *)base = (unsigned)int_flag(src, arg, f->min, f->max); break;
+  case F_SIZE: *(size_t *)base = (size_t)int_flag(src, arg, f->min, f->max); break;
   case F_BOOL: *(bool *)base = true; break;
   case F_PLUGIN:
     if (cfg->nplugins == PLUGIN_MAX) {
@@ -167,14 +195,14 @@ static void set_flag(const flag_t *f, server_config_t *cfg, const char *arg) {
     break;
   case F_ISOLATION:
     if (strcmp(arg, "thread") != 0 && strcmp(arg, "process") != 0) {
-      fprintf(stderr, "offload: --isolation must be thread or process; got \"%s\"\n", arg);
+      fprintf(stderr, "offload: %s must be thread or process; got \"%s\"\n", src, arg);
       exit(2);
     }
     *(bool *)base = strcmp(arg, "process") == 0;
     break;
   case F_CHOICE:
     if (strcmp(arg, f->choices[0]) != 0 && strcmp(arg, f->choices[1]) != 0) {
-      fprintf(stderr, "offload: --%s must be %s or %s; got \"%s\"\n", f->name, f->choices[0], f->choices[1], arg);
+      fprintf(stderr, "offload: %s must be %s or %s; got \"%s\"\n", src, f->choices[0], f->choices[1], arg);
       exit(2);
     }
     *(bool *)base = strcmp(arg, f->choices[1]) == 0;
@@ -189,11 +217,144 @@ static void set_flag(const flag_t *f, server_config_t *cfg, const char *arg) {
     else if (strcmp(arg, "debug") == 0)
       log_level = LOG_DEBUG;
     else {
-      fprintf(stderr, "offload: --log-level must be error, warn, info or debug\n");
+      fprintf(stderr, "offload: %s must be error, warn, info or debug; got \"%s\"\n", src, arg);
       exit(2);
     }
     break;
   }
+}
+
+/* ---- OFFLOAD_<FLAG> environment variables ---- */
+
+static void env_name(const flag_t *f, char *out, size_t size) {
+  size_t k = (size_t)snprintf(out, size, "OFFLOAD_");
+  for (const char *p = f->name; *p && k + 1 < size; p++)
+    out[k++] = *p == '-' ? '_' : (char)(*p >= 'a' && *p <= 'z' ? *p - 'a' + 'A' : *p);
+  out[k] = '\0';
+}
+
+/* A switch's variable: 1/true/yes/on or 0/false/no/off. */
+static bool env_bool(const char *var, const char *v) {
+  static const char *const yes[] = {"1", "true", "yes", "on"}, *const no[] = {"0", "false", "no", "off"};
+  for (size_t i = 0; i < 4; i++) {
+    if (strcasecmp(v, yes[i]) == 0)
+      return true;
+    if (strcasecmp(v, no[i]) == 0)
+      return false;
+  }
+  fprintf(stderr, "offload: %s must be 1, true, yes, on or 0, false, no, off; got \"%s\"\n", var, v);
+  exit(2);
+}
+
+/* Applies every OFFLOAD_<FLAG> that is set, not empty, and whose flag is
+ * not on the command line (`given`): a flag beats its variable, which is
+ * then not even read. OFFLOAD_PLUGIN holds a colon-separated list. */
+static void apply_env(server_config_t *cfg, const bool *given) {
+  for (size_t i = 0; i < NFLAGS; i++) {
+    const flag_t *f = &flags[i];
+    char var[64];
+    env_name(f, var, sizeof var);
+    const char *v = getenv(var);
+    if (given[i] || !v || !v[0])
+      continue;
+    if (f->kind == F_BOOL) {
+      *(bool *)((char *)cfg + f->offset) = env_bool(var, v);
+    } else if (f->kind == F_PLUGIN) {
+      char *list = strdup(v); /* borrowed by cfg until exit, like argv */
+      if (!list) {
+        fprintf(stderr, "offload: out of memory\n");
+        exit(1);
+      }
+      for (char *save = NULL, *p = strtok_r(list, ":", &save); p; p = strtok_r(NULL, ":", &save))
+        set_flag(f, cfg, p, var);
+    } else {
+      set_flag(f, cfg, v, var);
+    }
+  }
+}
+
+static void version(void) { printf("offload %s\n", OFFLOAD_VERSION); }
+
+/* One line naming what was not understood, and where help is: the usage
+ * itself would bury it. */
+static int unknown_flag(const char *arg, const char *help) {
+  const char *eq = strchr(arg, '=');
+  int n = eq ? (int)(eq - arg) : (int)strlen(arg);
+  fprintf(stderr, "offload: unknown flag %.*s (see %s)\n", n, arg, help);
+  return 2;
+}
+
+/* `offload serve [flags]`: the command line is read first (help, version
+ * and unknown flags end here), then the defaults, the OFFLOAD_<FLAG>
+ * variables of the flags not given, and the flags in their order. */
+static int serve_main(int argc, char **argv) {
+  struct option opts[NFLAGS + 3];
+  for (size_t i = 0; i < NFLAGS; i++)
+    opts[i] = (struct option){flags[i].name, flags[i].arg ? required_argument : no_argument, NULL, 256 + (int)i};
+  opts[NFLAGS] = (struct option){"help", no_argument, NULL, 'h'};
+  opts[NFLAGS + 1] = (struct option){"version", no_argument, NULL, 'V'};
+  opts[NFLAGS + 2] = (struct option){NULL, 0, NULL, 0};
+  bool given[NFLAGS] = {false};
+  struct {
+    size_t flag;
+    const char *arg;
+  } *seen = calloc((size_t)argc, sizeof *seen); /* at most one flag per argument */
+  if (!seen) {
+    fprintf(stderr, "offload: out of memory\n");
+    return 1;
+  }
+  size_t nseen = 0;
+  optind = 2;
+  opterr = 0; /* our own one-line messages below */
+  int c, rc = -1;
+  while (rc < 0 && (c = getopt_long(argc, argv, ":h", opts, NULL)) != -1) {
+    if (c >= 256 && c < 256 + (int)NFLAGS) {
+      given[c - 256] = true;
+      seen[nseen].flag = (size_t)(c - 256);
+      seen[nseen++].arg = optarg;
+    } else if (c == 'h') {
+      usage(stdout);
+      rc = 0;
+    } else if (c == 'V') {
+      version();
+      rc = 0;
+    } else if (c == ':') {
+      fprintf(stderr, "offload: %s needs a value (see offload serve --help)\n", argv[optind - 1]);
+      rc = 2;
+    } else if (optopt >= 256 || optopt == 'h' || optopt == 'V') { /* "--inline=1": a switch given a value */
+      const char *arg = argv[optind - 1], *eq = strchr(arg, '=');
+      fprintf(stderr, "offload: %.*s takes no value (see offload serve --help)\n",
+              eq ? (int)(eq - arg) : (int)strlen(arg), arg);
+      rc = 2;
+    } else if (optopt) { /* an unknown short option */
+      char name[3] = {'-', (char)optopt, '\0'};
+      rc = unknown_flag(name, "offload serve --help");
+    } else {
+      rc = unknown_flag(argv[optind - 1], "offload serve --help");
+    }
+  }
+  if (rc < 0 && optind < argc) {
+    fprintf(stderr, "offload: unexpected argument \"%s\" (see offload serve --help)\n", argv[optind]);
+    rc = 2;
+  }
+  if (rc >= 0) {
+    free(seen);
+    return rc;
+  }
+  server_config_t cfg;
+  server_config_defaults(&cfg);
+  apply_env(&cfg, given);
+  for (size_t i = 0; i < nseen; i++) {
+    const flag_t *f = &flags[seen[i].flag];
+    char src[64];
+    snprintf(src, sizeof src, "--%s", f->name);
+    set_flag(f, &cfg, seen[i].arg, src);
+  }
+  free(seen);
+  log_format = cfg.log_json ? LOG_JSON : LOG_TEXT;
+  /* A client that hangs up mid-reply must not kill the server. */
+  signal(SIGPIPE, SIG_IGN);
+  return server_run(&cfg);
 }
 
 int main(int argc, char **argv) {
@@ -201,41 +362,23 @@ int main(int argc, char **argv) {
     return pool_child_main(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "exec-command") == 0)
     return commands_exec_main(argc, argv);
-  if (argc < 2 || strcmp(argv[1], "serve") != 0) {
-    if (argc >= 2 && (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0)) {
-      usage(stdout);
-      return 0;
-    }
+  if (argc >= 2 && strcmp(argv[1], "serve") == 0)
+    return serve_main(argc, argv);
+  /* No subcommand matched: help, the version, or one line about what is wrong. */
+  if (argc < 2) {
     usage(stderr);
     return 2;
   }
-  server_config_t cfg;
-  server_config_defaults(&cfg);
-
-  struct option opts[NFLAGS + 2];
-  for (size_t i = 0; i < NFLAGS; i++)
-    opts[i] = (struct option){flags[i].name, flags[i].arg ? required_argument : no_argument, NULL, 256 + (int)i};
-  opts[NFLAGS] = (struct option){"help", no_argument, NULL, 'h'};
-  opts[NFLAGS + 1] = (struct option){NULL, 0, NULL, 0};
-  optind = 2;
-  int c;
-  while ((c = getopt_long(argc, argv, "h", opts, NULL)) != -1) {
-    if (c >= 256 && c < 256 + (int)NFLAGS) {
-      set_flag(&flags[c - 256], &cfg, optarg);
-      continue;
-    }
-    if (c == 'h') {
-      usage(stdout);
-      return 0;
-    }
-    usage(stderr);
-    return 2;
+  if (strcmp(argv[1], "--help") == 0 || strcmp(argv[1], "-h") == 0) {
+    usage(stdout);
+    return 0;
   }
-  if (optind < argc) {
-    fprintf(stderr, "offload: unexpected argument \"%s\"\n", argv[optind]);
-    return 2;
+  if (strcmp(argv[1], "--version") == 0) {
+    version();
+    return 0;
   }
-  /* A client that hangs up mid-reply must not kill the server. */
-  signal(SIGPIPE, SIG_IGN);
-  return server_run(&cfg);
+  if (argv[1][0] == '-')
+    return unknown_flag(argv[1], "offload --help");
+  fprintf(stderr, "offload: unknown command %s (see offload --help)\n", argv[1]);
+  return 2;
 }

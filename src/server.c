@@ -6,7 +6,9 @@
  * loop end. A second signal exits at once. */
 #include "server.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <ftw.h>
 #include <signal.h>
 #include <stdio.h>
@@ -26,6 +28,7 @@
 #include "util/clock.h"
 #include "util/err.h"
 #include "util/log.h"
+#include "util/logq.h"
 #include "util/looplag.h"
 
 typedef struct server {
@@ -49,6 +52,9 @@ typedef struct server {
   bool stopped;
   char files_root[4096]; /* where jobs' output files go (registry_config_t.files_root) */
   bool files_temp;       /* the memory store's temp root: removed at exit */
+  api_auth_t auth;       /* --auth-token-file's digests (n = 0: none) */
+  logq_t *access_log;    /* --access-log's queue and writer thread; NULL = off */
+  int access_fd;         /* its file when it is not stderr, else -1 */
 } server_t;
 
 void server_config_defaults(server_config_t *c) {
@@ -76,7 +82,49 @@ void server_config_defaults(server_config_t *c) {
       .retry_backoff_ms = 500,
       .store_sqlite = true,
       .data_dir = "./offload-data",
+      .access_log = "stderr",
   };
+}
+
+/* --auth-token-file and --access-log, before anything starts: a bad token
+ * file or an access log that cannot be opened stops the start-up at once.
+ * Returns false after saying why on stderr. */
+static bool open_ops(server_t *s) {
+  const server_config_t *cfg = s->cfg;
+  if (cfg->auth_token_file) {
+    char err[512];
+    if (api_auth_load(&s->auth, cfg->auth_token_file, err, sizeof err) != 0) {
+      fprintf(stderr, "offload: --auth-token-file: %s\n", err);
+      return false;
+    }
+  }
+  const char *path = cfg->access_log;
+  if (!path || strcmp(path, "off") == 0)
+    return true;
+  int fd = STDERR_FILENO;
+  if (strcmp(path, "stderr") != 0 && strcmp(path, "-") != 0) {
+    fd = s->access_fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+    if (fd < 0) {
+      fprintf(stderr, "offload: --access-log %s: %s\n", path, strerror(errno));
+      return false;
+    }
+  }
+  s->access_log = logq_new(fd, LOGQ_MAX_PENDING_DEFAULT);
+  if (!s->access_log) {
+    fprintf(stderr, "offload: --access-log: cannot start its writer thread\n");
+    return false;
+  }
+  return true;
+}
+
+/* After the loop ended: no line can come any more. */
+static void close_ops(server_t *s) {
+  logq_free(s->access_log);
+  s->access_log = NULL;
+  if (s->access_fd >= 0)
+    close(s->access_fd);
+  s->access_fd = -1;
+  api_auth_fini(&s->auth);
 }
 
 static void stop_everything(server_t *s) {
@@ -297,12 +345,21 @@ static void on_signal(uv_signal_t *h, int signum) {
   registry_on_idle(s->reg, on_idle, s);
 }
 
+/* --host is an address (else a name, whose address the log names). */
+static bool is_ip_literal(const char *host) {
+  unsigned char a[sizeof(struct in6_addr)];
+  return inet_pton(AF_INET, host, a) == 1 || inet_pton(AF_INET6, host, a) == 1;
+}
+
 int server_run(const server_config_t *cfg) {
   server_t *s = calloc(1, sizeof *s);
   if (!s)
     return 1;
   int code = 1;
   s->cfg = cfg;
+  s->access_fd = -1;
+  if (!open_ops(s))
+    goto out_free;
   if (uv_loop_init(&s->loop) != 0)
     goto out_free;
   if (!load_tasks(s))
@@ -377,6 +434,8 @@ int server_run(const server_config_t *cfg) {
       .request_timeout_ms = (uint64_t)cfg->request_timeout_ms,
       .keepalive_timeout_ms = (uint64_t)cfg->keepalive_timeout_s * 1000,
       .max_connections = cfg->max_connections,
+      .access_log = s->access_log,
+      .access_log_json = cfg->log_json,
   };
   s->api = (api_t){
       .loop = &s->loop,
@@ -389,6 +448,9 @@ int server_run(const server_config_t *cfg) {
       .max_upload = cfg->max_upload,
       .logs = s->logs,
       .started_ms = (uint64_t)clock_mono_ms(),
+      .auth = cfg->auth_token_file ? &s->auth : NULL,
+      .metrics_public = cfg->metrics_public,
+      .access_log = s->access_log,
   };
   if (cfg->max_event_streams) { /* after the restore: restored jobs are not news */
     s->events = api_events_new(&s->api, cfg->max_event_streams);
@@ -400,12 +462,14 @@ int server_run(const server_config_t *cfg) {
   if (!s->http)
     goto out_pool;
   s->api.http = s->http;
-  int rc_listen = http_server_listen(s->http, cfg->host, cfg->port);
-  if (rc_listen != 0) {
-    log_error("cannot listen on %s:%d: %s", cfg->host, cfg->port, uv_strerror(rc_listen));
+  char lerr[512];
+  if (http_server_listen(s->http, cfg->host, cfg->port, lerr, sizeof lerr) != 0) {
+    log_error("cannot listen on %s:%d: %s", cfg->host, cfg->port, lerr);
     http_server_free(s->http);
     goto out_pool;
   }
+  if (!is_ip_literal(cfg->host)) /* a name: which of its addresses */
+    log_info("--host %s: listening on %s", cfg->host, http_server_address(s->http));
 
   looplag_start(&s->lag, &s->loop, 100);
   uv_timer_init(&s->loop, &s->drain_timer);
@@ -420,6 +484,10 @@ int server_run(const server_config_t *cfg) {
          cfg->host, strchr(cfg->host, ':') ? "]" : "", http_server_port(s->http), total_workers(s),
          cfg->run_inline ? "inline, blocking" : total_workers(s) == 1 ? "worker" : "workers",
          s->pools[LANE_PROCESS] ? (s->pools[LANE_THREAD] ? ", threads and processes" : ", processes") : "");
+  if (cfg->auth_token_file)
+    printf("auth: on (%zu token%s)\n", s->auth.n, s->auth.n == 1 ? "" : "s");
+  else
+    printf("auth: off (every endpoint is open; --auth-token-file FILE to require a token)\n");
   fflush(stdout);
 
   uv_run(&s->loop, UV_RUN_DEFAULT);
@@ -453,6 +521,7 @@ out_loop:
   commands_free(&s->commands); /* after the catalog: its defs pointed in */
   free(s->worker_argv);
 out_free:
+  close_ops(s);
   free(s);
   return code;
 }

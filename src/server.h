@@ -47,13 +47,19 @@ typedef struct server_config {
   bool store_sqlite;            /* --store sqlite (the default; else memory) */
   const char *data_dir;         /* --data-dir */
   bool durability_relaxed;      /* --durability relaxed (else strict) */
+  /* Operations. */
+  const char *auth_token_file; /* --auth-token-file (NULL = every endpoint is open) */
+  bool metrics_public;         /* --metrics-public: GET /metrics needs no token */
+  const char *access_log;      /* --access-log: "stderr" (or "-"), "off", or a file (appended to) */
+  bool log_json;               /* --log-format json (else text): the access log's lines */
 } server_config_t;
 
 /* Fills in every default (workers = online CPUs). */
 void server_config_defaults(server_config_t *cfg);
 
 /* Runs until drained after a signal. Prints "offload listening on
- * http://HOST:PORT" to stdout once it listens. Returns the process exit code. */
+ * http://HOST:PORT (...)" to stdout once it listens, then "auth: on (N
+ * tokens)" or "auth: off (...)". Returns the process exit code. */
 int server_run(const server_config_t *cfg);
 
 #endif

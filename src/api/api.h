@@ -9,7 +9,9 @@
  * (query and path parameters), hold.c (held replies), and one file per
  * resource: jobs.c, seed.c, system.c, workers.c, metrics.c, files.c,
  * log.c (a command job's output, GET /jobs/<id>/log), events.c (server-sent
- * events, GET /events and GET /jobs/<id>/events).
+ * events, GET /events and GET /jobs/<id>/events); auth.c (bearer
+ * tokens: api_on_head refuses a request without one before any handler
+ * or body).
  *
  * Held replies (GET /jobs/<id>?wait=S, GET /fibonacci/<n>) are waiters: a
  * registry watch on the job, the request, and (for wait) a timer. A waiter is
@@ -26,6 +28,7 @@
 #include "offload/pool.h"
 #include "registry/registry.h"
 #include "tasks/tasks.h"
+#include "util/logq.h"
 #include "util/looplag.h"
 
 /* The loop's side of running commands' logs (api/log.c): a uv_async_t the
@@ -52,6 +55,40 @@ size_t api_logs_followers(const api_logs_t *l);
  * /jobs/<id>/events, fed by the registry's observer. Loop thread only. */
 typedef struct api_events api_events_t;
 
+/* ---- authentication (auth.c) ----
+ * --auth-token-file: bearer tokens, kept only as SHA-256 digests. Loaded
+ * at start-up on the main thread; checked on the loop thread. */
+
+#define API_AUTH_TOKEN_MIN 32
+#define API_AUTH_DIGEST 32
+
+typedef struct api_auth {
+  unsigned char (*digests)[API_AUTH_DIGEST];
+  size_t n;
+} api_auth_t;
+
+typedef enum {
+  API_AUTH_OK = 0,
+  API_AUTH_MISSING,    /* no Authorization header */
+  API_AUTH_NOT_BEARER, /* another scheme (Basic, ...) */
+  API_AUTH_WRONG,      /* a bearer token that is none of ours */
+} api_auth_result_t;
+
+/* Reads a token file: one token per line; blank lines and lines whose
+ * first non-blank character is '#' are skipped; spaces around a token are
+ * trimmed. A token is at least API_AUTH_TOKEN_MIN visible ASCII characters
+ * (no space). Returns 0, or OFF_EINVAL / OFF_ESYS / OFF_ENOMEM with `err`
+ * naming the file and the line at fault (never a token's text). A file
+ * other users may read gets a warning in the log. */
+int api_auth_load(api_auth_t *a, const char *path, char *err, size_t errsize);
+/* The same over `len` bytes of text; `name` stands for the file in errors. */
+int api_auth_parse(api_auth_t *a, const char *text, size_t len, const char *name, char *err, size_t errsize);
+void api_auth_fini(api_auth_t *a);
+/* Checks an Authorization header's value (NULL: none). The scheme is
+ * case-insensitive; the token is compared in constant time against every
+ * token (see auth.c). */
+api_auth_result_t api_auth_check(const api_auth_t *a, const char *authorization);
+
 /* Built by the server (server.c) before the http server starts; every
  * pointer is borrowed and outlives the api. */
 typedef struct api {
@@ -68,6 +105,9 @@ typedef struct api {
   size_t waiters;      /* held replies now */
   api_logs_t *logs;    /* api_logs_new's; NULL: ?follow=1 answers as without it */
   api_events_t *events; /* api_events_new's; NULL: /events answers 503 too_many_streams */
+  const api_auth_t *auth;   /* --auth-token-file; NULL: every endpoint is open */
+  bool metrics_public;      /* --metrics-public: GET /metrics needs no token */
+  const logq_t *access_log; /* for /metrics; NULL: no access log */
 } api_t;
 
 /* Installs the registry observer (a->reg must outlive it, as `a` must).

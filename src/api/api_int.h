@@ -29,6 +29,7 @@ typedef enum {
   API_E_INVALID_JSON,
   API_E_INVALID_BODY,
   API_E_UNKNOWN_TASK,
+  API_E_UNAUTHORIZED, /* 401: no valid bearer token (--auth-token-file) */
   API_E_NOT_FOUND,
   API_E_NO_LOG, /* 404: the job's task keeps no log (not a command task) */
   API_E_METHOD_NOT_ALLOWED,

@@ -20,6 +20,7 @@ static const struct {
     [API_E_INVALID_JSON] = {400, "invalid_json"},
     [API_E_INVALID_BODY] = {400, "invalid_body"},
     [API_E_UNKNOWN_TASK] = {400, "unknown_task"},
+    [API_E_UNAUTHORIZED] = {401, "unauthorized"},
     [API_E_NOT_FOUND] = {404, "not_found"},
     [API_E_NO_LOG] = {404, "no_log"},
     [API_E_METHOD_NOT_ALLOWED] = {405, "method_not_allowed"},

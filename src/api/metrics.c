@@ -1,6 +1,7 @@
 /* api/metrics: GET /metrics in the Prometheus text format (0.0.4). Each
  * subsystem's figures are written by one function here, in the order a
- * reader scans them: jobs, queue and workers, http, the loop. */
+ * reader scans them: jobs, queue and workers, http, the access log, the
+ * store, the loop. */
 #include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -80,6 +81,16 @@ static void write_http(FILE *f, api_t *a) {
       fprintf(f, "offload_http_requests_total{code=\"%d\"} %" PRIu64 "\n", code, hs->by_status[code]);
 }
 
+static void write_access_log(FILE *f, api_t *a) {
+  logq_stats_t st = {0, 0};
+  if (a->access_log)
+    logq_stats(a->access_log, &st);
+  put_u64(f, "counter", "offload_access_log_lines_total", "Access-log lines written.", st.lines);
+  put_u64(f, "counter", "offload_access_log_dropped_total",
+          "Access-log lines dropped: more than 1 MiB waited for a slow or stuck reader, or the write failed.",
+          st.dropped);
+}
+
 static void write_store(FILE *f, api_t *a) {
   if (!a->store || store_kind(a->store) == STORE_MEMORY)
     return;
@@ -120,6 +131,7 @@ void h_metrics(api_t *a, http_req_t *req, const router_match_t *m) {
   write_jobs(f, a);
   write_pool(f, a);
   write_http(f, a);
+  write_access_log(f, a);
   write_store(f, a);
   write_loop(f, a);
   if (fclose(f) != 0 || !text) {

@@ -1,11 +1,20 @@
 /* api/routes: the route table, and the two callbacks the http layer calls:
- * api_on_head (the body plan, before any body byte is read) and
- * api_on_request (404, 405 with Allow, or the handler).
+ * api_on_head (the token check, then the body plan, before any body byte is
+ * read) and api_on_request (401, 404, 405 with Allow, or the handler).
+ *
+ * With --auth-token-file every request but GET/HEAD /health (and /metrics
+ * with --metrics-public) needs a bearer token, checked at the head, before
+ * routing: a client without one learns nothing of the routes (an unknown
+ * path is a 401 too), and an upload's body is never read (401 at once, the
+ * connection closes after it; a body of at most 64 KiB is read and dropped
+ * instead, so the connection goes on).
  *
  * Adding an endpoint is one line here plus its handler. HEAD is listed
  * where GET is safe; GETs that start work (/tasks/reports/start,
  * /fibonacci/:n) leave it out, so HEAD there is a 405. */
+#include <stdint.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "api/api_int.h"
 
@@ -47,8 +56,42 @@ static const http_route_t routes[] = {
 
 #define NROUTES (sizeof routes / sizeof routes[0])
 
+/* req->user of a request refused for its token (api_on_head → api_on_request). */
+#define AUTH_DRAIN_MAX (64 * 1024) /* bodies read and dropped to keep the connection */
+static const char unauthorized_mark;
+
+/* The endpoints open without a token. */
+static bool auth_exempt(const api_t *a, const http_req_t *req) {
+  if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD)
+    return false;
+  return strcmp(req->path, "/health") == 0 || (a->metrics_public && strcmp(req->path, "/metrics") == 0);
+}
+
+static void reply_unauthorized(http_req_t *req) {
+  http_headers_t h = HTTP_HEADERS_INIT;
+  http_headers_add(&h, "WWW-Authenticate", "Bearer");
+  /* The header is never echoed: it may hold a real token (of another server). */
+  if (!http_req_header(req, "Authorization"))
+    api_error(req, API_E_UNAUTHORIZED, &h, NULL, "This server needs a token: send Authorization: Bearer <token>.");
+  else
+    api_error(req, API_E_UNAUTHORIZED, &h, NULL,
+              "The Authorization header holds no valid bearer token: send Authorization: Bearer <token>.");
+  http_headers_fini(&h);
+}
+
 void api_on_head(http_req_t *req, void *data) {
   api_t *a = data;
+  if (a->auth && !auth_exempt(a, req) &&
+      api_auth_check(a->auth, http_req_header(req, "Authorization")) != API_AUTH_OK) {
+    req->user = (void *)&unauthorized_mark;
+    /* A large or chunked body: answered now, the body never read (the
+     * connection closes after the 401). A small one is read and dropped, so
+     * the connection goes on (unless the client waits for 100 Continue:
+     * then it is answered at once too). */
+    bool big = req->chunked || req->content_length > AUTH_DRAIN_MAX;
+    http_req_plan(req, big ? HTTP_BODY_STREAM : HTTP_BODY_REFUSE, big ? SIZE_MAX : AUTH_DRAIN_MAX);
+    return;
+  }
   router_match_t m;
   if (router_match(routes, NROUTES, req->method, req->path, &m) != ROUTER_FOUND) {
     http_req_plan(req, HTTP_BODY_REFUSE, 0); /* answered without its body */
@@ -63,6 +106,10 @@ void api_on_request(http_req_t *req, void *data) {
   api_t *a = data;
   if (req->error != HTTP_ERR_NONE) {
     api_reply_http_error(req);
+    return;
+  }
+  if (req->user == &unauthorized_mark) {
+    reply_unauthorized(req);
     return;
   }
   router_match_t m;

@@ -48,6 +48,9 @@ static void on_linger_done(uv_timer_t *t) { conn_close(t->data); }
 
 void conn_head_started(conn_t *c) {
   c->state = ST_HEAD;
+  c->req_t0 = clock_mono_ns();
+  c->req_bytes = 0;
+  c->req_status = 0;
   conn_set_timer(c, on_timeout_close, c->srv->cfg.request_timeout_ms);
 }
 
@@ -59,6 +62,7 @@ void conn_init(conn_t *c, http_server_t *s, const conn_io_t *io, void *io_data) 
   c->timer.data = c;
   c->holds = 2; /* the timer and the transport */
   c->state = ST_IDLE;
+  memcpy(c->peer, "-", 2); /* the listener fills in the client's address */
   llhttp_init(&c->parser, HTTP_REQUEST, &s->settings);
   c->parser.data = c;
   parse_request_reset(c);
@@ -146,6 +150,7 @@ void conn_close(conn_t *c) {
   if (c->state == ST_CLOSED)
     return;
   bool pending = c->state == ST_DISPATCHED;
+  conn_access_log(c); /* a request that never got its reply's end */
   unschedule_resume(c);
   c->state = ST_CLOSED;
   http_server_t *s = c->srv;
@@ -243,6 +248,7 @@ static void enter_linger(conn_t *c) {
 void conn_reply_done(conn_t *c) {
   if (c->state == ST_CLOSED)
     return;
+  conn_access_log(c);
   c->abort_cb = NULL;
   c->drain_cb = NULL;
   c->body_reading = false; /* a streamed body the handler stopped wanting */
@@ -295,6 +301,9 @@ static void dispatch(conn_t *c) {
   http_req_t *r = &c->req;
   c->state = ST_DISPATCHED;
   c->dispatched = true;
+  c->log_pending = true;
+  if (!c->req_t0)
+    c->req_t0 = clock_mono_ns();
   uv_timer_stop(&c->timer);
   r->body = c->body.data ? c->body.data : "";
   r->body_len = c->body.len;
@@ -312,6 +321,9 @@ static void dispatch_error(conn_t *c, http_req_error_t err, const char *detail) 
   c->close_after = true;
   c->state = ST_DISPATCHED;
   c->dispatched = true;
+  c->log_pending = true;
+  if (!c->req_t0)
+    c->req_t0 = clock_mono_ns();
   uv_timer_stop(&c->timer);
   c->srv->cb(&c->req, c->srv->data);
 }

@@ -144,6 +144,13 @@ struct conn {
   http_drain_cb drain_cb;
   void *drain_data;
   struct file_send *file; /* http_stream_file in progress */
+
+  /* The access log (access.c): one line per dispatched request. */
+  char peer[48];       /* the client's address, "-" when unknown */
+  uint64_t req_t0;     /* clock_mono_ns() at the request's first byte; 0 before */
+  uint64_t req_bytes;  /* bytes written for this request (100 Continue, head, body) */
+  int req_status;      /* the reply's status once it began; 0 before */
+  bool log_pending;    /* dispatched, not logged yet */
 };
 
 /* conn.c */
@@ -183,6 +190,25 @@ void parse_send_continue(conn_t *c);
 /* reply.c */
 const char *http_status_text(int status);
 
+/* access.c */
+/* One access-log record. Strings are borrowed; "" prints as "-". */
+typedef struct http_access {
+  int64_t wall_ms;      /* when the request ended (ms since the epoch) */
+  const char *remote;   /* the client's address */
+  const char *method;
+  const char *path;     /* raw, without the query string */
+  int status;
+  uint64_t bytes;       /* bytes sent for it */
+  uint64_t duration_us; /* from its first byte to its end */
+} http_access_t;
+/* Appends the record's line, '\n' included: text ("TIME REMOTE METHOD PATH
+ * STATUS BYTES DURATIONus", client bytes escaped as \xHH) or one JSON
+ * object. Returns 0 or OFF_ENOMEM. */
+int http_access_format(buf_t *out, bool json, const http_access_t *a);
+/* The request ended (replied, or its connection closed first: then status
+ * 499 if no reply began): logs it once, if the server keeps an access log. */
+void conn_access_log(conn_t *c);
+
 /* stream.c */
 /* The connection closes: forget the file send. True when a pool operation
  * still uses the socket and the file: when it returns it calls `cb` (the
@@ -214,6 +240,8 @@ struct http_server {
   bool shed_waiting;  /* a connection waits for the spare to shed it */
   size_t turn_bytes;  /* reply bytes produced in the current resume turn */
   http_stats_t stats;
+  buf_t access_line;  /* the access-log line being built (reused) */
+  char bound[64];     /* the address listened on, "ADDR:PORT" or "[ADDR]:PORT" */
   char readbuf[HTTP_READ_BUF_SIZE]; /* reads are delivered one at a time */
 };
 

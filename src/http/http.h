@@ -42,6 +42,7 @@
 #include <uv.h>
 
 #include "http/headers.h"
+#include "util/logq.h"
 
 typedef struct http_server http_server_t;
 typedef struct http_req http_req_t;
@@ -110,17 +111,28 @@ typedef struct http_config {
                                     connection opening); the body within as long again */
   uint64_t keepalive_timeout_ms; /* idle connection closed after this */
   size_t max_connections;
+  /* The access log: one line per request handed to the request callback,
+   * written when its reply ends (or its connection closes first), formatted
+   * on the loop and written off it. NULL: none. Borrowed: outlives the
+   * server. */
+  logq_t *access_log;
+  bool access_log_json; /* one JSON object per line, else text */
 } http_config_t;
 
 /* Returns NULL on allocation failure. `head` may be NULL (every body is
  * buffered up to max_body). */
 http_server_t *http_server_new(uv_loop_t *loop, const http_config_t *cfg, http_head_cb head, http_request_cb cb,
                                void *data);
-/* Binds and listens. Returns 0 or a libuv error code (negative errno): the
- * one place this layer returns libuv's codes, for the caller's message. */
-int http_server_listen(http_server_t *s, const char *host, int port);
+/* Binds and listens on `host`: an IPv4 or IPv6 address, or a host name
+ * looked up with getaddrinfo, whose addresses are tried in its order until
+ * one binds. The lookup blocks: call at start-up, before the loop serves.
+ * Returns 0, or a libuv error code (negative errno) with `err` (may be NULL)
+ * saying what was tried and why each failed. */
+int http_server_listen(http_server_t *s, const char *host, int port, char *err, size_t errsize);
 /* The port actually bound (useful with port 0). */
 int http_server_port(const http_server_t *s);
+/* The address listened on: "127.0.0.1:3000", "[::1]:3000". */
+const char *http_server_address(const http_server_t *s);
 /* Closes the listener; open connections keep being served, and every reply
  * from now on says Connection: close. */
 void http_server_stop_accepting(http_server_t *s);

@@ -16,11 +16,16 @@
  * descriptors for its own work. Past that, accept(2) fails with EMFILE and
  * libuv sheds by itself (its reserve-descriptor trick) without telling us
  * unless its trick fails too (then the failed status is counted here). */
+#include <errno.h>
+#include <netdb.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 #include <linux/sockios.h>
 #include <sys/ioctl.h>
 #include <sys/resource.h>
+#include <sys/socket.h>
 
 #include "http/conn.h"
 #include "util/fault.h"
@@ -121,11 +126,35 @@ static bool fd_near_limit(const uv_tcp_t *t) {
 
 static void shed(http_server_t *s);
 
+/* The last handle closed: the memory goes. */
+static void server_release(http_server_t *s) {
+  buf_free(&s->access_line);
+  free(s);
+}
+
+/* "ADDR:PORT" or "[ADDR]:PORT" of a socket address; "-" when unknown. */
+static void addr_text(const struct sockaddr *sa, char *out, size_t size, bool with_port) {
+  char ip[INET6_ADDRSTRLEN] = "-";
+  int port = 0;
+  if (sa->sa_family == AF_INET) {
+    uv_ip4_name((const struct sockaddr_in *)sa, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in *)sa)->sin_port);
+  } else if (sa->sa_family == AF_INET6) {
+    uv_ip6_name((const struct sockaddr_in6 *)sa, ip, sizeof ip);
+    port = ntohs(((const struct sockaddr_in6 *)sa)->sin6_port);
+  }
+  bool v6 = sa->sa_family == AF_INET6;
+  if (with_port)
+    snprintf(out, size, "%s%s%s:%d", v6 ? "[" : "", ip, v6 ? "]" : "", port);
+  else
+    snprintf(out, size, "%s", ip);
+}
+
 static void on_spare_closed(uv_handle_t *h) {
   http_server_t *s = h->data;
   s->spare_busy = false;
   if (--s->open_handles == 0) {
-    free(s);
+    server_release(s);
     return;
   }
   if (s->shed_waiting && !s->freeing && s->listening) {
@@ -177,6 +206,12 @@ static void on_connection(uv_stream_t *listener, int status) {
     conn_close(c);
     return;
   }
+  if (s->cfg.access_log) { /* the client's address, for its lines */
+    struct sockaddr_storage peer;
+    int len = sizeof peer;
+    if (uv_tcp_getpeername(&t->tcp, (struct sockaddr *)&peer, &len) == 0)
+      addr_text((const struct sockaddr *)&peer, c->peer, sizeof c->peer, false);
+  }
   conn_start(c);
 }
 
@@ -201,34 +236,115 @@ http_server_t *http_server_new(uv_loop_t *loop, const http_config_t *cfg, http_h
   return s;
 }
 
-int http_server_listen(http_server_t *s, const char *host, int port) {
-  struct sockaddr_storage addr;
-  int rc;
-  if (strchr(host, ':'))
-    rc = uv_ip6_addr(host, port, (struct sockaddr_in6 *)&addr);
-  else
-    rc = uv_ip4_addr(host, port, (struct sockaddr_in *)&addr);
+/* Binds and listens on one address with a socket of our own, so a failure
+ * leaves the listener handle untouched for the next address (a libuv handle
+ * keeps the socket, and its family, of a failed bind). SO_REUSEADDR as
+ * uv_tcp_bind sets it. Returns 0 or a negative errno. */
+static int bind_one(http_server_t *s, const struct sockaddr *sa, socklen_t salen) {
+  int fd = socket(sa->sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+  if (fd < 0)
+    return -errno;
+  int on = 1;
+  if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &on, sizeof on) != 0 || bind(fd, sa, salen) != 0 ||
+      listen(fd, 1024) != 0) {
+    int e = -errno;
+    close(fd);
+    return e;
+  }
+  int rc = uv_tcp_open(&s->listener, fd);
+  if (rc != 0)
+    close(fd);
+  return rc;
+}
+
+/* Host names are looked up; anything else that is not an address is
+ * refused before a lookup (which could wait on DNS for a typo). */
+static bool looks_like_name(const char *host) {
+  size_t n = strlen(host);
+  if (n == 0 || n > 253)
+    return false;
+  for (size_t i = 0; i < n; i++) {
+    char ch = host[i];
+    if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') || ch == '-' || ch == '.' ||
+          ch == '_'))
+      return false;
+  }
+  return true;
+}
+
+int http_server_listen(http_server_t *s, const char *host, int port, char *err, size_t errsize) {
+  char dummy[8];
+  if (!err) {
+    err = dummy;
+    errsize = sizeof dummy;
+  }
+  err[0] = '\0';
+  /* An address is taken as it is (an IPv6 one may carry a %zone); a name
+   * is looked up. */
+  struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM, .ai_flags = AI_NUMERICSERV};
+  struct addrinfo *res = NULL;
+  char portstr[16];
+  snprintf(portstr, sizeof portstr, "%d", port);
+  hints.ai_flags |= AI_NUMERICHOST;
+  int g = getaddrinfo(host, portstr, &hints, &res);
+  if (g != 0) {
+    if (!looks_like_name(host)) {
+      snprintf(err, errsize, "\"%s\" is neither an IPv4 or IPv6 address nor a host name", host);
+      return UV_EINVAL;
+    }
+    hints.ai_flags &= ~AI_NUMERICHOST;
+    g = getaddrinfo(host, portstr, &hints, &res);
+    if (g != 0) {
+      snprintf(err, errsize, "looked up the name \"%s\": %s", host,
+               g == EAI_SYSTEM ? strerror(errno) : gai_strerror(g));
+      return UV_EAI_NONAME;
+    }
+  }
+  /* Each address in the resolver's order until one binds; the message
+   * lists every one tried. */
+  int rc = UV_EADDRNOTAVAIL;
+  size_t used = (size_t)snprintf(err, errsize, "tried");
+  int tried = 0;
+  for (const struct addrinfo *ai = res; ai; ai = ai->ai_next) {
+    if (ai->ai_family != AF_INET && ai->ai_family != AF_INET6)
+      continue;
+    rc = bind_one(s, ai->ai_addr, ai->ai_addrlen);
+    if (rc == 0)
+      break;
+    char a[INET6_ADDRSTRLEN + 8];
+    addr_text(ai->ai_addr, a, sizeof a, false);
+    if (used < errsize)
+      used += (size_t)snprintf(err + used, errsize - used, "%s %s (%s)", tried ? "," : "", a, uv_strerror(rc));
+    tried++;
+  }
+  freeaddrinfo(res);
+  if (rc != 0 && tried == 0)
+    snprintf(err, errsize, "\"%s\" has no IPv4 or IPv6 address", host);
   if (rc != 0)
     return rc;
-  if ((rc = uv_tcp_bind(&s->listener, (const struct sockaddr *)&addr, 0)) != 0)
+  if ((rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection)) != 0) {
+    snprintf(err, errsize, "listen: %s", uv_strerror(rc));
     return rc;
-  if ((rc = uv_listen((uv_stream_t *)&s->listener, 1024, on_connection)) != 0)
-    return rc;
+  }
+  err[0] = '\0';
   struct sockaddr_storage bound;
   int len = sizeof bound;
   uv_tcp_getsockname(&s->listener, (struct sockaddr *)&bound, &len);
   s->port = ntohs(bound.ss_family == AF_INET6 ? ((struct sockaddr_in6 *)&bound)->sin6_port
                                               : ((struct sockaddr_in *)&bound)->sin_port);
+  addr_text((const struct sockaddr *)&bound, s->bound, sizeof s->bound, true);
   s->listening = true;
   return 0;
 }
+
+const char *http_server_address(const http_server_t *s) { return s->bound; }
 
 int http_server_port(const http_server_t *s) { return s->port; }
 
 static void on_server_handle_closed(uv_handle_t *h) {
   http_server_t *s = h->data;
   if (--s->open_handles == 0)
-    free(s); /* only after http_server_free closed the last one */
+    server_release(s); /* only after http_server_free closed the last one */
 }
 
 void http_server_stop_accepting(http_server_t *s) {

@@ -3,7 +3,9 @@
  * set up is accepted and closed at once (the client sees EOF), counted in
  * stats.accept_failures, and the next connection is served. When the spare
  * handle that sheds connections is still closing, the next one to shed
- * waits for it and is shed from its close callback.
+ * waits for it and is shed from its close callback. Listening on a name
+ * (localhost) or an IPv6 address (::1), and the errors of a bad host
+ * (what was tried); the access log's client address on a real socket.
  *
  * A real listener on 127.0.0.1, port 0, in a private loop. The clients are
  * plain blocking sockets in the test thread: connect(2) completes in the
@@ -18,6 +20,7 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <netinet/in.h>
 #include <stdbool.h>
 #include <string.h>
@@ -28,6 +31,7 @@
 #include "http/http.h"
 #include "http/http_test_env.h"
 #include "util/fault.h"
+#include "util/logq.h"
 #include "util/test_poll.h"
 
 typedef struct env {
@@ -55,7 +59,7 @@ static void env_init(env_t *e, size_t max_connections) {
   cfg.max_body = 1024;
   cfg.max_connections = max_connections;
   http_test_server_open(&e->base, &cfg, NULL, on_request, e);
-  assert_int_equal(http_server_listen(e->srv, "127.0.0.1", 0), 0);
+  assert_int_equal(http_server_listen(e->srv, "127.0.0.1", 0, NULL, 0), 0);
   e->port = http_server_port(e->srv);
   assert_true(e->port > 0);
   uv_check_init(&e->loop, &e->check);
@@ -202,12 +206,121 @@ static void test_shed_back_to_back(void **state) {
   env_fini(&e);
 }
 
+static bool have_ipv6_loopback(void) {
+  int fd = socket(AF_INET6, SOCK_STREAM, 0);
+  if (fd < 0)
+    return false;
+  struct sockaddr_in6 a = {.sin6_family = AF_INET6, .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+  bool ok = bind(fd, (struct sockaddr *)&a, sizeof a) == 0;
+  close(fd);
+  return ok;
+}
+
+/* A fresh server (not listening) in a private loop. */
+static void open_server(env_t *e) {
+  memset(e, 0, sizeof *e);
+  http_config_t cfg = http_test_config();
+  http_test_server_open(&e->base, &cfg, NULL, on_request, e);
+}
+
+static void test_listen_hosts(void **state) {
+  (void)state;
+  env_t e;
+  char err[512];
+  /* A name: its first address that binds. */
+  open_server(&e);
+  assert_int_equal(http_server_listen(e.srv, "localhost", 0, err, sizeof err), 0);
+  assert_string_equal(err, "");
+  char want4[64], want6[64];
+  snprintf(want4, sizeof want4, "127.0.0.1:%d", http_server_port(e.srv));
+  snprintf(want6, sizeof want6, "[::1]:%d", http_server_port(e.srv));
+  const char *addr = http_server_address(e.srv);
+  if (strcmp(addr, want4) != 0 && strcmp(addr, want6) != 0)
+    fail_msg("localhost listens on %s", addr);
+  http_test_env_close(&e.base);
+
+  if (have_ipv6_loopback()) {
+    open_server(&e);
+    assert_int_equal(http_server_listen(e.srv, "::1", 0, err, sizeof err), 0);
+    snprintf(want6, sizeof want6, "[::1]:%d", http_server_port(e.srv));
+    assert_string_equal(http_server_address(e.srv), want6);
+    /* A client over IPv6 is served. */
+    int fd = socket(AF_INET6, SOCK_STREAM, 0);
+    struct sockaddr_in6 a = {.sin6_family = AF_INET6,
+                             .sin6_port = htons((uint16_t)http_server_port(e.srv)),
+                             .sin6_addr = IN6ADDR_LOOPBACK_INIT};
+    assert_int_equal(connect(fd, (struct sockaddr *)&a, sizeof a), 0);
+    client_request(&e, fd);
+    close(fd);
+    http_test_env_close(&e.base);
+  }
+
+  /* Bad hosts: nothing bound, and the message says what was tried. A
+   * failed try leaves the server as it was: the next one may bind. */
+  open_server(&e);
+  assert_int_equal(http_server_listen(e.srv, "not an address", 0, err, sizeof err), UV_EINVAL);
+  assert_string_equal(err, "\"not an address\" is neither an IPv4 or IPv6 address nor a host name");
+  assert_true(http_server_listen(e.srv, "192.0.2.1", 0, err, sizeof err) != 0); /* TEST-NET-1: not ours */
+  assert_string_equal(err, "tried 192.0.2.1 (address not available)");
+  assert_int_equal(http_server_listen(e.srv, "bad_host!", 0, err, sizeof err), UV_EINVAL); /* no lookup */
+  assert_int_equal(http_server_listen(e.srv, "127.0.0.1", 0, NULL, 0), 0);
+  int port = http_server_port(e.srv);
+  env_t other;
+  open_server(&other);
+  assert_true(http_server_listen(other.srv, "127.0.0.1", port, err, sizeof err) != 0);
+  assert_string_equal(err, "tried 127.0.0.1 (address already in use)");
+  http_test_env_close(&other.base);
+  http_test_env_close(&e.base);
+}
+
+/* Appends what the pipe holds; true once a whole line is there. */
+static bool read_line(int fd, char *buf, size_t size, size_t *len) {
+  ssize_t n = read(fd, buf + *len, size - 1 - *len);
+  if (n > 0)
+    *len += (size_t)n;
+  buf[*len] = '\0';
+  return strchr(buf, '\n') != NULL;
+}
+
+/* The access log names the client's address (the fake has none). */
+static void test_access_log_remote(void **state) {
+  (void)state;
+  int p[2];
+  assert_int_equal(pipe(p), 0);
+  assert_int_equal(fcntl(p[0], F_SETFL, O_NONBLOCK), 0);
+  logq_t *q = logq_new(p[1], 65536);
+  assert_non_null(q);
+  env_t e;
+  memset(&e, 0, sizeof e);
+  http_config_t cfg = http_test_config();
+  cfg.access_log = q;
+  http_test_server_open(&e.base, &cfg, NULL, on_request, &e);
+  assert_int_equal(http_server_listen(e.srv, "127.0.0.1", 0, NULL, 0), 0);
+  e.port = http_server_port(e.srv);
+  int fd = client_connect(&e);
+  client_request(&e, fd);
+  char line[512] = "";
+  size_t len = 0;
+  POLL(&e.loop, true, read_line(p[0], line, sizeof line, &len));
+  char when[40], remote[64], method[16], path[64];
+  int status;
+  assert_int_equal(sscanf(line, "%39s %63s %15s %63s %d", when, remote, method, path, &status), 5);
+  assert_string_equal(remote, "127.0.0.1");
+  assert_string_equal(method, "GET");
+  assert_string_equal(path, "/");
+  assert_int_equal(status, 200);
+  close(fd);
+  http_test_env_close(&e.base);
+  logq_free(q);
+  close(p[0]);
+  close(p[1]);
+}
+
 int main(void) {
   const struct CMUnitTest tests[] = {
-      cmocka_unit_test(test_accept_alloc_fault),
-      cmocka_unit_test(test_accept_sockopt_fault),
-      cmocka_unit_test(test_shed_while_spare_busy),
-      cmocka_unit_test(test_shed_back_to_back),
+      cmocka_unit_test(test_listen_hosts),          cmocka_unit_test(test_access_log_remote),
+      cmocka_unit_test(test_accept_alloc_fault),    cmocka_unit_test(test_accept_sockopt_fault),
+      cmocka_unit_test(test_shed_while_spare_busy), cmocka_unit_test(test_shed_back_to_back),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);
 }

@@ -84,6 +84,7 @@ int conn_write(conn_t *c, wreq_t *w) {
     return OFF_ESTOPPED;
   }
   c->queued += w->len;
+  c->req_bytes += w->len;
   c->burst_bytes += w->len;
   c->srv->turn_bytes += w->len;
   int rc = c->io->write(c, w);
@@ -146,6 +147,7 @@ static void reply_begin(conn_t *c, int status) {
   http_server_t *s = c->srv;
   if (status >= 100 && status < 600)
     s->stats.by_status[status]++;
+  c->req_status = status;
   if (s->freeing || s->stopped)
     c->close_after = true;
   /* A request whose body was not read to its end cannot be followed by

@@ -110,6 +110,7 @@ static void sendfile_done(uv_work_t *req, int status) {
   if (!op_returned(f))
     return;
   if (status == 0 && f->sent > 0) {
+    f->conn->req_bytes += (uint64_t)f->sent; /* the access log's bytes */
     f->offset += f->sent;
     f->left -= (uint64_t)f->sent;
     pump(f);

@@ -132,15 +132,16 @@ class Response:
         return "<Response %s %r %r>" % (self.status, self.headers, self.body[:300])
 
 
-def request(port, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT):
-    """One request on a fresh connection (closed afterwards)."""
+def request(port, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT, host=HOST):
+    """One request on a fresh connection (closed afterwards). `host` may be
+    a name (every address it has is tried) or an IPv6 address."""
     hdrs = dict(headers or {})
     if isinstance(body, (dict, list)):
         body = json.dumps(body).encode()
         hdrs.setdefault("Content-Type", "application/json")
     elif isinstance(body, str):
         body = body.encode()
-    conn = http.client.HTTPConnection(HOST, port, timeout=timeout)
+    conn = http.client.HTTPConnection(host, port, timeout=timeout)
     try:
         conn.request(method, path, body=body, headers=hdrs)
         r = conn.getresponse()
@@ -321,14 +322,28 @@ def _store_memory(args):
     return False
 
 
-LISTEN_RE = re.compile(r"offload listening on http://127\.0\.0\.1:(\d+)")
+LISTEN_RE = re.compile(r"offload listening on http://(?:\[[^\]]*\]|[^\s:/\[]+):(\d+)")
+
+
+def _names_flag(args, flag):
+    """True if these serve flags set `flag` (as "--flag V" or "--flag=V")."""
+    return any(a == flag or a.startswith(flag + "=") for a in args)
 
 
 class Server:
-    def __init__(self, args, drain_default=True):
+    def __init__(self, args, drain_default=True, host=HOST, env=None, access_log_off=True):
         self.args = list(args)
         if drain_default and "--drain-timeout-s" not in self.args:
             self.args += ["--drain-timeout-s", "1"]
+        # The access log (on by default, to stderr) is left out unless a
+        # test asks for it: stderr is the tests' window on the server's own
+        # log (stderr() shows its last 80 lines in failure messages, and is
+        # searched for sanitizer reports), and the timing-bound tests should
+        # not pay a reader thread per request. test_ops.py covers the log
+        # (access_log_off=False keeps the server's default).
+        if access_log_off and not _names_flag(self.args, "--access-log") and "OFFLOAD_ACCESS_LOG" not in (env or {}):
+            self.args += ["--access-log", "off"]
+        self.host = host
         # The default store is SQLite in ./offload-data: each server gets its
         # own fresh data dir instead (on /dev/shm when there is one, so a
         # strict commit's fsync costs little), removed once it stopped. A
@@ -337,16 +352,20 @@ class Server:
         if "--data-dir" not in self.args and not _store_memory(self.args):
             self.own_dir = tempfile.mkdtemp(prefix="offload-e2e-", dir=_SCRATCH)
             self.args += ["--data-dir", os.path.join(self.own_dir, "data")]
-        self.cmd = [_bin(), "serve", "--host", HOST, "--port", "0"] + self.args
+        self.cmd = [_bin(), "serve"] + (["--host", host] if host is not None else []) + ["--port", "0"] + self.args
         self.out_lines = []
         self.err_lines = []
         self.port = None
         self.killed_by_test = False
         self.expect_nonzero = False
         self._port_ev = threading.Event()
+        penv = None
+        if env is not None:
+            penv = dict(os.environ)
+            penv.update(env)
         self.proc = subprocess.Popen(self.cmd, stdin=subprocess.DEVNULL,
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     preexec_fn=_die_with_parent)
+                                     preexec_fn=_die_with_parent, env=penv)
         _LIVE.add(self.proc)
         self.pid = self.proc.pid
         self._t_out = threading.Thread(target=self._drain, args=(self.proc.stdout, self.out_lines, True), daemon=True)
@@ -440,7 +459,7 @@ class Server:
 
     # convenience HTTP --------------------------------------------------------
     def req(self, method, path, body=None, headers=None, timeout=HTTP_TIMEOUT):
-        return request(self.port, method, path, body, headers, timeout)
+        return request(self.port, method, path, body, headers, timeout, host=self.host or HOST)
 
     def get(self, path, timeout=HTTP_TIMEOUT):
         return self.req("GET", path, timeout=timeout)
@@ -457,8 +476,9 @@ class OffloadTestCase(unittest.TestCase):
     maxDiff = 4000
 
     # -- lifecycle -------------------------------------------------------------
-    def start_server(self, *args, drain_default=True):
-        srv = Server([str(a) for a in args], drain_default=drain_default)
+    def start_server(self, *args, drain_default=True, host=HOST, env=None, access_log_off=True):
+        srv = Server([str(a) for a in args], drain_default=drain_default, host=host, env=env,
+                     access_log_off=access_log_off)
         self.addCleanup(srv.stop)
         return srv
 
