@@ -8,7 +8,8 @@
  * table and replies), json.c (job objects, cached when final), params.c
  * (query and path parameters), hold.c (held replies), and one file per
  * resource: jobs.c, seed.c, system.c, workers.c, metrics.c, files.c,
- * log.c (a command job's output, GET /jobs/<id>/log).
+ * log.c (a command job's output, GET /jobs/<id>/log), ui.c (the web
+ * dashboard, GET / and /ui/<name>, from files compiled into the binary).
  *
  * Held replies (GET /jobs/<id>?wait=S, GET /fibonacci/<n>) are waiters: a
  * registry watch on the job, the request, and (for wait) a timer. A waiter is

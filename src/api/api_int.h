@@ -153,5 +153,6 @@ void api_send_file(api_t *a, http_req_t *req, const job_t *j, const store_file_t
 void api_reply_image(api_t *a, http_req_t *req, job_t *j);
 void h_job_delete(api_t *a, http_req_t *req, const router_match_t *m);
 void h_job_log(api_t *a, http_req_t *req, const router_match_t *m); /* log.c */
+void h_ui(api_t *a, http_req_t *req, const router_match_t *m);      /* ui.c: GET / and /ui/<name> */
 
 #endif

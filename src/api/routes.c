@@ -22,7 +22,7 @@ static const api_route_t R_HEALTH = ROUTE(h_health), R_METRICS = ROUTE(h_metrics
                          R_JOBS_POST = ROUTE(h_jobs_post), R_JOB_GET = ROUTE(h_job_get),
                          R_JOB_DELETE = ROUTE(h_job_delete), R_JOB_FILE = ROUTE(h_job_file),
                          R_JOB_LOG = ROUTE(h_job_log), R_JOBS_UPLOAD = {h_jobs_upload, HTTP_BODY_STREAM, LIMIT_UPLOAD},
-                         R_IMAGES = {h_images_process, HTTP_BODY_STREAM, LIMIT_UPLOAD};
+                         R_IMAGES = {h_images_process, HTTP_BODY_STREAM, LIMIT_UPLOAD}, R_UI = ROUTE(h_ui);
 
 static const http_route_t routes[] = {
     {GET_HEAD, "/health", &R_HEALTH},
@@ -40,6 +40,8 @@ static const http_route_t routes[] = {
     {GET_HEAD, "/jobs/:id/log", &R_JOB_LOG},
     {HTTP_M_POST, "/jobs/:id", &R_JOBS_UPLOAD}, /* :id is the task's name here */
     {HTTP_M_POST, "/api/images/process", &R_IMAGES}, /* the seeds' synchronous route */
+    {GET_HEAD, "/", &R_UI},                            /* the dashboard (ui.c) and its files */
+    {GET_HEAD, "/ui/*", &R_UI},
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])

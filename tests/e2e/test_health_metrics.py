@@ -208,7 +208,8 @@ class Routing(OffloadTestCase):
         cls.srv.stop()
 
     def test_not_found(self):
-        for method, path in (("GET", "/"), ("GET", "/nope"), ("GET", "/healthz"), ("GET", "/health/x"),
+        # GET / is the dashboard (test_dashboard.py); /ui/ holds only its files.
+        for method, path in (("GET", "/ui/nope.js"), ("GET", "/nope"), ("GET", "/healthz"), ("GET", "/health/x"),
                              ("GET", "/jobs/abc/def"), ("POST", "/nope"), ("GET", "/tasks/reports"),
                              ("GET", "/fibonacci"), ("GET", "/fibonacci/1/2"), ("DELETE", "/nothing/here")):
             with self.subTest(method=method, path=path):
