@@ -259,7 +259,8 @@
     pruneJobs();
     const list = [...state.jobs.values()]
       .filter((j) => !state.filter || j.status === state.filter)
-      .sort((a, b) => (b.createdAt - a.createdAt) || (a.id < b.id ? -1 : 1))
+      .sort((a, b) => (b.createdAt - a.createdAt) || ((b.queuePosition || 0) - (a.queuePosition || 0)) ||
+                      (a.id < b.id ? -1 : 1))
       .slice(0, SHOWN_JOBS);
     const tbody = $('jobs').tBodies[0];
     const keep = new Set(list.map((j) => j.id));
