@@ -395,6 +395,9 @@ class Dashboard(OffloadTestCase):
         # A long job keeps a worker busy for the screenshot.
         long_id = self.submit_spin(600000)
         jid = self.submit_spin(4000)
+        # Short jobs queued behind them, for the table and the queue chart.
+        for _ in range(6):
+            self.submit(self.srv, "spin", {"ms": 300})
         r = self.wait_row(jid, lambda r: r["status"] == "processing" and r["bar"] is not None, "a progress bar")
         self.assertTrue(r["cancel"], r)
         self.assertIn("spin", r["barLabel"])
@@ -405,7 +408,10 @@ class Dashboard(OffloadTestCase):
         self.wait_js("return /busy now [12]/.test(document.getElementById('c-workers').getAttribute('aria-label'))",
                      "the workers chart")
         time.sleep(1.5)  # a few more samples on the chart
+        self.b.window(1280, 1200)  # taller: the table's rows too
+        time.sleep(0.5)
         self.b.screenshot(os.path.join(out_dir(), "dashboard.png"))
+        self.b.window(1280, 900)
         r = self.wait_row(jid, lambda r: r["status"] == "complete", "complete")
         self.assertIsNone(r["bar"])
         self.assertFalse(r["cancel"], "a final job has no Cancel button")
@@ -500,6 +506,119 @@ class Dashboard(OffloadTestCase):
             if e.get("level") == "SEVERE" and "401" not in msg and not ("/events" in msg and "404" in msg):
                 self.fail("console error: %r" % e)
         self.b.js("sessionStorage.clear()")
+
+    # -- the event stream, as its contract says -----------------------------------
+    def test_4_event_stream(self):
+        """The page reads GET /events with fetch: job and stats events, CRLF
+        and split lines, comments, and a reconnect with Last-Event-ID after
+        the stream drops. The stream comes from a stand-in (EventProxy: the
+        server's own routes behind a proxy that serves /events itself), so
+        the client is checked against the contract whether or not this
+        server has the stream."""
+        # A real job runs all along; the stand-in says it is at 0.25, then
+        # that it was canceled: only the stream can make the row say so.
+        jid = self.submit(self.srv, "spin", {"ms": 600000})["id"]
+        self.addCleanup(self.srv.req, "DELETE", "/jobs/" + jid)
+        job = self.wait_status(self.srv, jid, "processing", WAIT)
+        final = dict(job, status="canceled", finishedAt=int(time.time() * 1000),
+                     error={"code": "canceled", "message": "The job was canceled by a client request."})
+        proxy = EventProxy(self.srv.port, dict(job, progress=0.25), final)
+        self.addCleanup(proxy.close)
+        self.b.window(1280, 900)
+        self.b.go("http://%s:%d/" % (HOST, proxy.port))
+        self.wait_js("return document.getElementById('conn').textContent === 'Live (event stream)'",
+                     "the event stream")
+        self.wait_js("return document.getElementById('f-queue').textContent === '7 / 99'", "a stats event")
+        self.assertEqual(self.b.js("return document.getElementById('f-workers').textContent"), "3 / 5")
+        self.wait_row(jid, lambda r: r["status"] == "processing" and r["bar"] is not None, "a progress bar")
+        # The stream dropped after its first events: the page came back with the last id.
+        self.wait_until(lambda: len(proxy.requests) >= 2, WAIT, what="a reconnect")
+        self.assertIsNone(proxy.requests[0].get("last-event-id"))
+        self.assertEqual(proxy.requests[1].get("last-event-id"), "3")
+        self.assertEqual(proxy.requests[0].get("accept"), "text/event-stream")
+        # The second connection's events: the job final, stats with new figures.
+        r = self.wait_row(jid, lambda r: r["status"] == "canceled", "the final job event")
+        self.assertEqual((r["bar"], r["cancel"]), (None, False))
+        self.assertEqual(self.job(self.srv, jid)["status"], "processing", "the row's state came from the stream")
+        self.wait_js("return document.getElementById('f-queue').textContent === '0 / 99'", "the second stats")
+        self.assertEqual(self.severe_logs(), [], "console errors")
+
+
+class EventProxy:
+    """The server's routes on another port, but GET /events is served here:
+    the first connection gets a stats event, a processing job event (CRLF
+    line ends, lines split across writes, a comment) and then drops; the
+    next gets the job final and more stats, and stays open. Each /events
+    request's headers are kept in `requests`."""
+
+    def __init__(self, upstream, running, final):
+        import http.server
+        import threading
+        self.upstream = upstream
+        self.requests = []
+        proxy = self
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def log_message(self, *a):
+                pass
+
+            def events(self):
+                n = len(proxy.requests)
+                proxy.requests.append({k.lower(): v for k, v in self.headers.items()})
+                self.send_response(200)
+                self.send_header("Content-Type", "text/event-stream")
+                self.send_header("Cache-Control", "no-store")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                stats = {"queue": {"depth": 7, "capacity": 99}, "workers": {"total": 5, "busy": 3},
+                         "completedPerSec": 2.0, "failedPerSec": 0.5, "loopLagMs": 0.1}
+                if n == 0:
+                    pieces = [b": keep-alive\r\n\r\n",
+                              b"id: 1\r\nevent: stats\r\ndata: " + json.dumps(stats).encode() + b"\r\n\r\n",
+                              b"id: 2\nevent: job\nda", b"ta: " + json.dumps(running).encode()[:20],
+                              json.dumps(running).encode()[20:] + b"\n\n",
+                              b"id: 3\n: a comment\n\n"]
+                else:
+                    stats["queue"]["depth"] = 0
+                    pieces = [b"id: 4\nevent: job\ndata: " + json.dumps(final).encode() + b"\n\n",
+                              b"id: 5\nevent: stats\ndata: " + json.dumps(stats).encode() + b"\n\n"]
+                for p in pieces:
+                    self.wfile.write(p)
+                    self.wfile.flush()
+                    time.sleep(0.05)
+                if n > 0:
+                    time.sleep(30)  # stays open; the test ends first
+
+            def forward(self):
+                if self.path.split("?")[0] == "/events" and self.command == "GET":
+                    return self.events()
+                n = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(n) if n else None
+                hdrs = {k: v for k, v in self.headers.items()
+                        if k.lower() in ("content-type", "authorization", "if-none-match", "accept")}
+                r = request(proxy.upstream, self.command, self.path, body, hdrs)
+                self.send_response(r.status)
+                for k, v in r.headers:
+                    if k.lower() not in ("connection", "content-length", "transfer-encoding"):
+                        self.send_header(k, v)
+                self.send_header("Content-Length", str(len(r.body)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(r.body)
+
+            do_GET = do_POST = do_DELETE = do_HEAD = forward
+
+        self.httpd = http.server.ThreadingHTTPServer((HOST, 0), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.thread.start()
+
+    def close(self):
+        self.httpd.shutdown()
+        self.httpd.server_close()
 
 
 if __name__ == "__main__":
