@@ -265,6 +265,43 @@ class Dashboard(OffloadTestCase):
         self.assertTrue(m, text)
         return m.group(1)
 
+    def submit_form(self, task, fields):
+        """Fills the generated form ({element id: text}) and submits it;
+        returns the new job's id."""
+        self.choose_task(task)
+        for fid, text in fields.items():
+            # A control under the closed "Timeout and retries" is opened first.
+            kind = self.b.js("var e = document.getElementById(arguments[0]), d = e.closest('details');"
+                             "if (d) d.open = true; return e.type;", fid)
+            if kind != "file":
+                self.b.clear("#" + fid)
+            self.b.type("#" + fid, text)
+        before = self.b.js("return document.getElementById('s-status').textContent")
+        self.b.click("#s-go")
+        text = self.wait_js("var t = document.getElementById('s-status').textContent;"
+                            "return t !== arguments[0] && /^(Submitted|Not submitted)/.test(t) ? t : null;",
+                            "the form's reply", before)
+        m = re.search(r"^Submitted \S+ job ([A-Za-z0-9_-]{16,})\.$", text)
+        self.assertTrue(m, text)
+        return m.group(1)
+
+    def open_detail(self, jid):
+        """Opens a job's detail from its row once it is final; returns what
+        the panel shows."""
+        self.wait_row(jid, lambda r: r["status"] in ("complete", "failed", "canceled"), "final")
+        self.b.click("#jobs tbody tr[data-id='%s'] button[data-act=open]" % jid)
+        return self.wait_js(
+            "var $ = function (id) { return document.getElementById(id); };"
+            "if ($('detail').hidden || $('d-kv').children[1].textContent !== arguments[0]) return null;"
+            "var files = [].map.call($('d-files').querySelectorAll('a'), function (a) {"
+            " return {name: a.textContent, href: a.getAttribute('href'), download: a.getAttribute('download')}; });"
+            "return {params: JSON.parse($('d-params').textContent),"
+            " result: $('d-result-box').hidden ? null : $('d-result').textContent,"
+            " error: $('d-error-box').hidden ? null : $('d-error').textContent,"
+            " files: $('d-files-box').hidden ? null : files,"
+            " log: $('d-log-box').hidden ? null : $('d-log').textContent,"
+            " cancel: !!$('d-actions').querySelector('button')};", "the detail of " + jid, jid)
+
     def row(self, jid):
         """What the jobs table shows for one job."""
         return self.b.js(
@@ -542,6 +579,66 @@ class Dashboard(OffloadTestCase):
         self.assertEqual(self.job(self.srv, jid)["status"], "processing", "the row's state came from the stream")
         self.wait_js("return document.getElementById('f-queue').textContent === '0 / 99'", "the second stats")
         self.assertEqual(self.severe_logs(), [], "console errors")
+
+    # -- a job's detail: log, files, secrets, errors; workers -------------------------
+    def test_5_detail(self):
+        here = os.path.dirname(os.path.abspath(__file__))
+        srv = self.start_server("--workers", "2", "--commands", os.path.join(here, "commands_test.json"))
+        base = "http://%s:%d" % (HOST, srv.port)
+        self.b.window(1280, 900)
+        self.b.go(base + "/")
+        self.wait_js("return document.querySelectorAll('#s-task option').length > 3", "the task list")
+        # A command job: its log's tail.
+        jid = self.submit_form("test.echo", {"p-msg": "hello dashboard"})
+        d = self.open_detail(jid)
+        self.assertEqual(d["params"], {"msg": "hello dashboard"})
+        self.assertFalse(d["cancel"])
+        self.wait_js("return document.getElementById('d-log').textContent === arguments[0]", "the log tail",
+                     "hello dashboard|1|0.5|false\n")
+        # An upload through the file input; its output file as a link.
+        tmp = tempfile.mkdtemp(prefix="offload-dash-upload-")
+        self.addCleanup(shutil.rmtree, tmp, True)
+        up = os.path.join(tmp, "note.txt")
+        with open(up, "w") as f:
+            f.write("uploaded through the dashboard\n")
+        jid = self.submit_form("test.copy", {"p-input-file": up})
+        d = self.open_detail(jid)
+        self.assertEqual(d["files"], [{"name": "copy.txt", "href": "/jobs/%s/files/copy.txt" % jid,
+                                       "download": "copy.txt"}])
+        body = self.srv_text(srv, d["files"][0]["href"])
+        self.assertEqual(body, "uploaded through the dashboard\n")
+        # A secret param is never shown; the result is.
+        jid = self.submit_form("password-hash", {"p-password": "correct horse", "p-iterations": "1000"})
+        d = self.open_detail(jid)
+        self.assertEqual(d["params"]["password"], "[redacted]")
+        self.assertEqual(d["params"]["iterations"], 1000)
+        self.assertNotIn("correct horse", self.b.js("return document.body.textContent"))
+        self.assertIn("hash", json.loads(d["result"]))
+        self.assertIsNone(d["log"], "only command tasks have a log")
+        # A failed job: its error.
+        jid = self.submit_form("spin", {"p-ms": "5000", "s-timeout": "100"})
+        d = self.open_detail(jid)
+        self.assertTrue(d["error"].startswith("timeout: "), d)
+        self.assertIsNone(d["result"])
+        # Refused by the server: the reply's message, and the field it names has focus.
+        self.choose_task("test.tag")
+        self.b.type("#p-tag", "UPPER")
+        self.b.click("#s-go")
+        self.wait_js("return /^Not submitted: 400 invalid_param/.test(document.getElementById('s-status').textContent)"
+                     " && document.activeElement.id === 'p-tag'", "the 400 shown")
+        # Workers: one row each.
+        n = len(srv.get("/workers").json()["workers"])
+        self.wait_js("return document.querySelectorAll('#workers tbody tr').length === arguments[0]", "workers", n)
+        for e in self.b.logs():
+            msg = e.get("message", "")
+            if e.get("level") == "SEVERE" and not ("/events" in msg and "404" in msg) and \
+                    not ("/jobs" in msg and "400" in msg):  # the refused submission
+                self.fail("console error: %r" % e)
+
+    def srv_text(self, srv, path):
+        r = srv.get(path)
+        self.assertEqual(r.status, 200, repr(r))
+        return r.body.decode()
 
 
 class EventProxy:
