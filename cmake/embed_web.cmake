@@ -5,8 +5,9 @@
 #
 # web/index.html is served at "/", web/ui/<name> at "/ui/<name>"; any other
 # file under web/, or a type not listed below, stops the build (a file that
-# would never be served is a mistake). Each entry gets its media type and an
-# ETag: the first 128 bits of its SHA-256, so a changed file gets a new tag.
+# would never be served is a mistake); hidden and backup files are skipped.
+# Each entry gets its media type and an ETag: the first 128 bits of its
+# SHA-256, so a changed file gets a new tag.
 # Runs at build time (CMake's own file(READ ... HEX)): no other tool needed.
 cmake_minimum_required(VERSION 3.18)
 
@@ -24,6 +25,10 @@ set(body "")
 set(table "")
 set(n 0)
 foreach(rel ${files})
+  # An editor's hidden or backup files (.app.js.swp, app.js~) are not ours.
+  if(rel MATCHES "(^|/)\\.[^/]*$" OR rel MATCHES "~$")
+    continue()
+  endif()
   if(rel STREQUAL "index.html")
     set(url "/")
   elseif(rel MATCHES "^ui/[A-Za-z0-9._-]+$")
