@@ -580,6 +580,47 @@ class Dashboard(OffloadTestCase):
         self.wait_js("return document.getElementById('f-queue').textContent === '0 / 99'", "the second stats")
         self.assertEqual(self.severe_logs(), [], "console errors")
 
+    # -- the token prompt, against a stand-in that wants one --------------------------
+    def test_3b_token_prompt(self):
+        """Whatever this server's own auth: a stand-in in front of it answers
+        401 without the token. The page asks once, keeps the token in
+        sessionStorage, sends it as a header on every request (the event
+        stream's too) and never in a URL; a refused token is asked again."""
+        tok = "standin-" + base64.urlsafe_b64encode(os.urandom(9)).decode()
+        proxy = EventProxy(self.srv.port, token=tok)
+        self.addCleanup(proxy.close)
+        base = "http://%s:%d" % (HOST, proxy.port)
+        self.b.window(1280, 900)
+        self.b.go(base + "/")
+        self.wait_js("return document.getElementById('token-dlg').open", "the token prompt")
+        self.assertEqual(self.b.js("return document.activeElement.id"), "token-in")
+        self.b.type("#token-in", "wrong" + ENTER)
+        self.wait_js("return document.getElementById('token-dlg').open &&"
+                     " /refused/.test(document.getElementById('token-msg').textContent)", "the prompt again")
+        self.b.type("#token-in", tok + ENTER)
+        self.wait_js("return !document.getElementById('token-dlg').open &&"
+                     " document.querySelectorAll('#s-task option').length > 3", "the tasks, with the token")
+        self.wait_js("return /^Live/.test(document.getElementById('conn').textContent)", "a live connection")
+        self.assertEqual(self.b.js("return sessionStorage.getItem('offload.token')"), tok)
+        jid = self.submit_spin(200)
+        self.wait_row(jid, lambda r: r["status"] == "complete", "complete")
+        # A reload keeps the token (this tab) and does not ask again.
+        self.b.go(base + "/")
+        self.wait_js("return document.querySelectorAll('#s-task option').length > 3", "the tasks")
+        time.sleep(1.5)
+        self.assertFalse(self.b.js("return document.getElementById('token-dlg').open"))
+        api = [(m, t, a) for m, t, a in proxy.seen if not (t == "/" or t.startswith("/ui/"))]
+        self.assertIn(("GET", "/events", "Bearer " + tok), api, "the stream is read with the header")
+        for m, t, a in proxy.seen:
+            self.assertNotIn(tok, t, "the token travelled in a URL")
+        after = api[[i for i, x in enumerate(api) if x[2] == "Bearer " + tok][0]:]
+        self.assertTrue(all(a == "Bearer " + tok for _, _, a in after[:20]), after[:20])
+        for e in self.b.logs():
+            msg = e.get("message", "")
+            if e.get("level") == "SEVERE" and "401" not in msg and not ("/events" in msg and "404" in msg):
+                self.fail("console error: %r" % e)
+        self.b.js("sessionStorage.clear()")
+
     # -- a job's detail: log, files, secrets, errors; workers -------------------------
     def test_5_detail(self):
         here = os.path.dirname(os.path.abspath(__file__))
@@ -642,17 +683,21 @@ class Dashboard(OffloadTestCase):
 
 
 class EventProxy:
-    """The server's routes on another port, but GET /events is served here:
-    the first connection gets a stats event, a processing job event (CRLF
+    """The server's routes on another port. With `running`, GET /events is
+    served here: the first connection gets a stats event, a processing job event (CRLF
     line ends, lines split across writes, a comment) and then drops; the
     next gets the job final and more stats, and stays open. Each /events
-    request's headers are kept in `requests`."""
+    request's headers are kept in `requests`. With `token`, every request
+    but the page's own files needs "Authorization: Bearer <token>" (else
+    401 unauthorized with WWW-Authenticate: Bearer), as the server's auth
+    will; the header is not passed on."""
 
-    def __init__(self, upstream, running, final):
+    def __init__(self, upstream, running=None, final=None, token=None):
         import http.server
         import threading
         self.upstream = upstream
         self.requests = []
+        self.seen = []  # (method, target, Authorization) of every request
         proxy = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -689,12 +734,24 @@ class EventProxy:
                     time.sleep(30)  # stays open; the test ends first
 
             def forward(self):
-                if self.path.split("?")[0] == "/events" and self.command == "GET":
+                auth = self.headers.get("Authorization")
+                proxy.seen.append((self.command, self.path, auth))
+                page = self.path == "/" or self.path.startswith("/ui/")
+                if token and not page and auth != "Bearer " + token:
+                    body = b'{"error":{"code":"unauthorized","message":"A token is needed."}}\n'
+                    self.send_response(401)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("WWW-Authenticate", "Bearer")
+                    self.send_header("Content-Length", str(len(body)))
+                    self.end_headers()
+                    self.wfile.write(body)
+                    return
+                if self.path.split("?")[0] == "/events" and self.command == "GET" and running:
                     return self.events()
                 n = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(n) if n else None
                 hdrs = {k: v for k, v in self.headers.items()
-                        if k.lower() in ("content-type", "authorization", "if-none-match", "accept")}
+                        if k.lower() in ("content-type", "if-none-match", "accept")}
                 r = request(proxy.upstream, self.command, self.path, body, hdrs)
                 self.send_response(r.status)
                 for k, v in r.headers:
