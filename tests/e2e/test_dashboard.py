@@ -509,7 +509,7 @@ class Dashboard(OffloadTestCase):
                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=30).stdout
         if b"--auth-token-file" not in usage:
             self.skipTest("this offload has no --auth-token-file")
-        tok = "dash-" + base64.urlsafe_b64encode(os.urandom(12)).decode()
+        tok = "dash-" + base64.urlsafe_b64encode(os.urandom(24)).decode()  # 37 characters (at least 32)
         d = tempfile.mkdtemp(prefix="offload-dash-token-")
         self.addCleanup(shutil.rmtree, d, True)
         path = os.path.join(d, "token")
