@@ -720,10 +720,14 @@
 
   function startPolling() {
     state.mode = 'polling';
+    document.addEventListener('visibilitychange', () => {
+      if (!document.hidden) refreshJobs().catch(() => {});
+    });
     const tick = async () => {
       const t0 = performance.now();
       try {
-        await Promise.all([pollStats(), refreshJobs()]);
+        // A hidden tab keeps the chart's figures, not the table (it catches up when shown).
+        await Promise.all([pollStats(), document.hidden ? null : refreshJobs()]);
         setConn('Live (polling once a second: this server has no event stream)');
       } catch (e) {
         setConn('Server unreachable; retrying…', true);
