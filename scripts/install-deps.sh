@@ -17,7 +17,9 @@ case "${1:-build}" in
   # libvips-tools' vips and vipsheader make and measure the image tests' images.
   # ffmpeg (ffprobe with it) runs and checks examples/commands.json's tasks
   # (e2e test_commands, unit commands_render_test); its tests fail without it.
-  test)  pkgs+=(git nodejs argon2 poppler-utils libvips-tools ffmpeg) ;;
+  # chromium and chromium-driver (chromedriver) run the dashboard in a real
+  # headless browser (e2e test_dashboard); it fails without them.
+  test)  pkgs+=(git nodejs argon2 poppler-utils libvips-tools ffmpeg chromium chromium-driver) ;;
   # libvips-tools' vips and vipsheader make S11's 12-megapixel JPEG; ffmpeg is S14's transcode.
   bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light libvips-tools ffmpeg) ;;
 esac

@@ -11,7 +11,8 @@
  * log.c (a command job's output, GET /jobs/<id>/log), events.c (server-sent
  * events, GET /events and GET /jobs/<id>/events); auth.c (bearer
  * tokens: api_on_head refuses a request without one before any handler
- * or body).
+ * or body); ui.c (the web dashboard, GET / and /ui/<name>, from files
+ * compiled into the binary).
  *
  * Held replies (GET /jobs/<id>?wait=S, GET /fibonacci/<n>) are waiters: a
  * registry watch on the job, the request, and (for wait) a timer. A waiter is

@@ -160,5 +160,6 @@ void h_job_delete(api_t *a, http_req_t *req, const router_match_t *m);
 void h_job_log(api_t *a, http_req_t *req, const router_match_t *m); /* log.c */
 void h_events(api_t *a, http_req_t *req, const router_match_t *m);     /* events.c */
 void h_job_events(api_t *a, http_req_t *req, const router_match_t *m); /* events.c */
+void h_ui(api_t *a, http_req_t *req, const router_match_t *m);      /* ui.c: GET / and /ui/<name> */
 
 #endif

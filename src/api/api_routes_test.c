@@ -24,7 +24,7 @@ static void test_not_found(void **state) {
   assert_string_equal(r->body, "{\"error\":{\"code\":\"not_found\",\"message\":\"There is no endpoint at /nope.\"}}\n");
   assert_non_null(strstr(r->head, "Content-Type: application/json\r\n"));
   /* Whatever the method; paths are exact and not percent-decoded. */
-  const char *paths[] = {"/jobs/", "/fibonacci/10/", "/fibonacci/", "/health/", "/tasks/reports/", "/%6Aobs", "/"};
+  const char *paths[] = {"/jobs/", "/fibonacci/10/", "/fibonacci/", "/health/", "/tasks/reports/", "/%6Aobs", "//", "/index.html"};
   for (size_t i = 0; i < sizeof paths / sizeof paths[0]; i++)
     check_error(req(&e, "GET", paths[i]), 404, "not_found", NULL);
   check_error(req(&e, "DELETE", "/nope"), 404, "not_found", NULL);

@@ -32,7 +32,7 @@ static const api_route_t R_HEALTH = ROUTE(h_health), R_METRICS = ROUTE(h_metrics
                          R_JOB_DELETE = ROUTE(h_job_delete), R_JOB_FILE = ROUTE(h_job_file),
                          R_JOB_LOG = ROUTE(h_job_log), R_EVENTS = ROUTE(h_events),
                          R_JOB_EVENTS = ROUTE(h_job_events), R_JOBS_UPLOAD = {h_jobs_upload, HTTP_BODY_STREAM, LIMIT_UPLOAD},
-                         R_IMAGES = {h_images_process, HTTP_BODY_STREAM, LIMIT_UPLOAD};
+                         R_IMAGES = {h_images_process, HTTP_BODY_STREAM, LIMIT_UPLOAD}, R_UI = ROUTE(h_ui);
 
 static const http_route_t routes[] = {
     {GET_HEAD, "/health", &R_HEALTH},
@@ -52,6 +52,8 @@ static const http_route_t routes[] = {
     {GET_HEAD, "/jobs/:id/events", &R_JOB_EVENTS},
     {HTTP_M_POST, "/jobs/:id", &R_JOBS_UPLOAD}, /* :id is the task's name here */
     {HTTP_M_POST, "/api/images/process", &R_IMAGES}, /* the seeds' synchronous route */
+    {GET_HEAD, "/", &R_UI},                            /* the dashboard (ui.c) and its files */
+    {GET_HEAD, "/ui/*", &R_UI},
 };
 
 #define NROUTES (sizeof routes / sizeof routes[0])
@@ -64,6 +66,11 @@ static const char unauthorized_mark;
 static bool auth_exempt(const api_t *a, const http_req_t *req) {
   if (req->method != HTTP_M_GET && req->method != HTTP_M_HEAD)
     return false;
+  /* The dashboard's own files hold no data and must load for the page to
+   * ask for its token (a browser cannot put a header on a page load); every
+   * call the page makes for data carries the token. */
+  if (strcmp(req->path, "/") == 0 || strncmp(req->path, "/ui/", 4) == 0)
+    return true;
   return strcmp(req->path, "/health") == 0 || (a->metrics_public && strcmp(req->path, "/metrics") == 0);
 }
 

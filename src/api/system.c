@@ -3,6 +3,7 @@
 #include "api/api_int.h"
 #include <string.h>
 
+#include "commands/run.h"
 #include "util/clock.h"
 
 void api_pool_totals(api_t *a, api_pool_totals_t *t) {
@@ -117,6 +118,8 @@ void h_tasks(api_t *a, http_req_t *req, const router_match_t *m) {
     }
     if (t && d->timeout_ms > 0) /* the task's own limit: a job's default timeoutMs and its most */
       json_object_set_new(t, "timeoutMs", json_integer((json_int_t)d->timeout_ms));
+    if (t && commands_is_command(d)) /* GET /jobs/<id>/log has its output (the dashboard asks only then) */
+      json_object_set_new(t, "log", json_true());
     json_array_append_new(arr, t);
   }
   api_reply_json(req, 200, NULL, json_pack("{s:o}", "tasks", arr));

@@ -204,6 +204,7 @@ class CommandCase(OffloadTestCase):
             self.assertIn(name, listed)
             t = listed[name]
             self.assertEqual(t["isolation"], "thread", repr(t))
+            self.assertIs(t.get("log"), True, "a command task's jobs keep a log: %r" % t)
             self.assertEqual(t["description"],
                              task.get("description", "Runs %s (a command task)." % task["argv"][0]))
             if task.get("input"):
