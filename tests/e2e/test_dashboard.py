@@ -16,6 +16,14 @@ HTTP API (urllib and json: no client library), against a real server:
   reaches complete; a long spin job submitted from the keyboard is
   canceled with its row's Cancel button and shows canceled.
 - At 375 px wide nothing overflows horizontally.
+- With --auth-token-file (the server's own auth): a token prompt on 401, a
+  refused token asked again, the token in sessionStorage and in the
+  Authorization header of every request (GET /events's too), never in a
+  URL; a reload does not ask again.
+- The server's own GET /events, read with fetch (through Relay, a byte
+  relay that notes the headers, re-frames the stream as the grammar allows
+  and drops it): stats and job events reach the figures and the table; the
+  page reconnects with Last-Event-ID and gets the server's replay.
 - Screenshots with running jobs go to the build directory
   (dashboard.png, dashboard-375.png); docs/dashboard.png is one of them.
 
@@ -32,6 +40,7 @@ import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -225,6 +234,22 @@ class Dashboard(OffloadTestCase):
     def tearDownClass(cls):
         cls.b.close()
         cls.srv.stop()
+
+    def setUp(self):
+        # Each test reads its own console: what an earlier test left (a
+        # failed one that never read it) is not its.
+        self.b.logs()
+
+    def tearDown(self):
+        # Before this test's servers stop (cleanups run after tearDown): the
+        # page forgets its token (sessionStorage is per origin: each test's
+        # page clears its own) and leaves, so it does not go on calling a
+        # server that is gone while the next test reads the console.
+        try:
+            self.b.js("try { sessionStorage.clear(); } catch (e) {}")
+            self.b.go("about:blank")
+        except Exception:
+            pass
 
     def url(self, path="/"):
         return "http://%s:%d%s" % (HOST, self.srv.port, path)
@@ -504,15 +529,19 @@ class Dashboard(OffloadTestCase):
         self.assertEqual(self.severe_logs(), [], "console errors")
 
     # -- a server that asks for a token -------------------------------------------
-    def test_3_token(self):
-        tok = "dash-" + base64.urlsafe_b64encode(os.urandom(24)).decode()  # 37 characters (at least 32)
+    def auth_server(self, tok, *args):
+        """A real server with --auth-token-file holding `tok`."""
         d = tempfile.mkdtemp(prefix="offload-dash-token-")
         self.addCleanup(shutil.rmtree, d, True)
         path = os.path.join(d, "token")
         with open(path, "w") as f:
             f.write(tok + "\n")
         os.chmod(path, 0o600)
-        srv = self.start_server("--workers", "1", "--auth-token-file", path)
+        return self.start_server("--workers", "1", "--auth-token-file", path, *args)
+
+    def test_3_token(self):
+        tok = "dash-" + base64.urlsafe_b64encode(os.urandom(24)).decode()  # 37 characters (at least 32)
+        srv = self.auth_server(tok)
         self.assertEqual(srv.get("/jobs").status, 401)
         self.assertEqual(srv.get("/").status, 200, "the page itself needs no token: it asks for one")
         base = "http://%s:%d" % (HOST, srv.port)
@@ -538,54 +567,80 @@ class Dashboard(OffloadTestCase):
             msg = e.get("message", "")
             if e.get("level") == "SEVERE" and "401" not in msg and not ("/events" in msg and "404" in msg):
                 self.fail("console error: %r" % e)
-        self.b.js("sessionStorage.clear()")
 
     # -- the event stream, as its contract says -----------------------------------
     def test_4_event_stream(self):
-        """The page reads GET /events with fetch: job and stats events, CRLF
-        and split lines, comments, and a reconnect with Last-Event-ID after
-        the stream drops. The stream comes from a stand-in (EventProxy: the
-        server's own routes behind a proxy that serves /events itself), so
-        the client is checked against the contract whether or not this
-        server has the stream."""
-        # A real job runs all along; the stand-in says it is at 0.25, then
-        # that it was canceled: only the stream can make the row say so.
-        jid = self.submit(self.srv, "spin", {"ms": 600000})["id"]
-        self.addCleanup(self.srv.req, "DELETE", "/jobs/" + jid)
-        job = self.wait_status(self.srv, jid, "processing", WAIT)
-        final = dict(job, status="canceled", finishedAt=int(time.time() * 1000),
-                     error={"code": "canceled", "message": "The job was canceled by a client request."})
-        proxy = EventProxy(self.srv.port, dict(job, progress=0.25), final)
-        self.addCleanup(proxy.close)
+        """The page reads the server's real GET /events with fetch: job and
+        stats events, as the server sends them and re-framed (CRLF, comment
+        lines, events split across small chunks) by a Relay in front of it,
+        which then drops the stream: the page reconnects with Last-Event-ID,
+        the id of the last event it got, and gets what happened meanwhile
+        (the server's replay)."""
+        relay = Relay(self.srv.port, reframe=True)
+        self.addCleanup(relay.close)
         self.b.window(1280, 900)
-        self.b.go("http://%s:%d/" % (HOST, proxy.port))
+        self.b.go("http://%s:%d/" % (HOST, relay.port))
         self.wait_js("return document.getElementById('conn').textContent === 'Live (event stream)'",
                      "the event stream")
-        self.wait_js("return document.getElementById('f-queue').textContent === '7 / 99'", "a stats event")
-        self.assertEqual(self.b.js("return document.getElementById('f-workers').textContent"), "3 / 5")
+        first = relay.events_requests()[0]
+        self.assertEqual(first["headers"].get("accept"), "text/event-stream")
+        self.assertIsNone(first["headers"].get("last-event-id"))
+        # Stats events: the figures are the server's ({"queue":{"depth","capacity"},"workers":{"total","busy"},...}).
+        self.wait_until(lambda: any(t == "stats" for _, t, _ in first["events"]), WAIT, what="a stats event")
+        stats = [d for _, t, d in first["events"] if t == "stats"][0]
+        self.assertEqual(set(stats), {"queue", "workers", "completedPerSec", "failedPerSec", "loopLagMs"})
+        h = self.srv.get("/health").json()
+        self.assertEqual(stats["queue"]["capacity"], h["queue"]["capacity"])
+        self.assertEqual(stats["workers"]["total"], h["workers"]["total"])
+        self.wait_js("return document.getElementById('f-queue').textContent === arguments[0]", "the queue figure",
+                     "0 / %d" % h["queue"]["capacity"])
+        self.wait_js("return document.getElementById('f-workers').textContent === arguments[0]",
+                     "the workers figure", "0 / %d" % h["workers"]["total"])
+        # A job submitted elsewhere reaches the table through the stream: the
+        # page asks for no job list while the stream is up.
+        n_req = len(relay.requests)
+        jid = self.submit(self.srv, "spin", {"ms": 600000})["id"]
+        self.addCleanup(self.srv.req, "DELETE", "/jobs/" + jid)
         self.wait_row(jid, lambda r: r["status"] == "processing" and r["bar"] is not None, "a progress bar")
-        # The stream dropped after its first events: the page came back with the last id.
-        self.wait_until(lambda: len(proxy.requests) >= 2, WAIT, what="a reconnect")
-        self.assertIsNone(proxy.requests[0].get("last-event-id"))
-        self.assertEqual(proxy.requests[1].get("last-event-id"), "3")
-        self.assertEqual(proxy.requests[0].get("accept"), "text/event-stream")
-        # The second connection's events: the job final, stats with new figures.
+        self.wait_row(jid, lambda r: r["bar"] > 0, "progress above 0")
+        self.wait_js("return /^1 \\/ /.test(document.getElementById('f-workers').textContent)", "a busy worker")
+        lists = [r["target"] for r in relay.requests[n_req:] if re.match(r"/jobs(\?|$)", r["target"])]
+        self.assertEqual(lists, [], "the job list was polled while the stream was up")
+        # The stream drops; the reconnection waits at the relay while the job
+        # is canceled, so only the server's replay can bring that.
+        relay.hold()
+        relay.drop()
+        last = first["ids"][-1]
+        self.wait_until(lambda: len(relay.events_requests()) >= 2, WAIT, what="a reconnect")
+        second = relay.events_requests()[1]
+        self.assertEqual(second["headers"].get("last-event-id"), last)
+        self.assertEqual(self.srv.req("DELETE", "/jobs/" + jid).status, 202)
+        self.wait_status(self.srv, jid, "canceled", WAIT)
+        relay.release()
         r = self.wait_row(jid, lambda r: r["status"] == "canceled", "the final job event")
         self.assertEqual((r["bar"], r["cancel"]), (None, False))
-        self.assertEqual(self.job(self.srv, jid)["status"], "processing", "the row's state came from the stream")
-        self.wait_js("return document.getElementById('f-queue').textContent === '0 / 99'", "the second stats")
+        self.wait_until(lambda: any(t == "job" and d["id"] == jid and d["status"] == "canceled"
+                                    for _, t, d in second["events"]), WAIT, what="the replayed cancel")
+        ids = [int(i) for i in second["ids"]]
+        self.assertTrue(ids and ids[0] > int(last) and ids == sorted(ids), (last, ids[:5]))
+        self.wait_js("return document.getElementById('conn').textContent === 'Live (event stream)'",
+                     "the stream again")
+        self.wait_js("return document.getElementById('f-workers').textContent === arguments[0]",
+                     "the second stats", "0 / %d" % h["workers"]["total"])
         self.assertEqual(self.severe_logs(), [], "console errors")
 
-    # -- the token prompt, against a stand-in that wants one --------------------------
+    # -- the token prompt, against the server's own auth --------------------------------
     def test_3b_token_prompt(self):
-        """Whatever this server's own auth: a stand-in in front of it answers
-        401 without the token. The page asks once, keeps the token in
-        sessionStorage, sends it as a header on every request (the event
-        stream's too) and never in a URL; a refused token is asked again."""
-        tok = "standin-" + base64.urlsafe_b64encode(os.urandom(9)).decode()
-        proxy = EventProxy(self.srv.port, token=tok)
-        self.addCleanup(proxy.close)
-        base = "http://%s:%d" % (HOST, proxy.port)
+        """The real server with --auth-token-file, through a Relay that keeps
+        every request's headers. The page asks once, a refused token is
+        asked again; the token is kept in sessionStorage, sent as a header
+        on every request (the event stream's too) and never in a URL; a
+        reload does not ask again."""
+        tok = "dash-" + base64.urlsafe_b64encode(os.urandom(24)).decode()
+        srv = self.auth_server(tok, "--enable-test-tasks")
+        relay = Relay(srv.port)
+        self.addCleanup(relay.close)
+        base = "http://%s:%d" % (HOST, relay.port)
         self.b.window(1280, 900)
         self.b.go(base + "/")
         self.wait_js("return document.getElementById('token-dlg').open", "the token prompt")
@@ -596,26 +651,34 @@ class Dashboard(OffloadTestCase):
         self.b.type("#token-in", tok + ENTER)
         self.wait_js("return !document.getElementById('token-dlg').open &&"
                      " document.querySelectorAll('#s-task option').length > 3", "the tasks, with the token")
-        self.wait_js("return /^Live/.test(document.getElementById('conn').textContent)", "a live connection")
+        self.wait_js("return document.getElementById('conn').textContent === 'Live (event stream)'",
+                     "the event stream, with the token")
         self.assertEqual(self.b.js("return sessionStorage.getItem('offload.token')"), tok)
         jid = self.submit_spin(200)
         self.wait_row(jid, lambda r: r["status"] == "complete", "complete")
-        # A reload keeps the token (this tab) and does not ask again.
+        # A reload keeps the token (this tab) and does not ask again: every
+        # request after it has the token from the start.
+        n_req = len(relay.requests)
         self.b.go(base + "/")
         self.wait_js("return document.querySelectorAll('#s-task option').length > 3", "the tasks")
+        self.wait_js("return document.getElementById('conn').textContent === 'Live (event stream)'",
+                     "the event stream after the reload")
         time.sleep(1.5)
         self.assertFalse(self.b.js("return document.getElementById('token-dlg').open"))
-        api = [(m, t, a) for m, t, a in proxy.seen if not (t == "/" or t.startswith("/ui/"))]
+        seen = [(r["method"], r["target"], r["headers"].get("authorization")) for r in relay.requests]
+        api = [x for x in seen if not (x[1] == "/" or x[1].startswith("/ui/"))]
         self.assertIn(("GET", "/events", "Bearer " + tok), api, "the stream is read with the header")
-        for m, t, a in proxy.seen:
+        for _, t, _ in seen:
             self.assertNotIn(tok, t, "the token travelled in a URL")
         after = api[[i for i, x in enumerate(api) if x[2] == "Bearer " + tok][0]:]
         self.assertTrue(all(a == "Bearer " + tok for _, _, a in after[:20]), after[:20])
+        reload_api = [x for x in seen[n_req:] if not (x[1] == "/" or x[1].startswith("/ui/"))]
+        self.assertIn(("GET", "/events", "Bearer " + tok), reload_api)
+        self.assertTrue(all(a == "Bearer " + tok for _, _, a in reload_api), reload_api)
         for e in self.b.logs():
             msg = e.get("message", "")
-            if e.get("level") == "SEVERE" and "401" not in msg and not ("/events" in msg and "404" in msg):
+            if e.get("level") == "SEVERE" and "401" not in msg:
                 self.fail("console error: %r" % e)
-        self.b.js("sessionStorage.clear()")
 
     # -- a job's detail: log, files, secrets, errors; workers -------------------------
     def test_5_detail(self):
@@ -678,97 +741,210 @@ class Dashboard(OffloadTestCase):
         return r.body.decode()
 
 
-class EventProxy:
-    """The server's routes on another port. With `running`, GET /events is
-    served here: the first connection gets a stats event, a processing job event (CRLF
-    line ends, lines split across writes, a comment) and then drops; the
-    next gets the job final and more stats, and stays open. Each /events
-    request's headers are kept in `requests`. With `token`, every request
-    but the page's own files needs "Authorization: Bearer <token>" (else
-    401 unauthorized with WWW-Authenticate: Bearer), as the server's auth
-    will; the header is not passed on."""
+class Relay:
+    """A byte relay in front of the REAL server (its /events, its auth): no
+    route is served here. Every request's method, target and headers are
+    kept in `requests` (so a test can see what the page sent, Authorization
+    and Last-Event-ID included); the server's replies go back unchanged,
+    except a GET /events reply while `reframe` is on: its body (the
+    server's own events, ids and bytes) is sent on as the SSE grammar also
+    allows it, CRLF line ends, a comment line before each event, and every
+    event split across small chunks written apart, so the page's parser
+    meets those too. `drop()` closes the open /events connections (the
+    page must come back with Last-Event-ID). Each /events request's record
+    gets "ids": the ids of the events whose end (the blank line) went to
+    the page on that connection."""
 
-    def __init__(self, upstream, running=None, final=None, token=None):
-        import http.server
-        import threading
+    def __init__(self, upstream, reframe=False):
         self.upstream = upstream
+        self.reframe = reframe
         self.requests = []
-        self.seen = []  # (method, target, Authorization) of every request
-        proxy = self
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *a):
-                pass
-
-            def events(self):
-                n = len(proxy.requests)
-                proxy.requests.append({k.lower(): v for k, v in self.headers.items()})
-                self.send_response(200)
-                self.send_header("Content-Type", "text/event-stream")
-                self.send_header("Cache-Control", "no-store")
-                self.send_header("Connection", "close")
-                self.end_headers()
-                stats = {"queue": {"depth": 7, "capacity": 99}, "workers": {"total": 5, "busy": 3},
-                         "completedPerSec": 2.0, "failedPerSec": 0.5, "loopLagMs": 0.1}
-                if n == 0:
-                    pieces = [b": keep-alive\r\n\r\n",
-                              b"id: 1\r\nevent: stats\r\ndata: " + json.dumps(stats).encode() + b"\r\n\r\n",
-                              b"id: 2\nevent: job\nda", b"ta: " + json.dumps(running).encode()[:20],
-                              json.dumps(running).encode()[20:] + b"\n\n",
-                              b"id: 3\n: a comment\n\n"]
-                else:
-                    stats["queue"]["depth"] = 0
-                    pieces = [b"id: 4\nevent: job\ndata: " + json.dumps(final).encode() + b"\n\n",
-                              b"id: 5\nevent: stats\ndata: " + json.dumps(stats).encode() + b"\n\n"]
-                for p in pieces:
-                    self.wfile.write(p)
-                    self.wfile.flush()
-                    time.sleep(0.05)
-                if n > 0:
-                    time.sleep(30)  # stays open; the test ends first
-
-            def forward(self):
-                auth = self.headers.get("Authorization")
-                proxy.seen.append((self.command, self.path, auth))
-                page = self.path == "/" or self.path.startswith("/ui/")
-                if token and not page and auth != "Bearer " + token:
-                    body = b'{"error":{"code":"unauthorized","message":"A token is needed."}}\n'
-                    self.send_response(401)
-                    self.send_header("Content-Type", "application/json")
-                    self.send_header("WWW-Authenticate", "Bearer")
-                    self.send_header("Content-Length", str(len(body)))
-                    self.end_headers()
-                    self.wfile.write(body)
-                    return
-                if self.path.split("?")[0] == "/events" and self.command == "GET" and running:
-                    return self.events()
-                n = int(self.headers.get("Content-Length") or 0)
-                body = self.rfile.read(n) if n else None
-                hdrs = {k: v for k, v in self.headers.items()
-                        if k.lower() in ("content-type", "if-none-match", "accept")}
-                r = request(proxy.upstream, self.command, self.path, body, hdrs)
-                self.send_response(r.status)
-                for k, v in r.headers:
-                    if k.lower() not in ("connection", "content-length", "transfer-encoding"):
-                        self.send_header(k, v)
-                self.send_header("Content-Length", str(len(r.body)))
-                self.end_headers()
-                if self.command != "HEAD":
-                    self.wfile.write(r.body)
-
-            do_GET = do_POST = do_DELETE = do_HEAD = forward
-
-        self.httpd = http.server.ThreadingHTTPServer((HOST, 0), Handler)
-        self.httpd.daemon_threads = True
-        self.port = self.httpd.server_address[1]
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
+        self.lock = threading.Lock()
+        self.socks = []
+        self.events_socks = []
+        self.closed = False
+        self.gate = threading.Event()  # cleared by hold(): new /events requests wait
+        self.gate.set()
+        self.send_lock = threading.Lock()
+        self.lsock = socket.socket()
+        self.lsock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.lsock.bind((HOST, 0))
+        self.lsock.listen(64)
+        self.port = self.lsock.getsockname()[1]
+        self.thread = threading.Thread(target=self._accept, daemon=True)
         self.thread.start()
 
+    def _accept(self):
+        while not self.closed:
+            try:
+                c, _ = self.lsock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(c,), daemon=True).start()
+
+    @staticmethod
+    def _recv(s, buf):
+        d = s.recv(65536)
+        if not d:
+            raise EOFError
+        return buf + d
+
+    def _serve(self, c):
+        try:
+            u = socket.create_connection((HOST, self.upstream), timeout=None)
+        except OSError:
+            c.close()
+            return
+        with self.lock:
+            self.socks += [c, u]
+        state = {"events": None}
+        threading.Thread(target=self._down, args=(u, c, state), daemon=True).start()
+        buf = b""
+        try:
+            while True:
+                while b"\r\n\r\n" not in buf:
+                    buf = self._recv(c, buf)
+                head, buf = buf.split(b"\r\n\r\n", 1)
+                lines = head.decode("latin-1").split("\r\n")
+                method, target = lines[0].split(" ")[:2]
+                hdrs = {}
+                for ln in lines[1:]:
+                    k, _, v = ln.partition(":")
+                    hdrs[k.strip().lower()] = v.strip()
+                if hdrs.get("transfer-encoding"):
+                    raise AssertionError("the relay does not take chunked request bodies")
+                n = int(hdrs.get("content-length") or 0)
+                while len(buf) < n:
+                    buf = self._recv(c, buf)
+                body, buf = buf[:n], buf[n:]
+                rec = {"method": method, "target": target, "headers": hdrs}
+                if method == "GET" and target.split("?")[0] == "/events":
+                    rec["ids"] = []
+                    rec["events"] = []
+                    state["events"] = rec
+                    with self.lock:
+                        self.events_socks.append(c)
+                with self.lock:
+                    self.requests.append(rec)
+                if "ids" in rec:
+                    self.gate.wait()
+                u.sendall(head + b"\r\n\r\n" + body)
+        except (OSError, EOFError, ValueError):
+            pass
+        finally:
+            for s in (c, u):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _down(self, u, c, state):
+        """Server to page. A /events reply is decoded (chunked) to note its
+        events' ids, and re-framed when `reframe` is on."""
+        buf = b""
+        try:
+            while state["events"] is None:
+                buf = self._recv(u, buf)
+                if state["events"] is None:
+                    c.sendall(buf)
+                    buf = b""
+            rec = state["events"]
+            while b"\r\n\r\n" not in buf:
+                buf = self._recv(u, buf)
+            head, buf = buf.split(b"\r\n\r\n", 1)
+            c.sendall(head + b"\r\n\r\n")
+            if b"chunked" not in head.lower():  # a 401 or another whole reply: as it came
+                with self.lock:
+                    if c in self.events_socks:
+                        self.events_socks.remove(c)
+                c.sendall(buf)
+                while True:
+                    c.sendall(self._recv(u, b""))
+            text = b""
+            while True:
+                while b"\r\n" not in buf:
+                    buf = self._recv(u, buf)
+                size_line, rest = buf.split(b"\r\n", 1)
+                size = int(size_line.split(b";")[0], 16)
+                while len(rest) < size + 2:
+                    rest = self._recv(u, rest)
+                data, buf = rest[:size], rest[size + 2:]
+                if size == 0:
+                    c.sendall(b"0\r\n\r\n")
+                    return
+                text += data
+                while b"\n\n" in text:
+                    ev, text = text.split(b"\n\n", 1)
+                    f = dict(ln.split(": ", 1) for ln in ev.decode().split("\n") if ln and ln[0] != ":")
+                    with self.send_lock:  # drop() cuts between events or inside one, never after an unnoted one
+                        self._send_event(c, ev + b"\n\n")
+                        if "id" in f:
+                            rec["ids"].append(f["id"])
+                            rec["events"].append((f["id"], f.get("event"), json.loads(f["data"])))
+        except (OSError, EOFError, ValueError):
+            pass
+        finally:
+            for s in (c, u):
+                try:
+                    s.shutdown(socket.SHUT_RDWR)
+                except OSError:
+                    pass
+
+    def _send_event(self, c, ev):
+        if not self.reframe:
+            c.sendall(b"%x\r\n%s\r\n" % (len(ev), ev))
+            return
+        out = b": relayed\r\n" + ev.replace(b"\n", b"\r\n")
+        for i in range(0, len(out), 7):
+            piece = out[i:i + 7]
+            c.sendall(b"%x\r\n%s\r\n" % (len(piece), piece))
+            time.sleep(0.002)
+
+    def events_requests(self):
+        with self.lock:
+            return [r for r in self.requests if "ids" in r]
+
+    def hold(self):
+        """From now on a new GET /events waits here (recorded, not sent on)."""
+        self.gate.clear()
+
+    def release(self):
+        self.gate.set()
+
+    def drop(self):
+        """Ends the open /events replies (the last chunk, between two events,
+        as a server that stops does) and closes their connections."""
+        with self.send_lock, self.lock:
+            socks, self.events_socks = self.events_socks, []
+            for s in socks:
+                try:
+                    s.sendall(b"0\r\n\r\n")
+                except OSError:
+                    pass
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self):
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        self.closed = True
+        self.gate.set()
+        try:
+            self.lsock.close()
+        except OSError:
+            pass
+        with self.lock:
+            socks = list(self.socks)
+        for s in socks:
+            try:
+                s.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            try:
+                s.close()
+            except OSError:
+                pass
 
 
 if __name__ == "__main__":
