@@ -25,7 +25,9 @@ int cli_args_parse(const cli_opt_t *opts, int nopts, int argc, char *const *argv
   bool options = true;
   for (int i = 0; i < argc; i++) {
     const char *w = argv[i];
-    if (!options || w[0] != '-' || w[1] == '\0') {
+    /* "-" alone, and one dash before more than one letter, are arguments:
+     * short options are never bundled, and a job id may start with '-'. */
+    if (!options || w[0] != '-' || w[1] == '\0' || (w[1] != '-' && w[2] != '\0')) {
       if (out->npos == CLI_POS_MAX) {
         snprintf(err, errlen, "too many arguments (at most %d)", CLI_POS_MAX);
         return -1;

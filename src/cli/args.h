@@ -1,6 +1,8 @@
 /* cli/args: the client's option parser. Options may come before, between or
  * after the positional arguments: `--name VALUE`, `--name=VALUE`, `-x VALUE`,
- * `--switch`; `--` ends the options; `-` alone is a positional argument.
+ * `--switch`; `--` ends the options. `-` alone is a positional argument, and
+ * so is a word of one dash and more than one character (no bundling of short
+ * options: a job id may start with '-').
  * An option given twice, an unknown one, a missing value or a value given
  * to a switch is an error with a one-line message.
  *

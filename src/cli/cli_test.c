@@ -80,7 +80,10 @@ static void test_args_errors(void **state) {
   assert_string_equal(err, "-w is given twice");
   assert_int_equal(parse(&a, err, 1, "--wait=yes"), -1);
   assert_string_equal(err, "--wait takes no value");
-  assert_int_equal(parse(&a, err, 1, "-wf"), -1); /* no bundling */
+  /* no bundling: one dash and more letters is an argument (a job id) */
+  assert_int_equal(parse(&a, err, 2, "-wf", "-x3fQ_a"), 0);
+  assert_int_equal(a.npos, 2);
+  assert_string_equal(a.pos[0], "-wf");
 }
 
 /* ---- params ------------------------------------------------------------- */

@@ -166,6 +166,10 @@ class Cli(CliMixin, SharedServerTestCase):
                 self.assertEqual(rc, 4, err)
                 self.assertEqual(out, "")
                 self.assertRegex(self.one_line(err), r"^offload: 404 not_found: \S")
+        # an id may start with '-': it is an argument, not an option
+        rc, out, err = self.cli("status", "-AAAAAAAAAAAAAAAAAAAAA")
+        self.assertEqual(rc, 4, err)
+        self.assertIn("404 not_found", self.one_line(err))
 
     # -- listings --------------------------------------------------------------------
     def test_jobs_tasks_workers(self):
@@ -192,6 +196,9 @@ class Cli(CliMixin, SharedServerTestCase):
         j = self.one_json(self.ok("workers", "--json")[0])
         self.assertEqual(len(j["workers"]), n)
         self.assertEqual(len(out.splitlines()), n + 1)
+        # a name: each of its addresses is tried in turn (localhost may be ::1 first)
+        out, _ = self.ok("workers", "--json", "--url", "localhost:%d" % self.srv.port, url=False)
+        self.assertEqual(len(self.one_json(out)["workers"]), n)
         # global flags may also come before the command
         out, _ = self.ok("--url", self.url, "--json", "workers", url=False)
         self.assertEqual(len(self.one_json(out)["workers"]), n)
@@ -307,6 +314,13 @@ class Unreachable(CliMixin, OffloadTestCase):
                 self.assertEqual(out, "")
                 self.assertIn("offload: cannot reach %s" % url, self.one_line(err))
                 self.assertTrue(err.rstrip().endswith(": connection refused"), err)
+
+    def test_ipv6_address(self):
+        port = free_port()
+        rc, out, err = self.cli("jobs", "--url", "http://[::1]:%d" % port, url=False)
+        self.assertEqual(rc, 4)
+        self.assertRegex(self.one_line(err), r"^offload: cannot reach http://\[::1\]:%d: (connection refused|"
+                         r"address not available|address family not supported)\n$" % port)
 
     def test_default_url(self):
         rc, out, err = self.cli("tasks", "--help", url=False)
