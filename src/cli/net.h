@@ -18,7 +18,7 @@ typedef struct net_opts {
   const char *headers; /* extra "Name: value\r\n" lines, or NULL */
   const void *body;    /* borrowed */
   size_t body_len;
-  unsigned idle_ms; /* give up when no byte came for this long; 0: 60 s */
+  unsigned idle_ms; /* give up when the reply (streamed: its next piece) takes this long; 0: 60 s */
   /* Streams a 2xx body: return 0 to go on, else the request stops. */
   int (*on_body)(void *data, const char *at, size_t n);
   void (*on_tick)(void *data); /* every tick_ms while the request runs */

@@ -77,13 +77,12 @@ void progress_init(progress_t *p, bool on) {
 static void draw(progress_t *p) {
   char line[512];
   double secs = (double)(clock_mono_ns() - p->start_ns) / 1e9;
-  size_t n = progress_format(line, sizeof line, columns(), p->frac, p->task, p->status, p->queue_pos, secs);
+  if (progress_format(line, sizeof line, columns(), p->frac, p->task, p->status, p->queue_pos, secs) == 0)
+    return;
   fprintf(stderr, "\r%s\033[K", line);
   fflush(stderr);
-  (void)n;
   p->drawn_ns = clock_mono_ns();
   p->shown = true;
-  p->dirty = false;
   bar_on_screen = 1;
 }
 
@@ -97,7 +96,6 @@ void progress_job(progress_t *p, const json_t *job) {
   if (f > p->frac || (status && strcmp(status, "queued") == 0))
     p->frac = f; /* a retry goes back to queued; otherwise progress only grows */
   p->queue_pos = json_is_integer(qp) ? (long)json_integer_value(qp) : 0;
-  p->dirty = true;
   progress_tick(p);
 }
 
