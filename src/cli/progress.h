@@ -21,7 +21,7 @@ typedef struct progress {
   double frac;
   char task[48], status[16];
   long queue_pos; /* 0 when not queued */
-  bool shown; /* a bar is on screen */
+  bool shown;     /* a bar is on screen */
 } progress_t;
 
 /* `on`: draw at all (stderr is a terminal). */

@@ -1,6 +1,7 @@
 /* cli/top: `offload top`, a full-screen live view. It reads the server's
  * event stream GET /events (stats once a second, job events) into a
- * top_view; a server without it (404, 405) is polled every second instead:
+ * top_view; a server without it (404, 405), or with no stream to spare
+ * (503), is polled every second instead:
  * GET /health, then GET /jobs?limit=20. A stream that breaks is opened
  * again a second later, and the trouble is shown meanwhile.
  *
@@ -173,7 +174,8 @@ static void trouble(top_t *t, const char *what, int err) {
 static void on_done(httpc_conn_t *c, int status) {
   top_t *t = c->data;
   if (t->phase == PH_EVENTS) {
-    if (status == 0 && (c->status == 404 || c->status == 405 || c->status == 501)) {
+    /* No stream here, or none to spare (503 too_many_streams): polls. */
+    if (status == 0 && (c->status == 404 || c->status == 405 || c->status == 501 || c->status == 503)) {
       snprintf(t->view.source, sizeof t->view.source, "polling every 1 s");
       then(t, PH_HEALTH, 0);
       return;

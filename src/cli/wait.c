@@ -3,7 +3,8 @@
  *
  * Following prefers the job's event stream, GET /jobs/<id>/events (each
  * event's data is the job object; the stream ends after the final one). A
- * server without it (404 or 405 there) is followed with long polls instead,
+ * server without it (404 or 405 there), or one with no stream to spare
+ * (503), is followed with long polls instead,
  * GET /jobs/<id>?wait=S after a first GET /jobs/<id>: S = 30 when no bar
  * is drawn (one request per 30 s), S = 1 with a bar, so that it moves. A stream that ends early is followed
  * the same way.
@@ -73,6 +74,14 @@ static int on_stream(void *data, const char *at, size_t n) {
 
 static void on_tick(void *data) { progress_tick(&((follow_t *)data)->bar); }
 
+/* Replies to the stream that the long polls stand in for: 404 and 405 (a
+ * server without it; or no such job, which the poll then says), 501, 503
+ * (too_many_streams, shutting_down: reads still work), 204 (nothing after
+ * the last event: the job is final). */
+static bool polls_instead(int status) {
+  return status == 204 || status == 404 || status == 405 || status == 501 || status == 503;
+}
+
 /* Follows the event stream. Returns 0 when the job is final, 1 when the
  * stream is not there or ended early (long polls take over), or an exit
  * status after printing why. */
@@ -91,7 +100,7 @@ static int follow_stream(cli_ctx_t *ctx, const char *path_id, follow_t *f) {
     out = 0;
   else if (rc && rc != HTTPC_ESTOPPED && r.status == 0 && !f->job)
     out = net_unreachable(ctx, rc); /* no reply at all: the long polls would fare no better */
-  else if (rc == 0 && r.status != 200 && r.status != 404 && r.status != 405 && r.status != 501)
+  else if (rc == 0 && r.status != 200 && !polls_instead(r.status))
     out = net_http_error(&r);
   net_resp_free(&r);
   return out;

@@ -21,7 +21,7 @@ JOB = {"id": "J1", "task": "spin", "params": {"ms": 1}, "status": "processing", 
 
 class Recorder(http.server.BaseHTTPRequestHandler):
     seen = []  # (method, path, Authorization or None)
-    events = True  # serve GET /jobs/J1/events and GET /events
+    events = True  # serve GET /jobs/J1/events and GET /events; False: 404; 503 or 400: that error
 
     def log_message(self, *a):
         pass
@@ -52,6 +52,10 @@ class Recorder(http.server.BaseHTTPRequestHandler):
         Recorder.seen.append(("GET", self.path, self.headers.get("Authorization")))
         if self.path == "/jobs?limit=20" or self.path == "/jobs":
             self.reply(200, {"jobs": [JOB]})
+        elif self.path.endswith("events") and Recorder.events == 503:
+            self.reply(503, {"error": {"code": "too_many_streams", "message": "All 1 event streams are open."}})
+        elif self.path.endswith("events") and Recorder.events == 400:
+            self.reply(400, {"error": {"code": "unknown_param", "message": "No such parameter."}})
         elif self.path.startswith("/secret"):
             self.reply(401, {"error": {"code": "unauthorized", "message": "A valid bearer token is required."}})
         elif self.path == "/jobs/J1/events" and Recorder.events:
@@ -126,6 +130,16 @@ class FakeServer(CliMixin, OffloadTestCase):
         self.assertEqual([s[1] for s in Recorder.seen], ["/jobs/J1/events", "/jobs/J1", "/jobs/J1?wait=1"])
         self.assertIn(b"50%  spin", screen)  # the first look, drawn at once
 
+    def test_wait_without_a_stream_to_spare(self):
+        # 503 too_many_streams: long polls do; another error is the command's
+        Recorder.events = 503
+        rc, out, err = self.cli("wait", "J1")
+        self.assertEqual((rc, out), (0, "42\n"), err)
+        self.assertEqual([s[1] for s in Recorder.seen], ["/jobs/J1/events", "/jobs/J1", "/jobs/J1?wait=30"])
+        Recorder.events = 400
+        rc, out, err = self.cli("wait", "J1")
+        self.assertEqual((rc, out, err), (4, "", "offload: 400 unknown_param: No such parameter.\n"))
+
     def test_top_reads_the_event_stream(self):
         rc, screen, _ = self.run_pty(["top"], stdin_pty=True, timeout=30,
                                      send=lambda p, m: os.write(m, b"q"),
@@ -136,14 +150,17 @@ class FakeServer(CliMixin, OffloadTestCase):
         self.assertIn(b"live (GET /events)", screen)
 
     def test_top_polls_without_the_stream(self):
-        Recorder.events = False
-        rc, screen, _ = self.run_pty(["top"], stdin_pty=True, timeout=30,
-                                     send=lambda p, m: os.write(m, b"q"),
-                                     send_after=lambda got: b"5 / 50" in got)
-        self.assertEqual(rc, 0)
-        self.assertIn(b"polling every 1 s", screen)
-        self.assertIn(b"1 of 4 busy", screen)
-        self.assertIn("/health", [s[1] for s in Recorder.seen])
+        for events in (False, 503):
+            with self.subTest(events=events):
+                Recorder.events = events
+                Recorder.seen = []
+                rc, screen, _ = self.run_pty(["top"], stdin_pty=True, timeout=30,
+                                             send=lambda p, m: os.write(m, b"q"),
+                                             send_after=lambda got: b"5 / 50" in got)
+                self.assertEqual(rc, 0)
+                self.assertIn(b"polling every 1 s", screen)
+                self.assertIn(b"1 of 4 busy", screen)
+                self.assertIn("/health", [s[1] for s in Recorder.seen])
 
 
 if __name__ == "__main__":
