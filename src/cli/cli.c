@@ -240,14 +240,7 @@ static int command_index(int argc, char **argv) {
   return i < argc && find(argv[i]) ? i : -1;
 }
 
-bool cli_handles(int argc, char **argv) {
-  if (command_index(argc, argv) > 0)
-    return true;
-  /* A word that is no command at all gets the client's one-line answer;
-   * flags and the server's own words stay main's. */
-  return argc >= 2 && argv[1][0] != '-' && strcmp(argv[1], "serve") != 0 && strcmp(argv[1], "worker") != 0 &&
-         strcmp(argv[1], "exec-command") != 0;
-}
+bool cli_handles(int argc, char **argv) { return command_index(argc, argv) > 0; }
 
 int cli_main(int argc, char **argv) {
   int ci = command_index(argc, argv);

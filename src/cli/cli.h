@@ -12,9 +12,8 @@
 #include <stdio.h>
 
 /* True when argv names a client command (after any of the client's global
- * flags: --url, --token, --json), or a word that is no command at all (the
- * client answers it: unknown command, exit 2). False for flags, `serve`,
- * `worker` and `exec-command`. */
+ * flags: --url, --token, --json). Other words (serve, an unknown one) and
+ * flags stay main's. */
 bool cli_handles(int argc, char **argv);
 /* Runs the command; returns the process's exit status (docs/CLI.md). */
 int cli_main(int argc, char **argv);
