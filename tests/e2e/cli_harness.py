@@ -15,12 +15,14 @@ from harness import HOST, _die_with_parent
 BAR_RE = re.compile(rb"\[[#.]{5,}\]\s+\d+%")
 
 
-def free_port():
+def dead_port(test):
+    """A port where nothing listens, for as long as the test runs: a socket
+    bound to it but not listening (connections are refused), so no server
+    started meanwhile (ctest -j) can be given it."""
     s = socket.socket()
     s.bind((HOST, 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    test.addCleanup(s.close)
+    return s.getsockname()[1]
 
 
 class CliMixin:

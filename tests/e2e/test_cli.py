@@ -23,7 +23,7 @@ import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 from harness import *  # noqa: E402,F401,F403
-from cli_harness import BAR_RE, CliMixin, free_port, _die_with_parent  # noqa: E402
+from cli_harness import BAR_RE, CliMixin, dead_port, _die_with_parent  # noqa: E402
 
 
 class Cli(CliMixin, SharedServerTestCase):
@@ -300,7 +300,7 @@ class Cli(CliMixin, SharedServerTestCase):
 class Unreachable(CliMixin, OffloadTestCase):
 
     def test_unreachable_exits_4(self):
-        port = free_port()
+        port = dead_port(self)
         url = "http://127.0.0.1:%d" % port
         for args, env in ((["jobs", "--url", url], None), (["status", "x"], {"OFFLOAD_URL": url}),
                           (["submit", "spin", "ms=1", "--wait", "--url", url], None), (["top", "--url", url], None),
@@ -316,7 +316,7 @@ class Unreachable(CliMixin, OffloadTestCase):
                 self.assertTrue(err.rstrip().endswith(": connection refused"), err)
 
     def test_ipv6_address(self):
-        port = free_port()
+        port = dead_port(self)
         rc, out, err = self.cli("jobs", "--url", "http://[::1]:%d" % port, url=False)
         self.assertEqual(rc, 4)
         self.assertRegex(self.one_line(err), r"^offload: cannot reach http://\[::1\]:%d: (connection refused|"
