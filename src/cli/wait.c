@@ -72,7 +72,10 @@ static int on_stream(void *data, const char *at, size_t n) {
   return rc;
 }
 
-static void on_tick(void *data) { progress_tick(&((follow_t *)data)->bar); }
+/* The bar's clock while a request runs: the long polls' data is the
+ * follow_t, the stream's its stream_t. */
+static void on_poll_tick(void *data) { progress_tick(&((follow_t *)data)->bar); }
+static void on_stream_tick(void *data) { progress_tick(&((stream_t *)data)->f->bar); }
 
 /* Replies to the stream that the long polls stand in for: 404 and 405 (a
  * server without it; or no such job, which the poll then says), 501, 503
@@ -90,8 +93,11 @@ static int follow_stream(cli_ctx_t *ctx, const char *path_id, follow_t *f) {
   snprintf(path, sizeof path, "/jobs/%s/events", path_id);
   stream_t s = {.f = f};
   sse_init(&s.sse, on_event, f);
-  net_opts_t o = {
-      .headers = "Accept: text/event-stream\r\n", .on_body = on_stream, .on_tick = on_tick, .tick_ms = 100, .data = &s};
+  net_opts_t o = {.headers = "Accept: text/event-stream\r\n",
+                  .on_body = on_stream,
+                  .on_tick = on_stream_tick,
+                  .tick_ms = 100,
+                  .data = &s};
   net_resp_t r;
   int rc = net_fetch(ctx, "GET", path, &o, &r);
   sse_fini(&s.sse);
@@ -110,7 +116,7 @@ static int follow_stream(cli_ctx_t *ctx, const char *path_id, follow_t *f) {
 static int follow_polls(cli_ctx_t *ctx, const char *path_id, follow_t *f) {
   char path[512];
   int n = snprintf(path, sizeof path, "/jobs/%s", path_id);
-  net_opts_t o = {.on_tick = on_tick, .tick_ms = 100, .data = f, .idle_ms = 90000};
+  net_opts_t o = {.on_tick = on_poll_tick, .tick_ms = 100, .data = f, .idle_ms = 90000};
   for (bool first = true; !f->final; first = false) {
     /* The first look is at once, so the bar starts from the job's state. */
     if (!first)
