@@ -297,6 +297,30 @@ class Cli(CliMixin, SharedServerTestCase):
         self.assertIn("terminal", self.one_line(err))
 
 
+class Auth(CliMixin, OffloadTestCase):
+    TOKEN = "cli-test-token-0123456789abcdefghijklmnop"
+
+    def test_a_server_that_wants_a_token(self):
+        d = tempfile.mkdtemp(prefix="offload-cli-tokens-")
+        self.addCleanup(shutil.rmtree, d, True)
+        path = os.path.join(d, "tokens")
+        with open(path, "w") as f:
+            f.write(self.TOKEN + "\n")
+        os.chmod(path, 0o600)
+        srv = self.start_server("--store", "memory", "--workers", "1", "--auth-token-file", path)
+        self.url = "http://%s:%d" % (HOST, srv.port)
+        rc, out, err = self.cli("jobs")
+        self.assertEqual((rc, out), (4, ""))
+        self.assertRegex(self.one_line(err), r"^offload: 401 unauthorized: \S")
+        rc, out, err = self.cli("jobs", "--token", "not-" + self.TOKEN)
+        self.assertEqual(rc, 4)
+        self.assertIn("401 unauthorized", self.one_line(err))
+        out, err = self.ok("submit", "fibonacci", "n=12", "--wait", "--token", self.TOKEN)
+        self.assertEqual(out, "144\n")
+        out, err = self.ok("jobs", "--json", env={"OFFLOAD_TOKEN": self.TOKEN})
+        self.assertEqual(len(self.one_json(out)["jobs"]), 1)
+
+
 class Unreachable(CliMixin, OffloadTestCase):
 
     def test_unreachable_exits_4(self):
