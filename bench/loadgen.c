@@ -1,7 +1,8 @@
 /* loadgen: the benchmark client. libuv + llhttp (response mode) + jansson,
- * so the client is C-fast and parses HTTP with the same parser as the server.
- * It only ever connects to 127.0.0.1, and every run is bounded in count and
- * time.
+ * so the client is C-fast and parses HTTP with the same parser as the server;
+ * the HTTP/1.1 part is the project's client, src/util/httpc (shared with the
+ * command-line client). It only ever connects to 127.0.0.1, and every run is
+ * bounded in count and time.
  *
  *   loadgen latency --port P [--path /health] [--n N] [--max-s S] [--series FILE]
  *                   [--interval-us U]
@@ -28,12 +29,13 @@
 #include <signal.h>
 #include <jansson.h>
 #include <limits.h>
-#include <llhttp.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <uv.h>
+
+#include "util/httpc.h"
 
 typedef enum { MODE_LATENCY, MODE_JOBS, MODE_SUBMIT } mode_t_;
 
@@ -55,15 +57,8 @@ typedef struct opts {
 typedef struct client client_t;
 
 typedef struct conn {
-  uv_tcp_t tcp;
-  uv_connect_t connect;
-  uv_write_t write;
-  llhttp_t parser;
+  httpc_conn_t h; /* h.data is the conn */
   client_t *cl;
-  char req[512];
-  char *body;
-  size_t body_len, body_cap;
-  int status;
   /* per job */
   char job_id[64];
   uint64_t job_start_ns;
@@ -74,7 +69,7 @@ typedef struct conn {
 struct client {
   uv_loop_t *loop;
   opts_t o;
-  llhttp_settings_t settings;
+  httpc_t http;
   conn_t *conns;
   uint64_t start_ns;
   uint64_t *lat; /* ns, per request (latency) or per job (jobs) */
@@ -88,8 +83,6 @@ struct client {
   uv_timer_t pace;
   uv_signal_t sigint, sigterm;
 };
-
-static char readbuf[65536];
 
 static void fail(const char *what) {
   fprintf(stderr, "loadgen: %s\n", what);
@@ -117,44 +110,31 @@ static void on_pace(uv_timer_t *t) {
   send_get(&cl->conns[0], cl->o.path);
 }
 
-static void on_written(uv_write_t *w, int status) {
-  if (status < 0) {
-    conn_t *c = w->data;
+static void on_response(httpc_conn_t *h, int status);
+
+static void send_request(conn_t *c, const char *method, const char *path, const char *headers, const char *body,
+                         size_t len) {
+  c->req_start_ns = uv_hrtime();
+  c->cl->requests++;
+  int rc = httpc_request(&c->h, method, path, headers, body, len, on_response, NULL);
+  if (rc != 0) {
+    fprintf(stderr, "loadgen: request: %s\n", uv_strerror(rc));
     c->cl->errors++;
-    fprintf(stderr, "loadgen: write: %s\n", uv_strerror(status));
+    c->cl->stopping = true;
     uv_stop(c->cl->loop);
   }
 }
 
-static void send_get(conn_t *c, const char *path) {
-  int n = snprintf(c->req, sizeof c->req, "GET %s HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n", path);
-  uv_buf_t b = uv_buf_init(c->req, (unsigned)n);
-  c->body_len = 0;
-  c->req_start_ns = uv_hrtime();
-  c->cl->requests++;
-  c->write.data = c;
-  if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
-    fail("uv_write");
-}
+static void send_get(conn_t *c, const char *path) { send_request(c, "GET", path, NULL, NULL, 0); }
 
 static void send_post(conn_t *c) {
   char body[128];
   int bn =
       snprintf(body, sizeof body, "{\"task\":\"report\",\"params\":{\"heavyIterations\":%ld}}", c->cl->o.iterations);
-  int n = snprintf(c->req, sizeof c->req,
-                   "POST /jobs HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
-                   "Content-Length: %d\r\n\r\n%s",
-                   bn, body);
-  if (n < 0 || (size_t)n >= sizeof c->req)
+  if (bn < 0 || (size_t)bn >= sizeof body)
     fail("request too long");
-  uv_buf_t b = uv_buf_init(c->req, (unsigned)n);
-  c->body_len = 0;
-  c->req_start_ns = uv_hrtime();
-  c->cl->requests++;
   c->cl->outstanding++;
-  c->write.data = c;
-  if (uv_write(&c->write, (uv_stream_t *)&c->tcp, &b, 1, on_written) != 0)
-    fail("uv_write");
+  send_request(c, "POST", "/jobs", "Content-Type: application/json\r\n", body, (size_t)bn);
 }
 
 static void finish_if_done(client_t *cl) {
@@ -221,25 +201,13 @@ static void send_next(conn_t *c) {
   send_get(c, path);
 }
 
-static int on_body(llhttp_t *p, const char *at, size_t n) {
-  conn_t *c = p->data;
-  if (c->body_len + n + 1 > c->body_cap) {
-    c->body_cap = (c->body_len + n + 1) * 2;
-    c->body = realloc(c->body, c->body_cap);
-    if (!c->body)
-      fail("out of memory");
-  }
-  memcpy(c->body + c->body_len, at, n);
-  c->body_len += n;
-  c->body[c->body_len] = '\0';
-  return 0;
-}
-
 static void handle_response(conn_t *c) {
   client_t *cl = c->cl;
   uint64_t now = uv_hrtime();
+  const char *body = c->h.body ? c->h.body : "";
+  int status = c->h.status;
   if (cl->o.mode == MODE_LATENCY) {
-    if (c->status != 200)
+    if (status != 200)
       cl->errors++;
     record(cl, now - c->req_start_ns);
     if (cl->series)
@@ -252,12 +220,12 @@ static void handle_response(conn_t *c) {
   }
   if (cl->o.mode == MODE_SUBMIT) {
     cl->outstanding--;
-    if (c->status == 202) {
+    if (status == 202) {
       cl->accepted++;
       record(cl, now - c->req_start_ns);
     } else {
       if (cl->non_202 < 5)
-        fprintf(stderr, "loadgen: submit got %d: %.200s\n", c->status, c->body ? c->body : "");
+        fprintf(stderr, "loadgen: submit got %d: %.200s\n", status, body);
       cl->non_202++;
     }
     cl->done++;
@@ -265,13 +233,13 @@ static void handle_response(conn_t *c) {
     send_next(c);
     return;
   }
-  json_t *j = json_loadb(c->body ? c->body : "", c->body_len, 0, NULL);
+  json_t *j = json_loadb(body, c->h.body_len, 0, NULL);
   if (!c->job_id[0]) {
     /* Submit reply. */
     const char *id = json_string_value(json_object_get(j, "jobId"));
-    if (c->status != 202 || !id) {
+    if (status != 202 || !id) {
       cl->errors++;
-      fprintf(stderr, "loadgen: submit got %d: %.200s\n", c->status, c->body ? c->body : "");
+      fprintf(stderr, "loadgen: submit got %d: %.200s\n", status, body);
       json_decref(j);
       cl->stopping = true;
       uv_stop(cl->loop);
@@ -287,7 +255,7 @@ static void handle_response(conn_t *c) {
       c->in_job = false;
       cl->done++;
       finish_if_done(cl);
-    } else if (c->status != 200) {
+    } else if (status != 200) {
       cl->errors++;
       c->in_job = false;
       cl->done++;
@@ -298,48 +266,29 @@ static void handle_response(conn_t *c) {
   send_next(c);
 }
 
-static int on_status_done(llhttp_t *p) {
-  conn_t *c = p->data;
-  c->status = p->status_code;
-  return 0;
-}
-
-static int on_message_complete(llhttp_t *p) {
-  conn_t *c = p->data;
-  c->status = p->status_code;
-  handle_response(c);
-  return 0;
-}
-
-static void on_alloc(uv_handle_t *h, size_t s, uv_buf_t *b) { *b = uv_buf_init(readbuf, sizeof readbuf); }
-
-static void on_read(uv_stream_t *s, ssize_t n, const uv_buf_t *b) {
-  conn_t *c = s->data;
-  if (n < 0) {
-    if (!c->cl->stopping) {
-      fprintf(stderr, "loadgen: connection lost: %s\n", uv_strerror((int)n));
-      c->cl->errors++;
-      c->cl->stopping = true;
-      uv_stop(c->cl->loop);
-    }
+/* A response (status 0), or the request failed: the connection is lost or
+ * the reply was not HTTP. */
+static void on_response(httpc_conn_t *h, int status) {
+  conn_t *c = h->data;
+  if (status == 0) {
+    handle_response(c);
     return;
   }
-  if (llhttp_execute(&c->parser, b->base, (size_t)n) != HPE_OK) {
-    fprintf(stderr, "loadgen: bad response: %s\n", llhttp_get_error_reason(&c->parser));
+  if (!c->cl->stopping) {
+    fprintf(stderr, "loadgen: %s: %s\n", status == HTTPC_EPROTO ? "bad response" : "connection lost",
+            uv_strerror(status));
     c->cl->errors++;
     c->cl->stopping = true;
     uv_stop(c->cl->loop);
   }
 }
 
-static void on_connect(uv_connect_t *req, int status) {
-  conn_t *c = req->data;
+static void on_connect(httpc_conn_t *h, int status) {
+  conn_t *c = h->data;
   if (status < 0) {
     fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(status));
     exit(1);
   }
-  uv_tcp_nodelay(&c->tcp, 1);
-  uv_read_start((uv_stream_t *)&c->tcp, on_alloc, on_read);
   send_next(c);
 }
 
@@ -437,10 +386,7 @@ int main(int argc, char **argv) {
     fail("cannot open --series file");
 
   cl.loop = uv_default_loop();
-  llhttp_settings_init(&cl.settings);
-  cl.settings.on_body = on_body;
-  cl.settings.on_status_complete = on_status_done;
-  cl.settings.on_message_complete = on_message_complete;
+  httpc_init(&cl.http, cl.loop, "127.0.0.1", NULL);
   cl.conns = calloc((size_t)cl.o.inflight, sizeof *cl.conns);
   struct sockaddr_in addr;
   uv_ip4_addr("127.0.0.1", cl.o.port, &addr);
@@ -462,12 +408,11 @@ int main(int argc, char **argv) {
   for (int i = 0; i < cl.o.inflight; i++) {
     conn_t *c = &cl.conns[i];
     c->cl = &cl;
-    llhttp_init(&c->parser, HTTP_RESPONSE, &cl.settings);
-    c->parser.data = c;
-    uv_tcp_init(cl.loop, &c->tcp);
-    c->tcp.data = c;
-    c->connect.data = c;
-    uv_tcp_connect(&c->connect, &c->tcp, (const struct sockaddr *)&addr, on_connect);
+    if (httpc_conn_init(&cl.http, &c->h) != 0)
+      fail("uv_tcp_init");
+    c->h.data = c;
+    if (httpc_connect(&c->h, (const struct sockaddr *)&addr, on_connect) != 0)
+      fail("uv_tcp_connect");
   }
   uv_run(cl.loop, UV_RUN_DEFAULT);
   double secs = (double)(uv_hrtime() - cl.start_ns) / 1e9;
@@ -494,11 +439,8 @@ int main(int argc, char **argv) {
            cl.nlat, cl.o.inflight, cl.o.wait ? "true" : "false", cl.errors, cl.requests, secs, (double)cl.nlat / secs,
            (double)cl.requests / secs, pct(cl.lat, cl.nlat, 0.5), pct(cl.lat, cl.nlat, 0.99),
            cl.nlat ? (double)cl.lat[cl.nlat - 1] / 1e3 : 0);
-  for (int i = 0; i < cl.o.inflight; i++) {
-    free(cl.conns[i].body);
-    if (!uv_is_closing((uv_handle_t *)&cl.conns[i].tcp))
-      uv_close((uv_handle_t *)&cl.conns[i].tcp, NULL);
-  }
+  for (int i = 0; i < cl.o.inflight; i++)
+    httpc_close(&cl.conns[i].h, NULL);
   uv_close((uv_handle_t *)&cl.deadline, NULL);
   uv_close((uv_handle_t *)&cl.pace, NULL);
   uv_close((uv_handle_t *)&cl.duration, NULL);

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <strings.h>
 
+#include "cli/cli.h"
 #include "commands/run.h"
 #include "pool/child.h"
 #include "server.h"
@@ -158,6 +159,7 @@ static void usage(FILE *out) {
                "OFFLOAD_PLUGIN=a.so:b.so); a flag on the command line beats its variable. An empty variable\n"
                "is unset.\n\n");
   fprintf(out, "`offload worker` is internal: the command a server starts its worker processes with.\n");
+  cli_usage_commands(out);
 }
 
 /* Parses a decimal integer in [min, max] or exits with a message naming
@@ -360,6 +362,8 @@ static int serve_main(int argc, char **argv) {
 int main(int argc, char **argv) {
   if (argc >= 2 && strcmp(argv[1], "worker") == 0)
     return pool_child_main(argc, argv);
+  if (cli_handles(argc, argv)) /* submit, status, wait, ...: the HTTP client (src/cli, docs/CLI.md) */
+    return cli_main(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "exec-command") == 0)
     return commands_exec_main(argc, argv);
   if (argc >= 2 && strcmp(argv[1], "serve") == 0)
