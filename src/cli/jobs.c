@@ -167,16 +167,23 @@ static void bounds(const json_t *p, char *out, size_t size) {
   }
 }
 
+/* GET `path` into *j for a table; with --json the reply is printed as it
+ * is and *j is NULL. CLI_OK or the request's exit status. */
+static int get_for_table(cli_ctx_t *ctx, const char *path, json_t **j) {
+  int rc = net_call(ctx, "GET", path, NULL, j, NULL);
+  if (rc == CLI_OK && ctx->json) {
+    cli_print_json(*j);
+    json_decref(*j);
+    *j = NULL;
+  }
+  return rc;
+}
+
 int cli_cmd_tasks(cli_ctx_t *ctx) {
   json_t *j;
-  int rc = net_call(ctx, "GET", "/tasks", NULL, &j, NULL);
-  if (rc)
+  int rc = get_for_table(ctx, "/tasks", &j);
+  if (rc || !j)
     return rc;
-  if (ctx->json) {
-    cli_print_json(j);
-    json_decref(j);
-    return CLI_OK;
-  }
   size_t i, k;
   const json_t *t, *p;
   json_array_foreach(json_object_get(j, "tasks"), i, t) {
@@ -208,14 +215,9 @@ int cli_cmd_tasks(cli_ctx_t *ctx) {
 
 int cli_cmd_workers(cli_ctx_t *ctx) {
   json_t *j;
-  int rc = net_call(ctx, "GET", "/workers", NULL, &j, NULL);
-  if (rc)
+  int rc = get_for_table(ctx, "/workers", &j);
+  if (rc || !j)
     return rc;
-  if (ctx->json) {
-    cli_print_json(j);
-    json_decref(j);
-    return CLI_OK;
-  }
   printf("%-4s %-8s %-8s %-9s %-24s %8s %10s %8s\n", "ID", "MODE", "PID", "STATE", "JOB", "JOBS", "CPU", "RSS");
   size_t i;
   const json_t *w;
