@@ -8,6 +8,7 @@ set -euo pipefail
 pkgs=(build-essential cmake pkg-config libuv1-dev node-llhttp libjansson-dev
       libsqlite3-dev libssl-dev libargon2-dev libcairo2-dev libpango1.0-dev fonts-dejavu-core libcsv-dev
       libvips-dev
+      libpq-dev
       libcmocka-dev curl python3)
 case "${1:-build}" in
   # make test's bench.smoke (bench/run.py --smoke) runs git and node (for the
@@ -19,9 +20,12 @@ case "${1:-build}" in
   # (e2e test_commands, unit commands_render_test); its tests fail without it.
   # chromium and chromium-driver (chromedriver) run the dashboard in a real
   # headless browser (e2e test_dashboard); it fails without them.
-  test)  pkgs+=(git nodejs argon2 poppler-utils libvips-tools ffmpeg chromium chromium-driver) ;;
+  # postgresql-15 (initdb, pg_ctl, postgres) runs the --store postgres tests'
+  # own throwaway database as an unprivileged user (e2e test_cluster).
+  test)  pkgs+=(git nodejs argon2 poppler-utils libvips-tools ffmpeg chromium chromium-driver postgresql-15) ;;
   # libvips-tools' vips and vipsheader make S11's 12-megapixel JPEG; ffmpeg is S14's transcode.
-  bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light libvips-tools ffmpeg) ;;
+  # postgresql-15 is S16's database (offload nodes, graphile-worker and pg-boss on one PostgreSQL).
+  bench) pkgs+=(git nodejs npm wrk gnuplot-nox nginx-light libvips-tools ffmpeg postgresql-15) ;;
 esac
 
 missing=()
