@@ -23,6 +23,19 @@
  *       flight are answered and counted). Prints submissions/s and the
  *       latency of each 202 (request sent -> reply read); other statuses
  *       count as non_202 (the first few are shown on stderr).
+ *   loadgen cluster --ports P1[,P2,...] [--inflight K] [--seconds T] [--warmup-s W]
+ *                   [--body JSON] [--wait-s S] [--max-s M]
+ *       Tiny jobs end to end on one or more nodes sharing a job store: K lanes,
+ *       each POST /jobs BODY (default {"task":"fibonacci","params":{"n":1}}) to
+ *       node i mod N on its own keep-alive connection, then
+ *       GET /jobs/<id>?wait=S (default 30) on node (i+1) mod N (another node
+ *       than the submit's whenever N > 1; the same connection when N = 1)
+ *       until the job is final, then the next job. Warm-up W s (default 1) is
+ *       not counted; then for T s (default 5): jobs/s = jobs final in the
+ *       window / T, p50/p99 over the jobs submitted in the window (submit
+ *       sent -> final status read). Then lanes start no more jobs; the ones out
+ *       finish (a job still not final at --max-s is "lost"). Also prints the
+ *       client's own CPU seconds (getrusage) to show its overhead.
  *
  * Output: one JSON object on stdout. */
 #include <getopt.h>
@@ -33,11 +46,12 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <uv.h>
 
 #include "util/httpc.h"
 
-typedef enum { MODE_LATENCY, MODE_JOBS, MODE_SUBMIT } mode_t_;
+typedef enum { MODE_LATENCY, MODE_JOBS, MODE_SUBMIT, MODE_CLUSTER } mode_t_;
 
 typedef struct opts {
   mode_t_ mode;
@@ -52,6 +66,12 @@ typedef struct opts {
   const char *series;
   long interval_us;
   double seconds; /* submit: stop starting new requests after this long, 0 = none */
+  /* cluster */
+  int ports[16];
+  int nports;
+  double warmup_s;
+  const char *body;
+  int wait_s;
 } opts_t;
 
 typedef struct client client_t;
@@ -325,19 +345,282 @@ static double pct(const uint64_t *v, long n, double p) {
   return (double)v[i] / 1e3; /* microseconds */
 }
 
+/* ---------------------------------------------------------------- cluster mode */
+
+typedef struct cluster cluster_t;
+
+typedef struct lane {
+  cluster_t *cl;
+  int index;
+  httpc_conn_t sub;   /* POST /jobs */
+  httpc_conn_t wconn; /* GET /jobs/<id>?wait=S (unused when one node: sub carries both) */
+  httpc_conn_t *wait; /* &wconn, or &sub */
+  int connected;
+  bool in_job;
+  char job_id[64];
+  uint64_t job_start_ns;
+} lane_t;
+
+struct cluster {
+  uv_loop_t *loop;
+  opts_t o;
+  httpc_t http;
+  lane_t *lanes;
+  char wait_path_fmt[32];
+  size_t body_len;
+  uint64_t start_ns, measure_ns, end_ns;
+  uint64_t *lat;
+  long nlat, cap;
+  long in_window, submitted, completed, failed, non_202, errors, requests, out;
+  bool stopping, ending;
+  uv_timer_t deadline, end;
+  uv_signal_t sigint, sigterm;
+};
+
+static void cluster_stop(cluster_t *cl) {
+  if (!cl->stopping) {
+    cl->stopping = true;
+    uv_stop(cl->loop);
+  }
+}
+
+static void cluster_next(lane_t *l);
+static void cluster_on_response(httpc_conn_t *h, int status);
+
+static void cluster_request(lane_t *l, httpc_conn_t *h, const char *method, const char *path, const char *headers,
+                            const char *body, size_t len) {
+  l->cl->requests++;
+  int rc = httpc_request(h, method, path, headers, body, len, cluster_on_response, NULL);
+  if (rc != 0) {
+    fprintf(stderr, "loadgen: request: %s\n", uv_strerror(rc));
+    l->cl->errors++;
+    cluster_stop(l->cl);
+  }
+}
+
+static bool is_final(const char *st) {
+  return st && (!strcmp(st, "complete") || !strcmp(st, "failed") || !strcmp(st, "canceled"));
+}
+
+static void cluster_job_done(lane_t *l, const char *st) {
+  cluster_t *cl = l->cl;
+  uint64_t now = uv_hrtime();
+  l->in_job = false;
+  cl->out--;
+  cl->completed++;
+  if (strcmp(st, "complete") != 0)
+    cl->failed++;
+  if (now >= cl->measure_ns && now < cl->end_ns)
+    cl->in_window++;
+  if (l->job_start_ns >= cl->measure_ns && l->job_start_ns < cl->end_ns) {
+    if (cl->nlat == cl->cap) {
+      cl->cap = cl->cap ? cl->cap * 2 : 65536;
+      cl->lat = realloc(cl->lat, sizeof *cl->lat * (size_t)cl->cap);
+      if (!cl->lat)
+        fail("out of memory");
+    }
+    cl->lat[cl->nlat++] = now - l->job_start_ns;
+  }
+}
+
+static void cluster_next(lane_t *l) {
+  cluster_t *cl = l->cl;
+  if (cl->stopping)
+    return;
+  if (l->in_job) {
+    char path[160];
+    snprintf(path, sizeof path, "/jobs/%s?wait=%d", l->job_id, cl->o.wait_s);
+    cluster_request(l, l->wait, "GET", path, NULL, NULL, 0);
+    return;
+  }
+  if (cl->ending) {
+    if (cl->out == 0)
+      cluster_stop(cl);
+    return;
+  }
+  l->in_job = true;
+  l->job_id[0] = '\0';
+  l->job_start_ns = uv_hrtime();
+  cl->submitted++;
+  cl->out++;
+  cluster_request(l, &l->sub, "POST", "/jobs", "Content-Type: application/json\r\n", cl->o.body, cl->body_len);
+}
+
+static void cluster_on_response(httpc_conn_t *h, int status) {
+  lane_t *l = h->data;
+  cluster_t *cl = l->cl;
+  if (status != 0) {
+    if (!cl->stopping) {
+      fprintf(stderr, "loadgen: %s: %s\n", status == HTTPC_EPROTO ? "bad response" : "connection lost",
+              uv_strerror(status));
+      cl->errors++;
+      cluster_stop(cl);
+    }
+    return;
+  }
+  json_t *j = json_loadb(h->body ? h->body : "", h->body_len, 0, NULL);
+  const char *st = json_string_value(json_object_get(j, "status"));
+  if (!l->job_id[0]) { /* the submit's reply */
+    const char *id = json_string_value(json_object_get(j, "id"));
+    if (h->status != 202 || !id) {
+      if (cl->non_202 < 5)
+        fprintf(stderr, "loadgen: submit got %d: %.200s\n", h->status, h->body ? h->body : "");
+      cl->non_202++;
+      l->in_job = false; /* not a job: submit again */
+      cl->submitted--;
+      cl->out--;
+    } else {
+      snprintf(l->job_id, sizeof l->job_id, "%s", id);
+      if (is_final(st)) /* the 202 waits for the row's commit: a tiny job may be done by then */
+        cluster_job_done(l, st);
+    }
+  } else if (h->status == 200 && is_final(st)) {
+    cluster_job_done(l, st);
+  } else if (h->status != 200) {
+    if (cl->errors < 5)
+      fprintf(stderr, "loadgen: wait got %d: %.200s\n", h->status, h->body ? h->body : "");
+    cl->errors++;
+    cluster_stop(cl);
+  }
+  json_decref(j);
+  cluster_next(l);
+}
+
+static void cluster_on_connect(httpc_conn_t *h, int status) {
+  lane_t *l = h->data;
+  if (status < 0) {
+    fprintf(stderr, "loadgen: connect: %s\n", uv_strerror(status));
+    exit(1);
+  }
+  if (++l->connected == (l->wait == &l->sub ? 1 : 2))
+    cluster_next(l);
+}
+
+static void cluster_on_end(uv_timer_t *t) {
+  cluster_t *cl = t->data;
+  cl->ending = true;
+  if (cl->out == 0)
+    cluster_stop(cl);
+}
+
+static void cluster_on_deadline(uv_timer_t *t) {
+  cluster_t *cl = t->data;
+  fprintf(stderr, "loadgen: --max-s reached with %ld jobs not final\n", cl->out);
+  cluster_stop(cl);
+}
+
+static void cluster_on_signal(uv_signal_t *h, int signum) {
+  (void)signum;
+  cluster_stop(h->data);
+}
+
+static double cpu_s(void) {
+  struct rusage ru;
+  getrusage(RUSAGE_SELF, &ru);
+  return (double)ru.ru_utime.tv_sec + (double)ru.ru_utime.tv_usec / 1e6 + (double)ru.ru_stime.tv_sec +
+         (double)ru.ru_stime.tv_usec / 1e6;
+}
+
+static int run_cluster(const opts_t *o) {
+  static cluster_t cl; /* large and zeroed */
+  cl.o = *o;
+  if (cl.o.nports < 1)
+    fail("--ports is required");
+  if (cl.o.seconds <= 0)
+    cl.o.seconds = 5;
+  if (!cl.o.body)
+    cl.o.body = "{\"task\":\"fibonacci\",\"params\":{\"n\":1}}";
+  cl.body_len = strlen(cl.o.body);
+  if (cl.o.wait_s < 1)
+    cl.o.wait_s = 30;
+  if (cl.o.max_s < cl.o.warmup_s + cl.o.seconds + 1)
+    cl.o.max_s = cl.o.warmup_s + cl.o.seconds + 60;
+  cl.loop = uv_default_loop();
+  httpc_init(&cl.http, cl.loop, "127.0.0.1", NULL);
+  cl.lanes = calloc((size_t)cl.o.inflight, sizeof *cl.lanes);
+  if (!cl.lanes)
+    fail("out of memory");
+  double cpu0 = cpu_s();
+  cl.start_ns = uv_hrtime();
+  cl.measure_ns = cl.start_ns + (uint64_t)(cl.o.warmup_s * 1e9);
+  cl.end_ns = cl.measure_ns + (uint64_t)(cl.o.seconds * 1e9);
+  uv_timer_init(cl.loop, &cl.deadline);
+  uv_timer_init(cl.loop, &cl.end);
+  cl.deadline.data = cl.end.data = &cl;
+  uv_timer_start(&cl.deadline, cluster_on_deadline, (uint64_t)(cl.o.max_s * 1000), 0);
+  uv_timer_start(&cl.end, cluster_on_end, (uint64_t)((cl.o.warmup_s + cl.o.seconds) * 1000), 0);
+  uv_signal_init(cl.loop, &cl.sigint);
+  uv_signal_init(cl.loop, &cl.sigterm);
+  cl.sigint.data = cl.sigterm.data = &cl;
+  uv_signal_start(&cl.sigint, cluster_on_signal, SIGINT);
+  uv_signal_start(&cl.sigterm, cluster_on_signal, SIGTERM);
+  for (int i = 0; i < cl.o.inflight; i++) {
+    lane_t *l = &cl.lanes[i];
+    l->cl = &cl;
+    l->index = i;
+    int n = cl.o.nports;
+    int ps = cl.o.ports[i % n], pw = cl.o.ports[(i + 1) % n];
+    struct sockaddr_in a;
+    if (httpc_conn_init(&cl.http, &l->sub) != 0)
+      fail("uv_tcp_init");
+    l->sub.data = l;
+    uv_ip4_addr("127.0.0.1", ps, &a);
+    if (httpc_connect(&l->sub, (const struct sockaddr *)&a, cluster_on_connect) != 0)
+      fail("uv_tcp_connect");
+    if (n == 1) {
+      l->wait = &l->sub;
+      continue;
+    }
+    l->wait = &l->wconn;
+    if (httpc_conn_init(&cl.http, &l->wconn) != 0)
+      fail("uv_tcp_init");
+    l->wconn.data = l;
+    uv_ip4_addr("127.0.0.1", pw, &a);
+    if (httpc_connect(&l->wconn, (const struct sockaddr *)&a, cluster_on_connect) != 0)
+      fail("uv_tcp_connect");
+  }
+  uv_run(cl.loop, UV_RUN_DEFAULT);
+  double secs = (double)(uv_hrtime() - cl.start_ns) / 1e9, cpu = cpu_s() - cpu0;
+  qsort(cl.lat, (size_t)cl.nlat, sizeof *cl.lat, cmp_u64);
+  printf("{\"mode\":\"cluster\",\"nodes\":%d,\"inflight\":%d,\"warmup_s\":%.3f,\"seconds\":%.3f,\"jobs\":%ld,"
+         "\"jobs_per_s\":%.1f,\"p50_us\":%.1f,\"p99_us\":%.1f,\"max_us\":%.1f,\"submitted\":%ld,\"completed\":%ld,"
+         "\"failed\":%ld,\"lost\":%ld,\"non_202\":%ld,\"errors\":%ld,\"requests\":%ld,\"wall_s\":%.3f,"
+         "\"client_cpu_s\":%.3f}\n",
+         cl.o.nports, cl.o.inflight, cl.o.warmup_s, cl.o.seconds, cl.in_window, (double)cl.in_window / cl.o.seconds,
+         pct(cl.lat, cl.nlat, 0.5), pct(cl.lat, cl.nlat, 0.99), cl.nlat ? (double)cl.lat[cl.nlat - 1] / 1e3 : 0,
+         cl.submitted, cl.completed, cl.failed, cl.out, cl.non_202, cl.errors, cl.requests, secs, cpu);
+  fflush(stdout);
+  for (int i = 0; i < cl.o.inflight; i++) {
+    httpc_close(&cl.lanes[i].sub, NULL);
+    if (cl.lanes[i].wait == &cl.lanes[i].wconn)
+      httpc_close(&cl.lanes[i].wconn, NULL);
+  }
+  uv_close((uv_handle_t *)&cl.deadline, NULL);
+  uv_close((uv_handle_t *)&cl.end, NULL);
+  uv_close((uv_handle_t *)&cl.sigint, NULL);
+  uv_close((uv_handle_t *)&cl.sigterm, NULL);
+  uv_run(cl.loop, UV_RUN_DEFAULT);
+  free(cl.lanes);
+  free(cl.lat);
+  uv_loop_close(cl.loop);
+  return cl.errors || cl.out || cl.failed ? 3 : 0;
+}
+
 int main(int argc, char **argv) {
   if (argc < 2)
-    fail("usage: loadgen latency|jobs|submit --port P [...]");
+    fail("usage: loadgen latency|jobs|submit|cluster --port P [...]");
   client_t cl = {0};
-  cl.o = (opts_t){.path = "/health", .n = 2000, .jobs = 1000, .inflight = 32, .iterations = 1, .max_s = 120};
+  cl.o = (opts_t){.path = "/health", .n = 2000, .jobs = 1000, .inflight = 32, .iterations = 1, .max_s = 120, .warmup_s = 1};
   if (!strcmp(argv[1], "latency"))
     cl.o.mode = MODE_LATENCY;
   else if (!strcmp(argv[1], "jobs"))
     cl.o.mode = MODE_JOBS;
   else if (!strcmp(argv[1], "submit"))
     cl.o.mode = MODE_SUBMIT;
+  else if (!strcmp(argv[1], "cluster"))
+    cl.o.mode = MODE_CLUSTER;
   else
-    fail("mode must be latency, jobs or submit");
+    fail("mode must be latency, jobs, submit or cluster");
   static const struct option lo[] = {
       {"port", required_argument, 0, 'p'},
       {"path", required_argument, 0, 'P'},
@@ -349,7 +632,11 @@ int main(int argc, char **argv) {
       {"max-s", required_argument, 0, 'm'},
       {"series", required_argument, 0, 's'},
       {"interval-us", required_argument, 0, 'I'},
-      {"seconds", required_argument, 0, 'S'}, /* submit */
+      {"seconds", required_argument, 0, 'S'}, /* submit, cluster */
+      {"ports", required_argument, 0, 'L'},   /* cluster */
+      {"warmup-s", required_argument, 0, 'W'},
+      {"body", required_argument, 0, 'B'},
+      {"wait-s", required_argument, 0, 'T'},
       {0, 0, 0, 0},
   };
   optind = 2;
@@ -371,6 +658,18 @@ int main(int argc, char **argv) {
     case 's': cl.o.series = optarg; break;
     case 'I': cl.o.interval_us = atol(optarg); break;
     case 'S': cl.o.seconds = atof(optarg); break;
+    case 'L':
+      for (char *tok = strtok(optarg, ","); tok; tok = strtok(NULL, ",")) {
+        if (cl.o.nports == 16)
+          fail("--ports: at most 16");
+        cl.o.ports[cl.o.nports++] = atoi(tok);
+      }
+      if (cl.o.nports > 0)
+        cl.o.port = cl.o.ports[0];
+      break;
+    case 'W': cl.o.warmup_s = atof(optarg); break;
+    case 'B': cl.o.body = optarg; break;
+    case 'T': cl.o.wait_s = atoi(optarg); break;
     default: fail("bad flag");
     }
   }
@@ -384,6 +683,8 @@ int main(int argc, char **argv) {
     fail("--inflight must be 1..1024");
   if (cl.o.series && !(cl.series = fopen(cl.o.series, "w")))
     fail("cannot open --series file");
+  if (cl.o.mode == MODE_CLUSTER)
+    return run_cluster(&cl.o);
 
   cl.loop = uv_default_loop();
   httpc_init(&cl.http, cl.loop, "127.0.0.1", NULL);

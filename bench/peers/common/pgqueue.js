@@ -17,10 +17,49 @@
 // Environment: PGHOST (socket dir), PGPORT, PGDATABASE, PGUSER (libpq's names;
 // node-postgres reads them too), NODES (1), WORKERS (os.availableParallelism()),
 // INFLIGHT (64), SECONDS (5), WARMUP_S (1), DRAIN_S (30),
-// PRODUCER_CONNS (connections of the producer's pool, 16).
+// PRODUCER_CONNS (connections of the producer's pool, 16), PG_POSTMASTER_PID
+// (when set, the database's CPU time is read from /proc over the run).
+// CPU seconds over the run (warm-up + window + drain, as the completed
+// count): the producer's (client_cpu_s), the worker processes' (nodes_cpu_s)
+// and PostgreSQL's (db_cpu_s: the postmaster and its children, the ones that
+// exited counted through the postmaster's cutime/cstime).
 // Prints one JSON line on stdout.
 const { fork } = require('node:child_process');
+const fs = require('node:fs');
 const os = require('node:os');
+
+const TICK = 100; // USER_HZ: /proc's clock ticks per second on Linux
+
+// utime + stime (+ cutime + cstime: reaped children) of one process, seconds.
+function procCpu(pid, withChildren) {
+  try {
+    const stat = fs.readFileSync(`/proc/${pid}/stat`, 'utf8');
+    const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+    // f[0] is field 3 (state): utime is field 14 -> f[11]
+    let t = Number(f[11]) + Number(f[12]);
+    if (withChildren) t += Number(f[13]) + Number(f[14]);
+    return t / TICK;
+  } catch {
+    return 0;
+  }
+}
+
+// The CPU seconds of a process and all its live children, plus the children
+// it has reaped (cutime/cstime).
+function treeCpu(rootPid) {
+  let total = procCpu(rootPid, true);
+  for (const d of fs.readdirSync('/proc')) {
+    if (!/^\d+$/.test(d)) continue;
+    try {
+      const stat = fs.readFileSync(`/proc/${d}/stat`, 'utf8');
+      const f = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+      if (Number(f[1]) === rootPid) total += procCpu(Number(d), false);
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return total;
+}
 
 function envInt(name, dflt, min, max) {
   const v = process.env[name];
@@ -157,6 +196,10 @@ async function producerMain({ peer, setup, script, extra }) {
   process.on('exit', killAll);
   await Promise.race([Promise.all(ready), new Promise((_, rej) => setTimeout(() => rej(new Error('workers not ready in 60 s')), 60000))]);
 
+  const pgPid = Number(process.env.PG_POSTMASTER_PID || 0);
+  const nodesCpu = () => children.reduce((a, c) => a + procCpu(c.pid, true), 0);
+  const selfCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
+  const cpu0 = { db: pgPid ? treeCpu(pgPid) : null, nodes: nodesCpu(), client: selfCpu() };
   const tWarm = nowMs();
   const tMeasure = tWarm + s.warmupS * 1000;
   const tEnd = tMeasure + s.seconds * 1000;
@@ -207,6 +250,12 @@ async function producerMain({ peer, setup, script, extra }) {
   ]);
   const lost = drained ? 0 : waiters.size;
   unknown = early.size;
+  const tDone = nowMs();
+  const cpu = {
+    db_cpu_s: pgPid ? treeCpu(pgPid) - cpu0.db : null,
+    nodes_cpu_s: nodesCpu() - cpu0.nodes,
+    client_cpu_s: selfCpu() - cpu0.client,
+  };
 
   // Stop the workers cleanly (their counts of handlers that never completed).
   let pendingRan = 0;
@@ -247,6 +296,8 @@ async function producerMain({ peer, setup, script, extra }) {
     handler_ran_not_completed: pendingRan,
     add_errors: addErrors,
     first_error: firstError,
+    run_s: (tDone - tWarm) / 1000,
+    ...cpu,
     ...extra(s),
   };
   process.stdout.write(JSON.stringify(out) + '\n');
