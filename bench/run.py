@@ -3,10 +3,10 @@
 with the Node.js peers (and nginx as the raw-C front-door reference) in one
 run on this machine.
 
-Usage: bench/run.py [--quick] [--only S1,S2,...,S15] [--out DIR]
+Usage: bench/run.py [--quick] [--only S1,S2,...,S16] [--out DIR]
   --quick   the same scenarios, smaller and shorter (make bench QUICK=1); writes
             to bench/results/quick unless --out says otherwise
-  --only    the scenarios to run, e.g. `--only S11,S12` (default: all fifteen)
+  --only    the scenarios to run, e.g. `--only S11,S12` (default: all sixteen)
   --smoke   scenarios 2 and 4 for a few seconds against offload alone (S4 in
             both isolation modes); fails unless they ran and produced numbers
             (run by make test)
@@ -1384,6 +1384,189 @@ def s15_events(cfg):
     return out
 
 
+# S16: many offload nodes on one PostgreSQL (issue 12), side by side with
+# graphile-worker and pg-boss (bench/peers/node-graphile, node-pgboss) on the
+# same throwaway PostgreSQL 15 (scripts/pgtmp.py), the same settings and the
+# same closed loop. Targets: offload at least graphile-worker's jobs/s, at
+# least 3x pg-boss's, and >= 10,000 jobs/s with 2 nodes.
+CLUSTER_NODES = [1, 2, 3]
+CLUSTER_SYSTEMS = ["offload", "graphile-worker", "pg-boss"]
+CLUSTER_INFLIGHT = 64
+CLUSTER_JOB = '{"task":"fibonacci","params":{"n":1}}'  # spin's ms must be >= 1: F(1) is the cheapest task
+CLUSTER_TARGET = {"jobs_per_s_2_nodes": 10000.0, "vs_graphile": 1.0, "vs_pgboss": 3.0}
+CLUSTER_DB = "s16"
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid, reaped=False):
+    """utime + stime of a process (+ cutime + cstime: its reaped children), s."""
+    try:
+        with open(f"/proc/{pid}/stat") as f:
+            st = f.read()
+    except OSError:
+        return 0.0
+    f = st[st.rindex(")") + 2:].split()
+    t = int(f[11]) + int(f[12])
+    if reaped:
+        t += int(f[13]) + int(f[14])
+    return t / CLK_TCK
+
+
+def tree_cpu_s(root):
+    """CPU seconds of a process, its live children and the children it reaped
+    (a PostgreSQL backend that exits is added to the postmaster's cutime)."""
+    total = proc_cpu_s(root, reaped=True)
+    for d in os.listdir("/proc"):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f"/proc/{d}/stat") as f:
+                st = f.read()
+            if int(st[st.rindex(")") + 2:].split()[1]) == root:
+                total += proc_cpu_s(int(d))
+        except (OSError, ValueError, IndexError):
+            pass
+    return total
+
+
+def pg_fresh_db(pg):
+    """An empty database for the next system: every run starts clean."""
+    pg.psql(f"DROP DATABASE IF EXISTS {CLUSTER_DB} WITH (FORCE)", db="postgres")
+    pg.psql(f"CREATE DATABASE {CLUSTER_DB}", db="postgres")
+    pg.psql("CHECKPOINT", db="postgres")
+
+
+def postmaster_pid(pg):
+    with open(os.path.join(pg.data, "postmaster.pid")) as f:
+        return int(f.readline())
+
+
+def cluster_offload(cfg, pg, nodes):
+    """N offload nodes on PostgreSQL, loadgen cluster against them."""
+    url = "host=%s port=%d dbname=%s user=%s" % (pg.sock, pg.port, CLUSTER_DB, pg.user)
+    servers = [Server(f"offload-n{k + 1}", "offload", cfg["cluster_workers"],
+                      ["--store", "postgres", "--pg-url", url, "--node-id", f"n{k + 1}"]) for k in range(nodes)]
+    try:
+        for sv in servers:
+            sv.start()
+        pgpid = postmaster_pid(pg)
+        db0, nodes0 = tree_cpu_s(pgpid), sum(tree_cpu_s(sv.pid) for sv in servers)
+        t0 = time.time()
+        x = run_json([loadgen(), "cluster", "--ports", ",".join(str(sv.port) for sv in servers),
+                      "--inflight", str(CLUSTER_INFLIGHT), "--seconds", str(cfg["cluster_s"]),
+                      "--warmup-s", str(cfg["cluster_warmup_s"]), "--body", CLUSTER_JOB, "--wait-s", "30",
+                      "--max-s", str(cfg["cluster_warmup_s"] + cfg["cluster_s"] + 60)],
+                     cfg["cluster_warmup_s"] + cfg["cluster_s"] + 120)
+        run_s = time.time() - t0
+        dead = [sv.name for sv in servers if sv.proc.poll() is not None]
+        return {"jobs_per_s": x["jobs_per_s"], "p50_ms": x["p50_us"] / 1000, "p99_ms": x["p99_us"] / 1000,
+                "max_ms": x["max_us"] / 1000, "completed": x["completed"], "lost": x["lost"],
+                "failed": x["failed"], "errors": x["errors"] + x["non_202"] + len(dead), "run_s": run_s,
+                "db_cpu_s": tree_cpu_s(pgpid) - db0,
+                "nodes_cpu_s": sum(tree_cpu_s(sv.pid) for sv in servers) - nodes0,
+                "client_cpu_s": x["client_cpu_s"], "dead_nodes": dead, "raw": x}
+    finally:
+        for sv in servers:
+            sv.stop()
+
+
+def cluster_peer(cfg, pg, system, nodes):
+    script = {"graphile-worker": "node-graphile", "pg-boss": "node-pgboss"}[system]
+    env = dict(os.environ, PGHOST=pg.sock, PGPORT=str(pg.port), PGDATABASE=CLUSTER_DB, PGUSER=pg.user,
+               NODES=str(nodes), WORKERS=str(cfg["cluster_workers"]), INFLIGHT=str(CLUSTER_INFLIGHT),
+               SECONDS=str(cfg["cluster_s"]), WARMUP_S=str(cfg["cluster_warmup_s"]), DRAIN_S="30",
+               PG_POSTMASTER_PID=str(postmaster_pid(pg)))
+    timeout = cfg["cluster_warmup_s"] + cfg["cluster_s"] + 150
+    p = subprocess.run(["node", os.path.join(PEERS, script, "bench.js")], env=env, capture_output=True,
+                       text=True, timeout=timeout)
+    lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+    if p.returncode not in (0, 3) or not lines:
+        raise RuntimeError(f"S16 {system} x{nodes} exited {p.returncode}: {p.stderr[-800:]}")
+    x = json.loads(lines[-1])
+    return {"jobs_per_s": x["jobs_per_s"], "p50_ms": x["p50_ms"], "p99_ms": x["p99_ms"], "max_ms": x["max_ms"],
+            "completed": x["completed"], "lost": x["lost"], "failed": x["not_run"],
+            "errors": x["add_errors"] + x["unknown_completions"], "run_s": x["run_s"],
+            "db_cpu_s": x["db_cpu_s"], "nodes_cpu_s": x["nodes_cpu_s"], "client_cpu_s": x["client_cpu_s"],
+            "raw": x}
+
+
+def s16_cluster(cfg):
+    """Tiny jobs end to end (submit -> complete) on one PostgreSQL with 1, 2
+    and 3 nodes: offload (`--store postgres`, W workers a node), graphile-worker
+    (N worker processes, concurrency W) and pg-boss (N processes, W work()
+    loops), a closed loop of 64 jobs in flight, alternating per round."""
+    sys.path.insert(0, os.path.join(ROOT, "scripts"))
+    from pgtmp import PgTmp
+    pg = PgTmp()
+    # BENCH_S16_SYSTEMS=graphile-worker,pg-boss runs a subset (e.g. the peers alone).
+    systems = [x for x in os.environ.get("BENCH_S16_SYSTEMS", ",".join(CLUSTER_SYSTEMS)).split(",") if x]
+    runs = {(sy, n): [] for n in CLUSTER_NODES for sy in systems}
+    try:
+        pg.start()
+        pg_version = pg.psql("SHOW server_version", db="postgres").strip()
+        pg_settings = {k: pg.psql(f"SHOW {k}", db="postgres").strip() for k in
+                       ("shared_buffers", "fsync", "synchronous_commit", "max_connections", "wal_level")}
+        for r in range(cfg["cluster_rounds"]):
+            for n in CLUSTER_NODES:
+                for sy in systems:
+                    pg_fresh_db(pg)
+                    x = cluster_offload(cfg, pg, n) if sy == "offload" else cluster_peer(cfg, pg, sy, n)
+                    runs[(sy, n)].append(x)
+                    log(f"S16 r{r} {sy} x{n}: {x['jobs_per_s']:.0f} jobs/s, p50 {x['p50_ms']:.2f} ms, "
+                        f"p99 {x['p99_ms']:.2f} ms; CPU s: db {x['db_cpu_s']:.2f}, nodes {x['nodes_cpu_s']:.2f}, "
+                        f"client {x['client_cpu_s']:.2f} in {x['run_s']:.1f} s"
+                        + (f"; LOST {x['lost']}" if x["lost"] else "")
+                        + (f", failed {x['failed']}" if x["failed"] else "")
+                        + (f", errors {x['errors']}" if x["errors"] else ""))
+    finally:
+        pg.cleanup()
+    cells = {}
+    for (sy, n), rs in runs.items():
+        if not rs:
+            continue
+        per_job = lambda k: med([x[k] / x["completed"] * 1000 if x["completed"] else None for x in rs])
+        share = lambda k: med([x[k] / x["run_s"] for x in rs])
+        cells.setdefault(sy, {})[str(n)] = {
+            "jobs_per_s": med([x["jobs_per_s"] for x in rs]),
+            "p50_ms": med([x["p50_ms"] for x in rs]),
+            "p99_ms": med([x["p99_ms"] for x in rs]),
+            "db_cores": share("db_cpu_s"), "nodes_cores": share("nodes_cpu_s"),
+            "client_cores": share("client_cpu_s"),
+            "db_ms_per_job": per_job("db_cpu_s"), "nodes_ms_per_job": per_job("nodes_cpu_s"),
+            "client_ms_per_job": per_job("client_cpu_s"),
+            "lost": sum(x["lost"] for x in rs), "failed": sum(x["failed"] for x in rs),
+            "errors": sum(x["errors"] for x in rs), "runs": rs,
+        }
+    off = cells.get("offload", {})
+    two = off.get("2", {}).get("jobs_per_s")
+    ratios = {}
+    for n in CLUSTER_NODES:
+        o = off.get(str(n), {}).get("jobs_per_s")
+        g = cells.get("graphile-worker", {}).get(str(n), {}).get("jobs_per_s")
+        b = cells.get("pg-boss", {}).get(str(n), {}).get("jobs_per_s")
+        ratios[str(n)] = {"vs_graphile": o / g if o and g else None, "vs_pgboss": o / b if o and b else None}
+    met = {"jobs_per_s_2_nodes": bool(two and two >= CLUSTER_TARGET["jobs_per_s_2_nodes"]),
+           "vs_graphile": all(v["vs_graphile"] is not None and v["vs_graphile"] >= CLUSTER_TARGET["vs_graphile"]
+                              for v in ratios.values()),
+           "vs_pgboss": all(v["vs_pgboss"] is not None and v["vs_pgboss"] >= CLUSTER_TARGET["vs_pgboss"]
+                            for v in ratios.values())}
+    return {"inflight": CLUSTER_INFLIGHT, "workers_per_node": cfg["cluster_workers"], "seconds": cfg["cluster_s"],
+            "warmup_s": cfg["cluster_warmup_s"], "rounds": cfg["cluster_rounds"], "job": CLUSTER_JOB,
+            "postgres": pg_version, "pg_settings": pg_settings, "versions": peer_versions(),
+            "systems": cells, "ratios": ratios, "target": CLUSTER_TARGET, "met": met}
+
+
+def peer_versions():
+    out = {}
+    for name in ("graphile-worker", "pg-boss", "pg"):
+        try:
+            with open(os.path.join(PEERS, "node_modules", name, "package.json")) as f:
+                out[name] = json.load(f)["version"]
+        except (OSError, ValueError, KeyError):
+            out[name] = None
+    return out
+
+
 # ---------------------------------------------------------------- report
 
 def fmt(x, nd=2):
@@ -1780,6 +1963,68 @@ def render(results, cfg, cmdline):
         L.append(f"\nEach of the {EVENT_STREAMS} streams received {fmt(h['bytes_per_stream_per_s'], 0)} B/s meanwhile. "
                  f"One stream at {fmt(g['jobs_per_s'], 0)} jobs/s ({g['jobs']:,} jobs, {g['non_202']} not 202): "
                  f"**{g['bytes_per_s'] / 1e3:,.0f} kB/s**, {fmt(g['bytes_per_job'], 0)} bytes per job.\n")
+    if "S16" in results:
+        r = results["S16"]
+        v = r["versions"]
+        L.append(f"## 16. Cluster: tiny jobs end to end on one PostgreSQL, 1–3 nodes, vs graphile-worker and pg-boss\n")
+        L.append(f"PostgreSQL {r['postgres']} (scripts/pgtmp.py: unix socket, "
+                 + ", ".join(f"{k} {x}" for k, x in r["pg_settings"].items())
+                 + "), a fresh database for every run, the same for all three. A closed loop of "
+                 f"{r['inflight']} jobs in flight: submit, learn the job is complete, submit the next; "
+                 f"{fmt(r['warmup_s'], 0)} s warm-up, then {fmt(r['seconds'], 0)} s measured, {r['rounds']} "
+                 f"alternating round(s), medians. jobs/s = jobs complete in the window / window; p50/p99: "
+                 "submit → completion seen, of the jobs submitted in the window. N nodes, "
+                 f"{r['workers_per_node']} workers each:\n")
+        L.append(f"- **offload**: N `offload serve --store postgres --node-id nK --workers "
+                 f"{r['workers_per_node']}`; `loadgen cluster`: lane i sends `POST /jobs {r['job']}` to node i mod N "
+                 "and `GET /jobs/<id>?wait=30` to node i+1 mod N (another node when N > 1), one keep-alive "
+                 "connection each.")
+        L.append(f"- **graphile-worker {v.get('graphile-worker')}**: N processes of `run()` with concurrency "
+                 f"{r['workers_per_node']}, LISTEN/NOTIFY wake-up, `localQueue.size` = concurrency + 1, "
+                 "`completeJobBatchDelay` 0, pool 10 (its default); one producer process (`addJob`, 16 "
+                 "connections). (`bench/peers/node-graphile`)")
+        L.append(f"- **pg-boss {v.get('pg-boss')}** (the last for Node 20): N processes with "
+                 f"{r['workers_per_node']} `work()` loops each, `pollingIntervalSeconds` 0.5 (its minimum; pg-boss 10 "
+                 f"has no LISTEN wake-up and a loop waits out the interval after each fetch), `batchSize` "
+                 f"{r['inflight']}; one producer (`send`, 16 connections). (`bench/peers/node-pgboss`)")
+        L.append("- A peer's job counts as complete when the library's own completion query has been answered "
+                 "by PostgreSQL (its worker process then tells the producer over IPC, and checks that the job's "
+                 "handler ran); offload's when `GET /jobs/<id>?wait` answers `complete`.")
+        L.append("- CPU over the run (warm-up + window + drain): DB = the postmaster and every backend "
+                 "(`/proc` utime+stime, exited backends through the postmaster's cutime); nodes = offload's "
+                 "processes or the peers' worker processes; client = loadgen or the peers' producer. Cores = "
+                 f"CPU s / run s (this machine has {CORES}); per job = CPU ms / jobs completed in the run.\n")
+        L.append("| nodes | system | jobs/s | p50 (ms) | p99 (ms) | DB CPU (cores) | DB ms/job | nodes CPU (cores) | "
+                 "client CPU (cores) | lost / failed / errors | offload ×, jobs/s | bound |")
+        L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        for n in ("1", "2", "3"):
+            o = r["systems"].get("offload", {}).get(n, {})
+            for sy in ("offload", "graphile-worker", "pg-boss"):
+                c = r["systems"].get(sy, {}).get(n)
+                if not c:
+                    continue
+                total = sum(x or 0 for x in (c["db_cores"], c["nodes_cores"], c["client_cores"]))
+                if sy == "pg-boss" and c["p50_ms"] and c["p50_ms"] >= 300:
+                    bound = "polling (0.5 s interval)"
+                elif total >= 0.8 * CORES:
+                    bound = f"CPU: {total:.2f} of {CORES} cores, DB {c['db_cores'] / total:.0%}" if total else "CPU"
+                else:
+                    bound = f"waits / round trips ({total:.2f} of {CORES} cores busy)"
+                L.append(f"| {n} | {sy} | {fmt(c['jobs_per_s'], 0)} | {fmt(c['p50_ms'])} | {fmt(c['p99_ms'])} | "
+                         f"{fmt(c['db_cores'])} | {fmt(c['db_ms_per_job'], 3)} | {fmt(c['nodes_cores'])} | "
+                         f"{fmt(c['client_cores'])} | {c['lost']} / {c['failed']} / {c['errors']} | "
+                         f"{'' if sy == 'offload' else ratio(o.get('jobs_per_s'), c['jobs_per_s'], True)} | "
+                         f"{bound} |")
+        t, m = r["target"], r["met"]
+        two = r["systems"].get("offload", {}).get("2", {}).get("jobs_per_s")
+        L.append(f"\nTargets: offload with 2 nodes ≥ {t['jobs_per_s_2_nodes']:,.0f} jobs/s: {fmt(two, 0)} — "
+                 f"**{'met' if m['jobs_per_s_2_nodes'] else 'missed'}**; at least graphile-worker's jobs/s at 1, 2 "
+                 f"and 3 nodes (" + ", ".join(f"{fmt(x['vs_graphile'])}×" for x in r["ratios"].values())
+                 + f") — **{'met' if m['vs_graphile'] else 'missed'}**; ≥ {t['vs_pgboss']:.0f}× pg-boss's ("
+                 + ", ".join(f"{fmt(x['vs_pgboss'])}×" for x in r["ratios"].values())
+                 + f") — **{'met' if m['vs_pgboss'] else 'missed'}**.\n")
+        L.append(f"pg-boss's figure is its poll interval: with {r['inflight']} in flight and every job waiting for "
+                 f"the next 0.5 s poll, jobs/s ≈ {r['inflight']} / p50, whatever the database could do.\n")
     return "\n".join(L) + "\n"
 
 
@@ -1865,6 +2110,10 @@ def config(quick, smoke):
         "transcode_seconds": 4 if quick else 30,
         "transcode_rounds": 2 if quick else 5,
         "events_rate_s": 2.0 if quick else 5.0,
+        "cluster_s": 3.0 if quick else 10.0,
+        "cluster_warmup_s": 1.0 if quick else 2.0,
+        "cluster_rounds": 1 if quick else 2,
+        "cluster_workers": CORES,
     }
     return cfg
 
@@ -1891,7 +2140,7 @@ def main():
         else:
             only = [s.strip().upper() for s in args.only.split(",") if s.strip()] or \
                    ["S1", "S2", "S3", "S4", "S5", "S6", "S7", "S8", "S9", "S10", "S11", "S12", "S13", "S14",
-                    "S15"]
+                    "S15", "S16"]
         scen = {
             "S1": lambda: s1_worker_benchmark(cfg),
             "S2": lambda: s2_saturation(cfg, names=["offload"] if args.smoke else None, series_dir=tmpdir),
@@ -1908,6 +2157,7 @@ def main():
             "S13": lambda: s13_stats(cfg),
             "S14": lambda: s14_transcode(cfg, tmpdir),
             "S15": lambda: s15_events(cfg),
+            "S16": lambda: s16_cluster(cfg),
         }
         unknown = [k for k in only if k not in scen]
         if unknown:
