@@ -166,8 +166,11 @@ class Server:
             conf = conf.replace("@PORT@", str(self.port)).replace("@WORKERS@", str(CORES)).replace("@DIR@", self.tmp)
             with open(os.path.join(self.tmp, "nginx.conf"), "w") as f:
                 f.write(conf)
-        self.proc = subprocess.Popen(self.cmd(), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        log_f = open(self.log_path, "ab") if getattr(self, "log_path", None) else subprocess.DEVNULL
+        self.proc = subprocess.Popen(self.cmd(), env=env, stdout=subprocess.DEVNULL, stderr=log_f,
                                      start_new_session=True)
+        if log_f is not subprocess.DEVNULL:
+            log_f.close()
         STARTED.append(self.proc)
         deadline = time.time() + 20
         while time.time() < deadline:
@@ -1446,20 +1449,39 @@ def cluster_offload(cfg, pg, nodes):
     url = "host=%s port=%d dbname=%s user=%s" % (pg.sock, pg.port, CLUSTER_DB, pg.user)
     servers = [Server(f"offload-n{k + 1}", "offload", cfg["cluster_workers"],
                       ["--store", "postgres", "--pg-url", url, "--node-id", f"n{k + 1}"]) for k in range(nodes)]
+    logdir = tempfile.mkdtemp(prefix="offload-s16-logs-")
+    for sv in servers:
+        sv.log_path = os.path.join(logdir, sv.name + ".log")  # warn and up: kept in the results when not empty
     try:
         for sv in servers:
             sv.start()
         pgpid = postmaster_pid(pg)
         db0, nodes0 = tree_cpu_s(pgpid), sum(tree_cpu_s(sv.pid) for sv in servers)
         t0 = time.time()
-        x = run_json([loadgen(), "cluster", "--ports", ",".join(str(sv.port) for sv in servers),
-                      "--inflight", str(CLUSTER_INFLIGHT), "--seconds", str(cfg["cluster_s"]),
-                      "--warmup-s", str(cfg["cluster_warmup_s"]), "--body", CLUSTER_JOB, "--wait-s", "30",
-                      "--max-s", str(cfg["cluster_warmup_s"] + cfg["cluster_s"] + 60)],
-                     cfg["cluster_warmup_s"] + cfg["cluster_s"] + 120)
+        cmd = [loadgen(), "cluster", "--ports", ",".join(str(sv.port) for sv in servers),
+               "--inflight", str(CLUSTER_INFLIGHT), "--seconds", str(cfg["cluster_s"]),
+               "--warmup-s", str(cfg["cluster_warmup_s"]), "--body", CLUSTER_JOB, "--wait-s", "30",
+               "--max-s", str(cfg["cluster_warmup_s"] + cfg["cluster_s"] + 60)]
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=cfg["cluster_warmup_s"] + cfg["cluster_s"] + 120)
+        lines = [l for l in p.stdout.splitlines() if l.startswith("{")]
+        if p.returncode not in (0, 3) or not lines:
+            raise RuntimeError(f"loadgen cluster exited {p.returncode}: {p.stderr[-500:]}")
+        x = json.loads(lines[-1])
         run_s = time.time() - t0
         dead = [sv.name for sv in servers if sv.proc.poll() is not None]
-        return {"jobs_per_s": x["jobs_per_s"], "p50_ms": x["p50_us"] / 1000, "p99_ms": x["p99_us"] / 1000,
+        node_logs = {}
+        for sv in servers:
+            try:
+                with open(sv.log_path, errors="replace") as f:
+                    text = f.read().strip()
+            except OSError:
+                text = ""
+            if text:
+                node_logs[sv.name] = text[-2000:]
+        if p.stderr.strip() or node_logs:
+            log(f"S16 offload x{nodes}: loadgen said {p.stderr.strip()[-400:]!r}; node logs: "
+                + "; ".join(f"{k}: {v[-300:]!r}" for k, v in node_logs.items()))
+        return {"loadgen_stderr": p.stderr[-2000:], "node_logs": node_logs,"jobs_per_s": x["jobs_per_s"], "p50_ms": x["p50_us"] / 1000, "p99_ms": x["p99_us"] / 1000,
                 "max_ms": x["max_us"] / 1000, "completed": x["completed"], "lost": x["lost"],
                 "failed": x["failed"], "errors": x["errors"] + x["non_202"] + len(dead), "run_s": run_s,
                 "db_cpu_s": tree_cpu_s(pgpid) - db0,
@@ -1468,6 +1490,7 @@ def cluster_offload(cfg, pg, nodes):
     finally:
         for sv in servers:
             sv.stop()
+        shutil.rmtree(logdir, ignore_errors=True)
 
 
 def cluster_peer(cfg, pg, system, nodes):
