@@ -315,6 +315,15 @@ static int connect_now(pg_t *p, char *err, size_t errsz) {
   return 0;
 }
 
+/* A connection whose schema is in place: the batch statements, prepared. */
+static int ready(pg_t *p) {
+  if (pg_prepare(p) != 0) {
+    pg_down(p);
+    return -1;
+  }
+  return 0;
+}
+
 pg_t *pg_open(const store_config_t *cfg, pg_post_cb post, void *post_data, char *err, size_t errsz) {
   pg_t *p = calloc(1, sizeof *p);
   if (!p) {
@@ -329,6 +338,11 @@ pg_t *pg_open(const store_config_t *cfg, pg_post_cb post, void *post_data, char 
   pthread_mutex_init(&p->hmu, NULL);
   hist_init(&p->rtt, rtt_bounds, sizeof rtt_bounds / sizeof rtt_bounds[0]);
   if (connect_now(p, err, errsz) != 0 || migrate(p, err, errsz) != 0) {
+    pg_close(p);
+    return NULL;
+  }
+  if (ready(p) != 0) {
+    snprintf(err, errsz, "cannot prepare offload's statements in PostgreSQL");
     pg_close(p);
     return NULL;
   }
@@ -505,7 +519,7 @@ void pg_service(pg_t *p, int wake_fd) {
   }
   if (!p->conn && now >= p->next_connect) {
     char err[512] = "";
-    if (connect_now(p, err, sizeof err) == 0 && register_node(p, !p->registered) == 0) {
+    if (connect_now(p, err, sizeof err) == 0 && ready(p) == 0 && register_node(p, !p->registered) == 0) {
       p->registered = true;
       log_info("store: connected to PostgreSQL again");
     } else {
