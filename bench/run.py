@@ -1432,6 +1432,13 @@ def tree_cpu_s(root):
     return total
 
 
+def machine_cpu_s():
+    """Busy CPU seconds of the whole machine since boot (/proc/stat, all cores)."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    return (v[0] + v[1] + v[2] + v[5] + v[6] + (v[7] if len(v) > 7 else 0)) / CLK_TCK
+
+
 def pg_fresh_db(pg):
     """An empty database for the next system: every run starts clean."""
     pg.psql(f"DROP DATABASE IF EXISTS {CLUSTER_DB} WITH (FORCE)", db="postgres")
@@ -1456,7 +1463,7 @@ def cluster_offload(cfg, pg, nodes):
         for sv in servers:
             sv.start()
         pgpid = postmaster_pid(pg)
-        db0, nodes0 = tree_cpu_s(pgpid), sum(tree_cpu_s(sv.pid) for sv in servers)
+        db0, nodes0, m0 = tree_cpu_s(pgpid), sum(tree_cpu_s(sv.pid) for sv in servers), machine_cpu_s()
         t0 = time.time()
         cmd = [loadgen(), "cluster", "--ports", ",".join(str(sv.port) for sv in servers),
                "--inflight", str(CLUSTER_INFLIGHT), "--seconds", str(cfg["cluster_s"]),
@@ -1467,7 +1474,7 @@ def cluster_offload(cfg, pg, nodes):
         if p.returncode not in (0, 3) or not lines:
             raise RuntimeError(f"loadgen cluster exited {p.returncode}: {p.stderr[-500:]}")
         x = json.loads(lines[-1])
-        run_s = time.time() - t0
+        run_s, machine = time.time() - t0, machine_cpu_s() - m0
         dead = [sv.name for sv in servers if sv.proc.poll() is not None]
         node_logs = {}
         for sv in servers:
@@ -1486,7 +1493,7 @@ def cluster_offload(cfg, pg, nodes):
                 "failed": x["failed"], "errors": x["errors"] + x["non_202"] + len(dead), "run_s": run_s,
                 "db_cpu_s": tree_cpu_s(pgpid) - db0,
                 "nodes_cpu_s": sum(tree_cpu_s(sv.pid) for sv in servers) - nodes0,
-                "client_cpu_s": x["client_cpu_s"], "dead_nodes": dead, "raw": x}
+                "client_cpu_s": x["client_cpu_s"], "machine_cpu_s": machine, "dead_nodes": dead, "raw": x}
     finally:
         for sv in servers:
             sv.stop()
@@ -1510,7 +1517,7 @@ def cluster_peer(cfg, pg, system, nodes):
             "completed": x["completed"], "lost": x["lost"], "failed": x["not_run"],
             "errors": x["add_errors"] + x["unknown_completions"], "run_s": x["run_s"],
             "db_cpu_s": x["db_cpu_s"], "nodes_cpu_s": x["nodes_cpu_s"], "client_cpu_s": x["client_cpu_s"],
-            "raw": x}
+            "machine_cpu_s": x.get("machine_cpu_s"), "raw": x}
 
 
 def s16_cluster(cfg):
@@ -1537,7 +1544,7 @@ def s16_cluster(cfg):
                     runs[(sy, n)].append(x)
                     log(f"S16 r{r} {sy} x{n}: {x['jobs_per_s']:.0f} jobs/s, p50 {x['p50_ms']:.2f} ms, "
                         f"p99 {x['p99_ms']:.2f} ms; CPU s: db {x['db_cpu_s']:.2f}, nodes {x['nodes_cpu_s']:.2f}, "
-                        f"client {x['client_cpu_s']:.2f} in {x['run_s']:.1f} s"
+                        f"client {x['client_cpu_s']:.2f}, whole machine {x['machine_cpu_s']:.2f} in {x['run_s']:.1f} s"
                         + (f"; LOST {x['lost']}" if x["lost"] else "")
                         + (f", failed {x['failed']}" if x["failed"] else "")
                         + (f", errors {x['errors']}" if x["errors"] else ""))
@@ -1555,6 +1562,8 @@ def s16_cluster(cfg):
             "p99_ms": med([x["p99_ms"] for x in rs]),
             "db_cores": share("db_cpu_s"), "nodes_cores": share("nodes_cpu_s"),
             "client_cores": share("client_cpu_s"),
+            "other_cores": med([max(0.0, x["machine_cpu_s"] - x["db_cpu_s"] - x["nodes_cpu_s"] - x["client_cpu_s"])
+                                / x["run_s"] for x in rs if x.get("machine_cpu_s") is not None]),
             "db_ms_per_job": per_job("db_cpu_s"), "nodes_ms_per_job": per_job("nodes_cpu_s"),
             "client_ms_per_job": per_job("client_cpu_s"),
             "lost": sum(x["lost"] for x in rs), "failed": sum(x["failed"] for x in rs),
@@ -2016,10 +2025,12 @@ def render(results, cfg, cmdline):
         L.append("- CPU over the run (warm-up + window + drain): DB = the postmaster and every backend "
                  "(`/proc` utime+stime, exited backends through the postmaster's cutime); nodes = offload's "
                  "processes or the peers' worker processes; client = loadgen or the peers' producer. Cores = "
-                 f"CPU s / run s (this machine has {CORES}); per job = CPU ms / jobs completed in the run.\n")
+                 f"CPU s / run s (this machine has {CORES}); per job = CPU ms / jobs completed in the run; other = "
+                 "the whole machine's busy time (`/proc/stat`) less those three: anything else that ran meanwhile "
+                 "(it takes cores from the run under test).\n")
         L.append("| nodes | system | jobs/s | p50 (ms) | p99 (ms) | DB CPU (cores) | DB ms/job | nodes CPU (cores) | "
-                 "client CPU (cores) | lost / failed / errors | offload ×, jobs/s | bound |")
-        L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+                 "client CPU (cores) | other (cores) | lost / failed / errors | offload ×, jobs/s | bound |")
+        L.append("|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
         for n in ("1", "2", "3"):
             o = r["systems"].get("offload", {}).get(n, {})
             for sy in ("offload", "graphile-worker", "pg-boss"):
@@ -2027,15 +2038,18 @@ def render(results, cfg, cmdline):
                 if not c:
                     continue
                 total = sum(x or 0 for x in (c["db_cores"], c["nodes_cores"], c["client_cores"]))
+                other = c.get("other_cores") or 0
                 if sy == "pg-boss" and c["p50_ms"] and c["p50_ms"] >= 300:
                     bound = "polling (0.5 s interval)"
-                elif total >= 0.8 * CORES:
-                    bound = f"CPU: {total:.2f} of {CORES} cores, DB {c['db_cores'] / total:.0%}" if total else "CPU"
+                elif total + other >= 0.8 * CORES:
+                    bound = (f"CPU: {total:.2f} of {CORES} cores, DB {c['db_cores'] / total:.0%}"
+                             + (f"; {other:.2f} taken by other work" if other >= 0.2 else "")) if total else "CPU"
                 else:
                     bound = f"waits / round trips ({total:.2f} of {CORES} cores busy)"
                 L.append(f"| {n} | {sy} | {fmt(c['jobs_per_s'], 0)} | {fmt(c['p50_ms'])} | {fmt(c['p99_ms'])} | "
                          f"{fmt(c['db_cores'])} | {fmt(c['db_ms_per_job'], 3)} | {fmt(c['nodes_cores'])} | "
-                         f"{fmt(c['client_cores'])} | {c['lost']} / {c['failed']} / {c['errors']} | "
+                         f"{fmt(c['client_cores'])} | {fmt(c.get('other_cores'))} | "
+                         f"{c['lost']} / {c['failed']} / {c['errors']} | "
                          f"{'' if sy == 'offload' else ratio(o.get('jobs_per_s'), c['jobs_per_s'], True)} | "
                          f"{bound} |")
         t, m = r["target"], r["met"]

@@ -22,7 +22,8 @@
 // CPU seconds over the run (warm-up + window + drain, as the completed
 // count): the producer's (client_cpu_s), the worker processes' (nodes_cpu_s)
 // and PostgreSQL's (db_cpu_s: the postmaster and its children, the ones that
-// exited counted through the postmaster's cutime/cstime).
+// exited counted through the postmaster's cutime/cstime), and the whole
+// machine's (machine_cpu_s, /proc/stat: whatever else ran meanwhile shows).
 // Prints one JSON line on stdout.
 const { fork } = require('node:child_process');
 const fs = require('node:fs');
@@ -39,6 +40,17 @@ function procCpu(pid, withChildren) {
     let t = Number(f[11]) + Number(f[12]);
     if (withChildren) t += Number(f[13]) + Number(f[14]);
     return t / TICK;
+  } catch {
+    return 0;
+  }
+}
+
+// Busy CPU seconds of the whole machine (all cores) since boot, from /proc/stat.
+function machineCpu() {
+  try {
+    const f = fs.readFileSync('/proc/stat', 'utf8').split('\n')[0].trim().split(/\s+/).slice(1).map(Number);
+    // user nice system idle iowait irq softirq steal
+    return (f[0] + f[1] + f[2] + f[5] + f[6] + (f[7] || 0)) / TICK;
   } catch {
     return 0;
   }
@@ -199,7 +211,7 @@ async function producerMain({ peer, setup, script, extra }) {
   const pgPid = Number(process.env.PG_POSTMASTER_PID || 0);
   const nodesCpu = () => children.reduce((a, c) => a + procCpu(c.pid, true), 0);
   const selfCpu = () => { const u = process.cpuUsage(); return (u.user + u.system) / 1e6; };
-  const cpu0 = { db: pgPid ? treeCpu(pgPid) : null, nodes: nodesCpu(), client: selfCpu() };
+  const cpu0 = { db: pgPid ? treeCpu(pgPid) : null, nodes: nodesCpu(), client: selfCpu(), machine: machineCpu() };
   const tWarm = nowMs();
   const tMeasure = tWarm + s.warmupS * 1000;
   const tEnd = tMeasure + s.seconds * 1000;
@@ -255,6 +267,7 @@ async function producerMain({ peer, setup, script, extra }) {
     db_cpu_s: pgPid ? treeCpu(pgPid) - cpu0.db : null,
     nodes_cpu_s: nodesCpu() - cpu0.nodes,
     client_cpu_s: selfCpu() - cpu0.client,
+    machine_cpu_s: machineCpu() - cpu0.machine,
   };
 
   // Stop the workers cleanly (their counts of handlers that never completed).
