@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "commands/run.h"
 #include "registry/registry_int.h"
 #include "store/files.h"
 #include "util/clock.h"
@@ -45,6 +46,8 @@ static bool on_cluster_persisted(registry_t *r, job_t *j, bool progress, int rc)
   }
   if (progress)
     return true;
+  if (rc == 0 && !j->_writes && job_is_final(j) && !j->_watches && !j->def->files && !commands_is_command(j->def))
+    j->_release = true; /* written: the row answers for it now (a job with files or a log stays: they are here) */
   if (rc == 0 && j->_release && !j->_writes) {
     reg_cluster_release(r, j);
     return true;
@@ -72,6 +75,7 @@ static void on_persisted(store_write_t *w, int rc, void *data) {
   }
   j->_writes--;
   if (accepting) {
+    j->_insert_rec = NULL;
     j->_cluster_pos = (size_t)p->w.count;
     j->_existing = rc == OFF_EEXIST && p->w.nout ? &p->w.out[0] : NULL;
     reg_on_accepted(r, j, rc); /* a failed insert: the job is gone */
@@ -178,6 +182,8 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
     return OFF_ENOMEM;
   }
   p->r = r;
+  if (p->accepting)
+    j->_insert_rec = rec;
   p->w.kind = insert ? STORE_W_INSERT : STORE_W_UPDATE;
   p->w.job = rec;
   p->w.cb = on_persisted;

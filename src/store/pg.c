@@ -335,6 +335,11 @@ pg_t *pg_open(const store_config_t *cfg, pg_post_cb post, void *post_data, char 
   p->post_data = post_data;
   p->backoff = BACKOFF_MIN_MS;
   p->told_down = true; /* the first UP is told by the first service */
+  /* Every change goes out as an "E" line: a node's event streams show
+   * every node's jobs from the moment they open (waiting for the others'
+   * next heartbeat to learn that someone listens would lose the first
+   * second of events). Only nodes with streams open read the rows. */
+  p->publish_events = true;
   pthread_mutex_init(&p->hmu, NULL);
   hist_init(&p->rtt, rtt_bounds, sizeof rtt_bounds / sizeof rtt_bounds[0]);
   if (connect_now(p, err, errsz) != 0 || migrate(p, err, errsz) != 0) {
@@ -492,10 +497,6 @@ static void beat(pg_t *p) {
   store_node_t *nodes = list_nodes(p, &n);
   if (!nodes)
     return;
-  bool publish = false;
-  for (size_t i = 0; i < n; i++)
-    publish |= nodes[i].alive && nodes[i].streams > 0;
-  p->publish_events = publish;
   store_event_t *ev = calloc(1, sizeof *ev);
   if (!ev) {
     store_nodes_free(nodes, n);

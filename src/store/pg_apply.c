@@ -44,11 +44,11 @@
 static const char insert_sql[] =
     "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id text, task text, params text, status text,"
     " attempts int, retries int, timeout_ms bigint, created_at bigint, idempotency_key text, input_type text,"
-    " input_bytes bigint, pin text)),"
+    " input_bytes bigint, pin text, owner text, started_at bigint)),"
     " ins AS (INSERT INTO jobs (id, task, params, status, attempts, retries, timeout_ms, created_at,"
-    " idempotency_key, input_type, input_bytes, pin)"
+    " idempotency_key, input_type, input_bytes, pin, owner, started_at)"
     " SELECT id, task, params, status, attempts, retries, timeout_ms, created_at, idempotency_key, input_type,"
-    " input_bytes, pin FROM x"
+    " input_bytes, pin, owner, started_at FROM x"
     " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, seq)"
     /* the queued jobs before the batch's first (the snapshot before the insert) */
     " SELECT id, seq, (SELECT count(*) FROM jobs WHERE status = 'queued' AND seq < (SELECT min(seq) FROM ins))"

@@ -38,7 +38,7 @@ struct pg {
   int64_t next_heartbeat;
   bool told_down;       /* STORE_EV_DOWN was posted since the last UP */
   bool registered;      /* this node's row was written at start */
-  bool publish_events;  /* some live node has event streams open: send "E" lines */
+  bool publish_events;  /* send "E" lines (always, see pg_open) */
   pg_post_cb post;
   void *post_data;
   /* Any thread: */

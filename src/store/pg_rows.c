@@ -100,11 +100,12 @@ static json_t *files_json(const store_job_t *j) {
 }
 
 json_t *pg_insert_rec(const store_job_t *j) {
-  return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:o, s:o, s:I, s:o}", "id", j->id, "task", j->task,
+  return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:o, s:o, s:I, s:o, s:o, s:o}", "id", j->id, "task", j->task,
                    "params", j->params, "status", j->status, "attempts", j->attempts, "retries", j->retries,
                    "timeout_ms", (json_int_t)j->timeout_ms, "created_at", (json_int_t)j->created_at,
                    "idempotency_key", str_or_null(j->idem_key), "input_type", str_or_null(j->input_type),
-                   "input_bytes", (json_int_t)j->input_bytes, "pin", str_or_null(j->pin));
+                   "input_bytes", (json_int_t)j->input_bytes, "pin", str_or_null(j->pin), "owner",
+                   str_or_null(j->owner), "started_at", time_or_null(j->started_at));
 }
 
 json_t *pg_update_rec(const store_job_t *j) {
