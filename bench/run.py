@@ -1468,7 +1468,9 @@ def cluster_offload(cfg, pg, nodes):
     """N offload nodes on PostgreSQL, loadgen cluster against them."""
     url = "host=%s port=%d dbname=%s user=%s" % (pg.sock, pg.port, CLUSTER_DB, pg.user)
     servers = [Server(f"offload-n{k + 1}", "offload", cfg["cluster_workers"],
-                      ["--store", "postgres", "--pg-url", url, "--node-id", f"n{k + 1}"]) for k in range(nodes)]
+                      ["--store", "postgres", "--pg-url", url, "--node-id", f"n{k + 1}",
+                       # info: a node's cluster events (and a signal it got) are kept; a few lines a run
+                       "--log-level", "info"]) for k in range(nodes)]
     logdir = tempfile.mkdtemp(prefix="offload-s16-logs-")
     for sv in servers:
         sv.log_path = os.path.join(logdir, sv.name + ".log")  # warn and up: kept in the results when not empty
@@ -1496,6 +1498,9 @@ def cluster_offload(cfg, pg, nodes):
                     text = f.read().strip()
             except OSError:
                 text = ""
+            # the start-up lines of every node are not news
+            text = "\n".join(l for l in text.splitlines() if "cluster: node " not in l
+                             and "the database answers" not in l)
             if text:
                 node_logs[sv.name] = text[-2000:]
         if p.stderr.strip() or node_logs:
