@@ -427,8 +427,12 @@ const char *store_data_dir(const store_t *s) { return s->cfg.kind == STORE_SQLIT
 bool store_ok(const store_t *s) { return s->ok; }
 
 void store_set_load(store_t *s, int workers_total, int workers_busy, int streams) {
-  if (s->pg)
-    pg_set_load(s->pg, workers_total, workers_busy, streams);
+  if (!s->pg)
+    return;
+  pg_set_load(s->pg, workers_total, workers_busy, streams);
+  uint64_t one = 1; /* a first stream is told at once (pg_set_load asked for a heartbeat) */
+  if (streams > 0 && s->wake_fd >= 0 && write(s->wake_fd, &one, sizeof one) < 0)
+    log_debug("store: wake-up write failed");
 }
 
 void store_roundtrip(store_t *s, hist_t *out) {
