@@ -17,6 +17,8 @@ enum {
   OFF_ESTOPPED = -6, /* the component is shutting down */
   OFF_ESYS = -7,     /* a system call failed; see errno / log */
   OFF_ESTORE = -8,   /* the job store cannot write (disk full, I/O error) */
+  OFF_EFENCED = -9,  /* a cluster write lost its lease: another node holds the job now */
+  OFF_EEXIST = -10,  /* it exists already (an idempotency key another job holds) */
 };
 
 /* Returns a static string; never NULL. */
