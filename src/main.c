@@ -29,7 +29,7 @@
 #endif
 
 /* F_PLUGIN is repeatable: each use appends to cfg.plugins. */
-typedef enum { F_STR, F_I32, F_INT, F_U64, F_UNSIGNED, F_SIZE, F_BOOL, F_LOG, F_ISOLATION, F_CHOICE, F_PLUGIN } flag_kind_t;
+typedef enum { F_STR, F_I32, F_INT, F_U64, F_UNSIGNED, F_SIZE, F_BOOL, F_LOG, F_ISOLATION, F_CHOICE, F_PLUGIN, F_STORE } flag_kind_t;
 
 typedef struct flag {
   const char *name;
@@ -62,11 +62,21 @@ static const flag_t flags[] = {
      "replace a worker process after N jobs, 0 = never"),
     FLAG("retry-backoff-ms", "N", F_INT, OFF(retry_backoff_ms), 1, 3600000,
      "a job's k-th retry waits N x 2^(k-1) ms (plus up to 10% jitter)"),
-    {.name = "store", .arg = "KIND", .kind = F_CHOICE, .offset = OFF(store_sqlite), .help = "where jobs are kept: memory or sqlite", .choices = {"memory", "sqlite"}},
+    {.name = "store", .arg = "KIND", .kind = F_STORE, .offset = OFF(store_sqlite),
+     .help = "where jobs are kept: memory, sqlite, or postgres (a cluster of nodes sharing one database; docs/CLUSTER.md)"},
     FLAG("data-dir", "DIR", F_STR, OFF(data_dir), 0, 0, "the SQLite store's directory (created when missing)"),
     {.name = "durability", .arg = "MODE", .kind = F_CHOICE, .offset = OFF(durability_relaxed),
      .help = "strict (synchronous=FULL) or relaxed (NORMAL: survives a crash, not a power cut)",
      .choices = {"strict", "relaxed"}},
+    FLAG("pg-url", "URL", F_STR, OFF(pg_url), 0, 0,
+         "--store postgres: a libpq connection string or postgresql:// URL (the password from PGPASSWORD or "
+         "PGPASSFILE; never printed)"),
+    FLAG("node-id", "ID", F_STR, OFF(node_id), 0, 0, "--store postgres: this node's unique name (default: host name:port)"),
+    FLAG("advertise-url", "URL", F_STR, OFF(advertise_url), 0, 0,
+         "--store postgres: how the other nodes and clients reach this node (default: http://host:port)"),
+    FLAG("heartbeat-ms", "N", F_INT, OFF(heartbeat_ms), 50, 600000, "--store postgres: how often the node heartbeats"),
+    FLAG("lease-timeout-ms", "N", F_INT, OFF(lease_timeout_ms), 100, 3600000,
+         "--store postgres: a node silent this long is dead, and its running jobs are queued again"),
     FLAG("max-queue", "N", F_SIZE, OFF(max_queue), 1, 100000000, "jobs that may wait for a worker"),
     FLAG("max-iterations", "N", F_INT, OFF(max_iterations), 1, INT64_C(1000000000000000),
      "largest heavyIterations for report jobs"),
@@ -131,6 +141,7 @@ static void default_text(const flag_t *f, const server_config_t *d, char *buf, s
   case F_SIZE: snprintf(buf, size, "%zu", *(const size_t *)base); break;
   case F_ISOLATION: snprintf(buf, size, "%s", *(const bool *)base ? "process" : "thread"); break;
   case F_CHOICE: snprintf(buf, size, "%s", f->choices[*(const bool *)base ? 1 : 0]); break;
+  case F_STORE: snprintf(buf, size, "%s", d->store_postgres ? "postgres" : *(const bool *)base ? "sqlite" : "memory"); break;
   case F_LOG: snprintf(buf, size, "info"); break;
   case F_BOOL:
   case F_PLUGIN: buf[0] = '\0'; break;
@@ -208,6 +219,14 @@ static void set_flag(const flag_t *f, server_config_t *cfg, const char *arg, con
       exit(2);
     }
     *(bool *)base = strcmp(arg, f->choices[1]) == 0;
+    break;
+  case F_STORE:
+    if (strcmp(arg, "memory") != 0 && strcmp(arg, "sqlite") != 0 && strcmp(arg, "postgres") != 0) {
+      fprintf(stderr, "offload: %s must be memory, sqlite or postgres; got \"%s\"\n", src, arg);
+      exit(2);
+    }
+    cfg->store_sqlite = strcmp(arg, "sqlite") == 0;
+    cfg->store_postgres = strcmp(arg, "postgres") == 0;
     break;
   case F_LOG:
     if (strcmp(arg, "error") == 0)

@@ -22,6 +22,7 @@
 #include "offload/pool.h"
 #include "pool/item.h"
 #include "registry/registry.h"
+#include "cluster/cluster.h"
 #include "store/store.h"
 #include "tasks/plugin.h"
 #include "tasks/tasks.h"
@@ -55,6 +56,10 @@ typedef struct server {
   api_auth_t auth;       /* --auth-token-file's digests (n = 0: none) */
   logq_t *access_log;    /* --access-log's queue and writer thread; NULL = off */
   int access_fd;         /* its file when it is not stderr, else -1 */
+  /* A cluster (--store postgres): */
+  cluster_t *cluster;
+  char node_id[256], node_url[512]; /* filled once the port is known, before the store thread starts */
+  char lane_tasks[LANE_N][8192];    /* the tasks each lane claims: JSON arrays */
 } server_t;
 
 void server_config_defaults(server_config_t *c) {
@@ -81,6 +86,8 @@ void server_config_defaults(server_config_t *c) {
       .kill_grace_ms = 200,
       .retry_backoff_ms = 500,
       .store_sqlite = true,
+      .heartbeat_ms = 1000,
+      .lease_timeout_ms = 5000,
       .data_dir = "./offload-data",
       .access_log = "stderr",
   };
@@ -136,6 +143,7 @@ static void stop_everything(server_t *s) {
   api_events_stop(s->events); /* so do event streams' */
   http_server_free(s->http);
   s->http = NULL;
+  api_remote_free(&s->api); /* its requests are gone with the connections */
   uv_close((uv_handle_t *)&s->drain_timer, NULL);
   uv_close((uv_handle_t *)&s->sigterm, NULL);
   uv_close((uv_handle_t *)&s->sigint, NULL);
@@ -152,6 +160,8 @@ static void stop_everything(server_t *s) {
   registry_save_unsaved(s->reg); /* one last try for writes that failed */
   store_close(s->store);         /* the last transitions: one commit at most */
   s->store = NULL;
+  cluster_free(s->cluster); /* after the store's last callbacks */
+  s->cluster = s->api.cluster = NULL;
 }
 
 static int rm_entry(const char *path, const struct stat *st, int flag, struct FTW *ftw) {
@@ -245,7 +255,36 @@ static bool load_tasks(server_t *s) {
  * the job runs, and event streams show the start as it happens. Without
  * either, a start is filed when someone asks (no wake-up per job). */
 static pool_started_cb started_cb(const server_config_t *cfg) {
-  return cfg->store_sqlite || cfg->max_event_streams ? registry_on_started : NULL;
+  return cfg->store_sqlite || cfg->store_postgres || cfg->max_event_streams ? registry_on_started : NULL;
+}
+
+/* A cluster's node: its name and address (the port once listening), the
+ * tasks it claims. */
+static void cluster_names(server_t *s, int port) {
+  const server_config_t *cfg = s->cfg;
+  char host[256] = "localhost";
+  gethostname(host, sizeof host - 1);
+  if (cfg->node_id)
+    snprintf(s->node_id, sizeof s->node_id, "%s", cfg->node_id);
+  else
+    snprintf(s->node_id, sizeof s->node_id, "%s:%d", host, port);
+  const char *h = cfg->host;
+  bool any = strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || !h[0];
+  if (cfg->advertise_url)
+    snprintf(s->node_url, sizeof s->node_url, "%s", cfg->advertise_url);
+  else
+    snprintf(s->node_url, sizeof s->node_url, "http://%s%s%s:%d", !any && strchr(h, ':') ? "[" : "",
+             any ? host : h, !any && strchr(h, ':') ? "]" : "", port);
+  for (int l = 0; l < LANE_N; l++) {
+    char *t = s->lane_tasks[l];
+    size_t k = (size_t)snprintf(t, sizeof s->lane_tasks[l], "[");
+    for (size_t i = 0; i < s->catalog.n && k + 200 < sizeof s->lane_tasks[l]; i++) {
+      const offload_task_def_t *d = &s->catalog.defs[i];
+      if ((d->isolation == OFFLOAD_ISOLATION_PROCESS ? LANE_PROCESS : LANE_THREAD) == (lane_t)l)
+        k += (size_t)snprintf(t + k, sizeof s->lane_tasks[l] - k, "%s\"%s\"", k > 1 ? "," : "", d->name);
+    }
+    snprintf(t + k, sizeof s->lane_tasks[l] - k, "]");
+  }
 }
 
 /* The pools the catalog needs: threads for kinds that run in threads,
@@ -340,6 +379,7 @@ static void on_signal(uv_signal_t *h, int signum) {
   log_info("signal %d: draining (%zu job(s) in flight, up to %lld s)", signum, registry_in_flight(s->reg),
            (long long)s->cfg->drain_timeout_s);
   http_server_stop_accepting(s->http);
+  cluster_stop(s->cluster); /* no more claims: what is queued is for the other nodes */
   registry_drain(s->reg);
   uv_timer_start(&s->drain_timer, on_drain_timeout, (uint64_t)s->cfg->drain_timeout_s * 1000, 0);
   registry_on_idle(s->reg, on_idle, s);
@@ -370,23 +410,61 @@ int server_run(const server_config_t *cfg) {
   tasks_catalog_set_max(&s->catalog, "report", "heavyIterations", cfg->max_iterations);
 
   store_config_t stc = {
-      .kind = cfg->store_sqlite ? STORE_SQLITE : STORE_MEMORY,
+      .kind = cfg->store_postgres ? STORE_POSTGRES : cfg->store_sqlite ? STORE_SQLITE : STORE_MEMORY,
       .data_dir = cfg->data_dir,
       .strict = !cfg->durability_relaxed,
       .retention_ms = cfg->retention_s * 1000,
       .max_finished = cfg->max_finished,
+      .pg_url = cfg->pg_url,
+      .files_dir = s->files_root,
+      .node_id = s->node_id,
+      .node_url = s->node_url,
+      .heartbeat_ms = cfg->heartbeat_ms,
+      .lease_ms = cfg->lease_timeout_ms,
   };
+  if (cfg->store_postgres) {
+    if (!cfg->pg_url || !cfg->pg_url[0]) {
+      fprintf(stderr, "offload: --store postgres needs --pg-url (a libpq connection string, e.g. "
+                      "\"host=/run/postgresql dbname=offload\", or a postgresql:// URL)\n");
+      tasks_catalog_fini(&s->catalog);
+      goto out_loop;
+    }
+    if (cfg->lease_timeout_ms < 2 * cfg->heartbeat_ms) {
+      fprintf(stderr, "offload: --lease-timeout-ms (%lld) must be at least twice --heartbeat-ms (%lld), or a "
+                      "live node would be judged dead between two heartbeats\n",
+              (long long)cfg->lease_timeout_ms, (long long)cfg->heartbeat_ms);
+      tasks_catalog_fini(&s->catalog);
+      goto out_loop;
+    }
+    /* The node's files: inputs it accepted and outputs it made. */
+    mkdir(cfg->data_dir, 0755);
+    snprintf(s->files_root, sizeof s->files_root, "%s/files", cfg->data_dir);
+    cluster_names(s, cfg->port); /* the port may change once listening (--port 0) */
+    cluster_config_t cc = {.node_id = s->node_id};
+    s->cluster = cluster_new(&s->loop, &cc);
+    if (!s->cluster) {
+      tasks_catalog_fini(&s->catalog);
+      goto out_loop;
+    }
+    stc.on_event = cluster_on_event;
+    stc.event_data = s->cluster;
+  }
   char serr[768];
   s->store = store_open(&s->loop, &stc, serr, sizeof serr);
   if (!s->store) {
     fprintf(stderr, "offload: %s\n", serr);
+    cluster_free(s->cluster);
+    s->cluster = NULL;
+    uv_run(&s->loop, UV_RUN_DEFAULT);
     tasks_catalog_fini(&s->catalog);
     goto out_loop;
   }
 
   /* Output files: beside the database (the store removes them with their
    * job's row), or, with the memory store, in a temp dir removed at exit. */
-  if (cfg->store_sqlite) {
+  if (cfg->store_postgres) {
+    /* (set above) */
+  } else if (cfg->store_sqlite) {
     snprintf(s->files_root, sizeof s->files_root, "%s/files", cfg->data_dir);
   } else {
     const char *tmp = getenv("TMPDIR");
@@ -413,6 +491,10 @@ int server_run(const server_config_t *cfg) {
       .memory_mb = cfg->worker_memory_mb,
       .store = s->store,
       .cache_finished = cfg->cache_finished,
+      .cluster = cfg->store_postgres,
+      .node_id = s->node_id,
+      .slot_free = s->cluster ? cluster_slot_free : NULL,
+      .slot_data = s->cluster,
   };
   s->reg = registry_new(&s->loop, &rc);
   if (!s->reg)
@@ -422,7 +504,13 @@ int server_run(const server_config_t *cfg) {
     goto out_pool;
   if (!start_pools(s))
     goto out_pool;
-  if (store_load(s->store, on_stored_row, s) != 0) {
+  if (s->cluster) {
+    cluster_config_t cc = {.node_id = s->node_id,
+                           .workers = total_workers(s),
+                           .lane_tasks = {s->lane_tasks[LANE_THREAD], s->lane_tasks[LANE_PROCESS]}};
+    cluster_configure(s->cluster, &cc);
+    cluster_attach(s->cluster, s->reg, s->store);
+  } else if (store_load(s->store, on_stored_row, s) != 0) {
     fprintf(stderr, "offload: cannot read the jobs in %s/offload.db\n", cfg->data_dir);
     goto out_pool;
   }
@@ -451,7 +539,14 @@ int server_run(const server_config_t *cfg) {
       .auth = cfg->auth_token_file ? &s->auth : NULL,
       .metrics_public = cfg->metrics_public,
       .access_log = s->access_log,
+      .cluster = s->cluster,
+      .node_id = s->node_id,
+      .node_url = s->node_url,
   };
+  if (!s->cluster)
+    cluster_names(s, cfg->port); /* GET /nodes names this one node too */
+  if (s->cluster && api_remote_start(&s->api) != 0)
+    goto out_pool;
   if (cfg->max_event_streams) { /* after the restore: restored jobs are not news */
     s->events = api_events_new(&s->api, cfg->max_event_streams);
     if (!s->events)
@@ -470,6 +565,19 @@ int server_run(const server_config_t *cfg) {
   }
   if (!is_ip_literal(cfg->host)) /* a name: which of its addresses */
     log_info("--host %s: listening on %s", cfg->host, http_server_address(s->http));
+  if (!s->cluster)
+    cluster_names(s, http_server_port(s->http));
+  if (s->cluster) {
+    cluster_set_listener(s->cluster, api_on_cluster_job, api_cluster_streams, &s->api); /* its name and address now that the port is known; then the store thread starts */
+    cluster_names(s, http_server_port(s->http));
+    if (store_load(s->store, NULL, NULL) != 0) {
+      log_error("cannot start the store thread");
+      http_server_free(s->http);
+      goto out_pool;
+    }
+    log_info("cluster: node %s (%s) on PostgreSQL; heartbeat %lld ms, lease %lld ms", s->node_id, s->node_url,
+             (long long)cfg->heartbeat_ms, (long long)cfg->lease_timeout_ms);
+  }
 
   looplag_start(&s->lag, &s->loop, 100);
   uv_timer_init(&s->loop, &s->drain_timer);
@@ -498,6 +606,7 @@ int server_run(const server_config_t *cfg) {
   goto out_catalog;
 
 out_pool:
+  api_remote_free(&s->api);
   for (int l = 0; l < LANE_N; l++)
     if (s->pools[l])
       pool_free(s->pools[l]);
@@ -506,6 +615,8 @@ out_pool:
   if (s->store)
     store_close(s->store);
   s->store = NULL;
+  cluster_free(s->cluster);
+  s->cluster = NULL;
   uv_run(&s->loop, UV_RUN_DEFAULT); /* worker processes exit, handles close */
   registry_free(s->reg);
   uv_run(&s->loop, UV_RUN_DEFAULT);

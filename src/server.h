@@ -47,6 +47,13 @@ typedef struct server_config {
   bool store_sqlite;            /* --store sqlite (the default; else memory) */
   const char *data_dir;         /* --data-dir */
   bool durability_relaxed;      /* --durability relaxed (else strict) */
+  /* A cluster (--store postgres). */
+  bool store_postgres;
+  const char *pg_url;        /* --pg-url */
+  const char *node_id;       /* --node-id (NULL: host name:port) */
+  const char *advertise_url; /* --advertise-url (NULL: http://host:port) */
+  int64_t heartbeat_ms;      /* --heartbeat-ms */
+  int64_t lease_timeout_ms;  /* --lease-timeout-ms */
   /* Operations. */
   const char *auth_token_file; /* --auth-token-file (NULL = every endpoint is open) */
   bool metrics_public;         /* --metrics-public: GET /metrics needs no token */

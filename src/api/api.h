@@ -109,7 +109,23 @@ typedef struct api {
   const api_auth_t *auth;   /* --auth-token-file; NULL: every endpoint is open */
   bool metrics_public;      /* --metrics-public: GET /metrics needs no token */
   const logq_t *access_log; /* for /metrics; NULL: no access log */
+  /* A cluster (--store postgres): this node's part, and the state of its
+   * replies about other nodes' jobs (api/remote.c). NULL otherwise. */
+  struct cluster *cluster;
+  struct api_remote_state *remote;
+  const char *node_id, *node_url; /* this node's name and address (GET /nodes) */
 } api_t;
+
+/* A cluster's remote replies (api/remote.c): start once the api_t is
+ * filled in (0 or OFF_ENOMEM); free after http_server_free (the timers go
+ * in their close callbacks). */
+int api_remote_start(api_t *a);
+void api_remote_free(api_t *a);
+/* The cluster's listener (cluster_set_listener, data = the api_t): other
+ * nodes' job changes for waiters and event streams; open streams for the
+ * heartbeat. */
+void api_on_cluster_job(const char *id, bool final, bool self, void *data);
+size_t api_cluster_streams(void *data);
 
 /* Installs the registry observer (a->reg must outlive it, as `a` must).
  * `max_streams`: open streams at most (--max-event-streams). NULL on

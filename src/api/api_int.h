@@ -113,6 +113,27 @@ void api_list_entries_free(api_list_entry_t *e, size_t n);
 /* Answers a listing whose entries include cold jobs; takes `e`. */
 void api_reply_list_cold(api_t *a, http_req_t *req, api_list_entry_t *e, size_t n);
 
+/* ---- another node's jobs (remote.c; a cluster) ---- */
+
+typedef enum { API_REMOTE_GET, API_REMOTE_DELETE, API_REMOTE_EVENTS, API_REMOTE_FILE, API_REMOTE_LOG } api_remote_t;
+/* In a cluster, a job this node does not hold is read from (or canceled
+ * in) the store: true when the reply is taken care of that way (the
+ * route's :id names no job held here); false when the caller goes on with
+ * the local job. `wait_s`: GET's ?wait. */
+bool api_remote_try(api_t *a, http_req_t *req, const router_match_t *m, api_remote_t what, int64_t wait_s);
+/* GET /jobs in a cluster: from the store. */
+void api_remote_list(api_t *a, http_req_t *req, const char *status, int64_t limit);
+/* A submission whose Idempotency-Key another node's job holds (`row`):
+ * the 200 with that job, or 409 when the task or params differ. */
+void api_reply_existing_row(api_t *a, http_req_t *req, const store_job_t *row, const offload_task_def_t *def,
+                            const json_t *params);
+/* The JSON text of a stored job (malloc'd), or NULL. */
+char *api_row_text(api_t *a, const store_job_t *row, size_t pos);
+void h_nodes(api_t *a, http_req_t *req, const router_match_t *m);
+/* events.c: another node's job in the event streams. */
+void api_events_remote(api_events_t *ev, const char *id, const char *text, bool final);
+void api_events_open_remote(api_t *a, http_req_t *req, const char *id, const char *text, bool final);
+
 /* ---- held replies (hold.c) ---- */
 
 /* HOLD_JOB: GET /jobs/<id>?wait; HOLD_FIB: GET /fibonacci/<n>; the two

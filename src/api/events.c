@@ -430,7 +430,10 @@ static int job_start(api_events_t *ev, job_t *j, bool resume, uint64_t last, buf
   return 0;
 }
 
-static void open_stream(api_t *a, http_req_t *req, job_t *j) {
+/* `j`: a per-job stream of a job this node holds; `rid` and `rtext`: of
+ * another node's job (cluster), its current state's JSON; neither: GET
+ * /events. */
+static void open_stream(api_t *a, http_req_t *req, job_t *j, const char *rid, const char *rtext, bool rfinal) {
   api_events_t *ev = a->events;
   if (ev && ev->stopping) {
     api_error(req, API_E_SHUTTING_DOWN, NULL, NULL, "The server is shutting down.");
@@ -461,6 +464,9 @@ static void open_stream(api_t *a, http_req_t *req, job_t *j) {
   int rc = 0;
   if (j) {
     rc = job_start(ev, j, resume, last, &b, &final, &done);
+  } else if (rid) { /* its state now (a replay of another node's job is not kept) */
+    rc = buf_printf(&b, "id: %" PRIu64 "\nevent: job\ndata: %s\n\n", ev->last_id, rtext);
+    final = rfinal;
   } else if (resume) { /* from the oldest event held when `last` is older */
     for (uint64_t id = first_after(ev, last); rc == 0 && id <= ev->last_id; id++) {
       const event_t *e = ring_get(ev, id);
@@ -496,8 +502,8 @@ static void open_stream(api_t *a, http_req_t *req, job_t *j) {
     return;
   }
   *s = (stream_t){.ev = ev, .req = req, .sent = ev->last_id};
-  if (j)
-    memcpy(s->job, j->id, JOB_ID_LEN + 1);
+  if (j || rid)
+    snprintf(s->job, sizeof s->job, "%s", j ? j->id : rid);
   DLIST_APPEND(ev->head, ev->tail, s, prev, next);
   http_req_on_abort(req, on_abort, s);
   if (ev->n++ == 0) {
@@ -511,12 +517,30 @@ static void open_stream(api_t *a, http_req_t *req, job_t *j) {
 void h_events(api_t *a, http_req_t *req, const router_match_t *m) {
   (void)m;
   if (api_no_query(req))
-    open_stream(a, req, NULL);
+    open_stream(a, req, NULL, NULL, NULL, false);
+}
+
+void api_events_open_remote(api_t *a, http_req_t *req, const char *id, const char *text, bool final) {
+  open_stream(a, req, NULL, id, text, final);
+}
+
+void api_events_remote(api_events_t *ev, const char *id, const char *text, bool final) {
+  if (!ev || !ev->armed || ev->stopping)
+    return;
+  uint64_t eid = next_id(ev);
+  buf_t b = BUF_INIT;
+  if (buf_printf(&b, "id: %" PRIu64 "\nevent: job\ndata: %s\n\n", eid, text) != 0) {
+    buf_free(&b);
+    return;
+  }
+  push(ev, eid, id, final, &b);
 }
 
 void h_job_events(api_t *a, http_req_t *req, const router_match_t *m) {
   if (!api_no_query(req))
     return;
+  if (api_remote_try(a, req, m, API_REMOTE_EVENTS, 0))
+    return; /* another node's job (cluster) */
   job_t *j = api_find_job_or_404(a, req, m);
   if (!j)
     return;
@@ -524,7 +548,7 @@ void h_job_events(api_t *a, http_req_t *req, const router_match_t *m) {
     api_reply_cold_event(a, req, j, a->events ? a->events->last_id : 0);
     return;
   }
-  open_stream(a, req, j);
+  open_stream(a, req, j, NULL, NULL, false);
 }
 
 /* ---- api.h ---- */

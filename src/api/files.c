@@ -94,6 +94,8 @@ static void on_open(uv_fs_t *fs) {
 void h_job_file(api_t *a, http_req_t *req, const router_match_t *m) {
   if (!api_no_query(req))
     return;
+  if (api_remote_try(a, req, m, API_REMOTE_FILE, 0))
+    return; /* another node's job (cluster): the node that ran it has the file */
   job_t *j = api_find_job_or_404(a, req, m);
   if (!j)
     return;

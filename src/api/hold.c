@@ -70,6 +70,11 @@ static void on_waited_final(job_t *j, job_watch_t *watch) {
 /* The 202 of a submission whose job the store was keeping. */
 static void on_waited_accepted(job_t *j, job_watch_t *watch, int rc) {
   waiter_t *w = (waiter_t *)watch;
+  if (rc == OFF_EEXIST && j->_existing) { /* a cluster: another node's job holds the key */
+    api_reply_existing_row(w->api, w->req, j->_existing, j->def, j->_run_params ? j->_run_params : j->params);
+    waiter_finish(w);
+    return;
+  }
   if (rc != 0) { /* the watch is already removed; the job is gone after this */
     api_reply_submit_error(w->req, rc);
     waiter_finish(w);

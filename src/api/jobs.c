@@ -224,6 +224,8 @@ void h_job_get(api_t *a, http_req_t *req, const router_match_t *m) {
   int64_t wait_s = 0;
   if (wp && !api_int_param(req, "wait", wp->value, wp->value_len, 1, WAIT_MAX_S, &wait_s))
     return;
+  if (api_remote_try(a, req, m, API_REMOTE_GET, wait_s))
+    return; /* another node's job (cluster) */
   job_t *j = api_find_job_or_404(a, req, m);
   if (!j)
     return;
@@ -235,6 +237,8 @@ void h_job_get(api_t *a, http_req_t *req, const router_match_t *m) {
 void h_job_delete(api_t *a, http_req_t *req, const router_match_t *m) {
   if (!api_no_query(req))
     return;
+  if (api_remote_try(a, req, m, API_REMOTE_DELETE, 0))
+    return; /* another node's job (cluster): canceled in the store, and told to its node */
   job_t *j = api_find_job_or_404(a, req, m);
   if (!j)
     return;
@@ -349,6 +353,10 @@ void h_jobs_list(api_t *a, http_req_t *req, const router_match_t *m) {
       snprintf(names + strlen(names), sizeof names - strlen(names), "%s%s", s ? ", " : "",
                job_status_name((job_status_t)s));
     api_error(req, API_E_INVALID_PARAM, NULL, "status", "status must be one of %s.", names);
+    return;
+  }
+  if (a->cluster) { /* every node's jobs: from the store */
+    api_remote_list(a, req, want >= 0 ? job_status_name((job_status_t)want) : NULL, limit);
     return;
   }
   list_t l = {.b = BUF_INIT};

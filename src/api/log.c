@@ -466,6 +466,8 @@ void h_job_log(api_t *a, http_req_t *req, const router_match_t *m) {
       return;
     }
   }
+  if (api_remote_try(a, req, m, API_REMOTE_LOG, 0))
+    return; /* another node's job (cluster): the node that runs it has the log */
   job_t *j = api_find_job_or_404(a, req, m);
   if (!j)
     return;

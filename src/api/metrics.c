@@ -7,6 +7,7 @@
 #include <stdlib.h>
 
 #include "api/api_int.h"
+#include "cluster/cluster.h"
 #include "util/clock.h"
 
 static void put_metric(FILE *f, const char *type, const char *name, const char *help) {
@@ -109,6 +110,30 @@ static void write_store(FILE *f, api_t *a) {
           registry_stats(a->reg)->cold);
 }
 
+/* A cluster's figures (--store postgres). */
+static void write_cluster(FILE *f, api_t *a) {
+  if (!a->cluster)
+    return;
+  const store_stats_t *ss = store_stats(a->store);
+  const cluster_stats_t *cs = cluster_stats(a->cluster);
+  put_u64(f, "counter", "offload_cluster_claims_total", "Jobs this node claimed from the shared queue.", ss->claimed);
+  put_u64(f, "counter", "offload_cluster_claim_statements_total", "Claim statements this node sent.", cs->claims);
+  put_u64(f, "counter", "offload_cluster_lease_expiries_total",
+          "Nodes this node found dead (their lease lapsed) and took the running jobs of.", cs->lease_expiries);
+  put_u64(f, "counter", "offload_cluster_requeued_total",
+          "Running jobs of dead nodes this node queued again (or failed when out of attempts).", cs->requeued);
+  put_u64(f, "counter", "offload_cluster_fenced_writes_total",
+          "Writes refused because another node holds the job now (this node's claim had lapsed).", ss->fenced);
+  put_u64(f, "counter", "offload_cluster_lease_lost_total",
+          "Times this node learned that the others had presumed it dead.", cs->lost);
+  put_u64(f, "counter", "offload_cluster_notifications_total", "Notifications received from the database.",
+          cs->notifications);
+  put_u64(f, "gauge", "offload_store_up", "1 while the database answers.", store_ok(a->store) ? 1 : 0);
+  hist_t rtt;
+  store_roundtrip(a->store, &rtt);
+  put_hist(f, "offload_store_roundtrip_seconds", "Database round trips (one statement sent and answered).", &rtt);
+}
+
 static void write_loop(FILE *f, api_t *a) {
   put_hist(f, "offload_event_loop_lag_seconds", "How late the event loop ran a timer (sampled every 100 ms).",
            &a->lag->hist);
@@ -133,6 +158,7 @@ void h_metrics(api_t *a, http_req_t *req, const router_match_t *m) {
   write_http(f, a);
   write_access_log(f, a);
   write_store(f, a);
+  write_cluster(f, a);
   write_loop(f, a);
   if (fclose(f) != 0 || !text) {
     free(text);

@@ -32,13 +32,14 @@ static const api_route_t R_HEALTH = ROUTE(h_health), R_METRICS = ROUTE(h_metrics
                          R_JOB_DELETE = ROUTE(h_job_delete), R_JOB_FILE = ROUTE(h_job_file),
                          R_JOB_LOG = ROUTE(h_job_log), R_EVENTS = ROUTE(h_events),
                          R_JOB_EVENTS = ROUTE(h_job_events), R_JOBS_UPLOAD = {h_jobs_upload, HTTP_BODY_STREAM, LIMIT_UPLOAD},
-                         R_IMAGES = {h_images_process, HTTP_BODY_STREAM, LIMIT_UPLOAD}, R_UI = ROUTE(h_ui);
+                         R_IMAGES = {h_images_process, HTTP_BODY_STREAM, LIMIT_UPLOAD}, R_UI = ROUTE(h_ui), R_NODES = ROUTE(h_nodes);
 
 static const http_route_t routes[] = {
     {GET_HEAD, "/health", &R_HEALTH},
     {GET_HEAD, "/metrics", &R_METRICS},
     {GET_HEAD, "/tasks", &R_TASKS},
     {GET_HEAD, "/workers", &R_WORKERS},
+    {GET_HEAD, "/nodes", &R_NODES},
     {HTTP_M_GET, "/tasks/reports/start", &R_REPORT_START},
     {GET_HEAD, "/tasks/reports/:id", &R_REPORT_STATUS},
     {HTTP_M_GET, "/fibonacci/:n", &R_FIBONACCI},

@@ -26,11 +26,14 @@ void h_health(api_t *a, http_req_t *req, const router_match_t *m) {
     return;
   api_pool_totals_t t;
   api_pool_totals(a, &t);
+  static const char *const kinds[] = {"memory", "sqlite", "postgres"};
+  store_kind_t kind = a->store ? store_kind(a->store) : STORE_MEMORY;
   api_reply_json(req, 200, NULL,
-                 json_pack("{s:s, s:{s:I, s:I}, s:{s:I, s:I}, s:I}", "status", "ok", "workers", "total",
+                 json_pack("{s:s, s:{s:I, s:I}, s:{s:I, s:I}, s:I, s:{s:s, s:b}}", "status", "ok", "workers", "total",
                            (json_int_t)t.workers, "busy", (json_int_t)t.busy, "queue", "depth", (json_int_t)t.depth,
                            "capacity", (json_int_t)t.capacity, "uptimeMs",
-                           (json_int_t)(clock_mono_ms() - (int64_t)a->started_ms)));
+                           (json_int_t)(clock_mono_ms() - (int64_t)a->started_ms), "store", "kind", kinds[kind], "ok",
+                           !a->store || store_ok(a->store)));
 }
 
 static const char *type_name(offload_param_type_t t) {

@@ -256,6 +256,8 @@ bool registry_queues_settled(const registry_t *r) {
 }
 
 size_t registry_position(registry_t *r, job_t *job) {
+  if (r->cfg.cluster && !job->_item) /* its place in the shared queue when its row was kept */
+    return job->status == JOB_QUEUED && !job->_accepting ? job->_cluster_pos : 0;
   registry_refresh(r, job);
   if (job->status != JOB_QUEUED || !job->_in_queue_list)
     return 0;
@@ -279,6 +281,8 @@ size_t registry_position(registry_t *r, job_t *job) {
 }
 
 size_t registry_peek_position(const registry_t *r, const job_t *job) {
+  if (r->cfg.cluster && !job->_item)
+    return job->status == JOB_QUEUED && !job->_accepting ? job->_cluster_pos : 0;
   if (job->status != JOB_QUEUED || !job->_in_queue_list)
     return 0; /* (a job a worker just took shows the place it had: first) */
   /* Started jobs sit at the front (workers pop in order): skip them, then

@@ -68,7 +68,16 @@ static void on_retry_timer(uv_timer_t *t) {
 /* Puts a job whose run failed (and whose item it let go of) back in the
  * queue after its backoff: base x 2^(n-1) for the n-th retry, plus up to
  * 10 % jitter (only ever added). */
+static uint64_t backoff_ms(const registry_t *r, const job_t *j);
+
 static void schedule_retry(registry_t *r, job_t *j) {
+  if (r->cfg.cluster) { /* back to the shared queue, due after the backoff */
+    uint64_t delay = backoff_ms(r, j);
+    r->stats.retries++;
+    log_info("job %s: attempt %d failed; queued again, due in %llu ms", j->id, j->attempts, (unsigned long long)delay);
+    reg_cluster_requeue(r, j, (int64_t)delay);
+    return;
+  }
   if (!j->_retry) {
     retry_t *rt = calloc(1, sizeof *rt);
     if (!rt) {
@@ -81,13 +90,7 @@ static void schedule_retry(registry_t *r, job_t *j) {
     uv_timer_init(r->loop, &rt->t);
     j->_retry = &rt->t;
   }
-  int n = j->attempts; /* this is retry number n */
-  uint64_t base = (uint64_t)r->cfg.retry_backoff_ms;
-  uint64_t delay = base << (n - 1 < 20 ? n - 1 : 20);
-  uint32_t rnd = 0;
-  if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
-    rnd = (uint32_t)clock_mono_ns();
-  delay += delay * (rnd % 1001) / 10000; /* 0 .. +10 % */
+  uint64_t delay = backoff_ms(r, j);
   free(j->err_code);
   free(j->err_message);
   j->err_code = j->err_message = NULL;
@@ -101,6 +104,17 @@ static void schedule_retry(registry_t *r, job_t *j) {
   uv_timer_start(j->_retry, on_retry_timer, delay, 0);
   log_info("job %s: attempt %d failed; retrying in %llu ms", j->id, j->attempts, (unsigned long long)delay);
   reg_tell(r, j, REG_EV_RETRY);
+}
+
+/* base x 2^(n-1) for the n-th retry, plus up to 10 % jitter. */
+static uint64_t backoff_ms(const registry_t *r, const job_t *j) {
+  int n = j->attempts; /* this is retry number n */
+  uint64_t base = (uint64_t)r->cfg.retry_backoff_ms;
+  uint64_t delay = base << (n - 1 < 20 ? n - 1 : 20);
+  uint32_t rnd = 0;
+  if (getrandom(&rnd, sizeof rnd, GRND_NONBLOCK) != sizeof rnd)
+    rnd = (uint32_t)clock_mono_ns();
+  return delay + delay * (rnd % 1001) / 10000; /* 0 .. +10 % */
 }
 
 /* ---- outcomes ---- */
@@ -213,6 +227,8 @@ void registry_on_done(pool_work_t *w, void *data) {
     if (it->files_root && pool_work_state(w) != POOL_WORK_QUEUED)
       reg_remove_outputs(r, it->job_id); /* the job's removal takes the rest */
     item_free(it);
+    if (r->cfg.slot_free)
+      r->cfg.slot_free(r->cfg.slot_data);
     return;
   }
   assert(j->_item == it);
@@ -235,6 +251,8 @@ void registry_on_done(pool_work_t *w, void *data) {
   if (job_is_final(j))
     reg_notify_final(r, j);
   reg_maybe_idle(r);
+  if (r->cfg.slot_free)
+    r->cfg.slot_free(r->cfg.slot_data);
 }
 
 void registry_on_started(pool_work_t *w, void *data) {

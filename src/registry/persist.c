@@ -30,6 +30,28 @@ typedef struct persist {
   bool accepting;    /* the insert of a job waiting for it to answer its 202 */
 } persist_t;
 
+static void persist_free(persist_t *p) {
+  store_job_fini(&p->rec);
+  store_rows_free(p->w.out, p->w.nout);
+  free(p);
+}
+
+/* A cluster's outcomes: a progress write (best effort: only a fenced one
+ * matters) and the release of a job the store now holds. */
+static bool on_cluster_persisted(registry_t *r, job_t *j, bool progress, int rc) {
+  if (rc == OFF_EFENCED) {
+    registry_lose(r, j);
+    return true;
+  }
+  if (progress)
+    return true;
+  if (rc == 0 && j->_release && !j->_writes) {
+    reg_cluster_release(r, j);
+    return true;
+  }
+  return false;
+}
+
 static void on_persisted(store_write_t *w, int rc, void *data) {
   persist_t *p = (persist_t *)w;
   (void)data;
@@ -38,23 +60,27 @@ static void on_persisted(store_write_t *w, int rc, void *data) {
   if (!j) { /* a delete: the job is long gone; the store's expiry retries a failed one */
     if (rc != 0)
       r->stats.store_failures++;
-    store_job_fini(&p->rec);
-    free(p);
+    persist_free(p);
     return;
   }
   bool accepting = p->accepting, latest = p->ver == j->_ver_sent;
-  if (rc != 0) {
+  bool progress = p->w.kind == STORE_W_PROGRESS;
+  if (rc != 0 && rc != OFF_EFENCED && rc != OFF_EEXIST && !progress) {
     r->stats.store_failures++;
     log_warn("store: job %s (%s) was not written: %s%s", p->rec.id, p->rec.status, err_str(rc),
              accepting || !latest || rc == OFF_ESTOPPED ? "" : "; it will be written again");
   }
-  store_job_fini(&p->rec);
-  free(p);
   j->_writes--;
   if (accepting) {
+    j->_cluster_pos = (size_t)p->w.count;
+    j->_existing = rc == OFF_EEXIST && p->w.nout ? &p->w.out[0] : NULL;
     reg_on_accepted(r, j, rc); /* a failed insert: the job is gone */
+    persist_free(p);
     return;
   }
+  persist_free(p);
+  if (r->cfg.cluster && on_cluster_persisted(r, j, progress, rc))
+    return;
   if (rc != 0 && rc != OFF_ESTOPPED && latest && !j->_unsaved) {
     /* The store missed the job's latest state (a later write, had there
      * been one, would carry it): write it again, as it is then. */
@@ -90,6 +116,8 @@ static int copy_files(store_job_t *rec, const job_t *j) {
 int reg_persist(registry_t *r, job_t *j, bool insert) {
   if (!reg_durable(r))
     return 0; /* nothing would ever read it back */
+  if (r->cfg.cluster && !insert && j->status == JOB_PROCESSING)
+    return 0; /* its claim wrote that (and the attempt) */
   if (!insert && j->_accepting) {
     /* Its insert is its only write in flight (a failed one frees the job):
      * this state is written once that is kept (reg_on_accepted). */
@@ -127,6 +155,11 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
     }
   }
   rec->status = job_status_name(j->status);
+  rec->token = j->_token;
+  rec->progress = j->progress;
+  rec->retry_at = j->retry_at;
+  if (insert && r->cfg.cluster && (j->_input_fd || j->_run_params))
+    rec->pin = strdup(r->cfg.node_id); /* its input, or its secret, is only here */
   rec->attempts = j->attempts;
   rec->retries = j->retries;
   rec->timeout_ms = j->_timeout_ms;
@@ -152,9 +185,27 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
   return 0;
 }
 
+int reg_persist_progress(registry_t *r, job_t *j) {
+  persist_t *p = calloc(1, sizeof *p);
+  if (!p)
+    return OFF_ENOMEM;
+  memcpy(p->rec.id, j->id, JOB_ID_LEN + 1);
+  p->rec.status = job_status_name(j->status);
+  p->rec.token = j->_token;
+  p->rec.progress = j->progress;
+  p->r = r;
+  p->j = j;
+  j->_writes++;
+  p->w.kind = STORE_W_PROGRESS;
+  p->w.job = &p->rec;
+  p->w.cb = on_persisted;
+  store_write(r->cfg.store, &p->w);
+  return 0;
+}
+
 void reg_persist_delete(registry_t *r, const job_t *j) {
-  if (!reg_durable(r))
-    return;
+  if (!reg_durable(r) || r->cfg.cluster)
+    return; /* (a cluster's rows expire in the store, whoever ran them) */
   persist_t *p = calloc(1, sizeof *p);
   if (!p) {
     r->stats.store_failures++; /* the store's expiry deletes the row later */
@@ -235,8 +286,9 @@ static job_status_t status_of(const char *name) {
 }
 
 /* Reopens a job's stored input (main thread, before serving: disk I/O is
- * allowed then). */
-static bool restore_input(registry_t *r, job_t *j) {
+ * allowed then; a cluster's claim: one open of a local file, as a
+ * submission's memfd). */
+bool reg_restore_input(registry_t *r, job_t *j) {
   char path[4096];
   if (!r->cfg.files_root || files_path(r->cfg.files_root, j->id, NULL, path, sizeof path - 16) != 0)
     return false;
@@ -336,7 +388,7 @@ int registry_restore(registry_t *r, const store_job_t *row) {
     reg_finalize(r, j, JOB_FAILED); /* written by reg_mark_final */
     return 0;
   }
-  if (row->input_type && !restore_input(r, j)) {
+  if (row->input_type && !reg_restore_input(r, j)) {
     j->status = JOB_QUEUED;
     index_status_link(r, j);
     reg_set_error(j, "input_lost", "The job's stored input is missing from the data dir; submit it again.");

@@ -46,9 +46,11 @@ void reg_job_free(job_t *j) {
   free(j);
 }
 
-static void evict(registry_t *r, job_t *j) {
+/* `expired`: past retention (a cluster's node then removes its files: its
+ * row expires in the store, which cannot reach this node's disk). */
+static void evict(registry_t *r, job_t *j, bool expired) {
   reg_persist_delete(r, j); /* disk keeps what memory keeps (the store removes the files with the row) */
-  if (!reg_durable(r) && (j->nfiles || j->def->files))
+  if ((!reg_durable(r) || (r->cfg.cluster && expired)) && (j->nfiles || j->def->files))
     reg_remove_files(r, j->id);
   index_remove(r, j);
   reg_job_free(j);
@@ -59,7 +61,7 @@ bool reg_evictable(const job_t *j) { return !j->_item && !j->_accepting && !j->_
 static void evict_expired(registry_t *r) {
   uint64_t now = (uint64_t)clock_mono_ms();
   while (r->f_head && reg_evictable(r->f_head) && r->f_head->_finished_mono_ms + (uint64_t)r->cfg.retention_ms <= now)
-    evict(r, r->f_head);
+    evict(r, r->f_head, true);
 }
 
 static void evict_over_limit(registry_t *r);
@@ -144,7 +146,7 @@ void reg_mark_final(registry_t *r, job_t *j, job_status_t status) {
  * eviction resumes at its done callback. */
 static void evict_over_limit(registry_t *r) {
   while (r->nfinished > r->cfg.max_finished && reg_evictable(r->f_head))
-    evict(r, r->f_head);
+    evict(r, r->f_head, false);
 }
 
 /* The side effects of a final job: wake its watchers, evict old jobs. */
@@ -285,6 +287,7 @@ void registry_free(registry_t *r) {
   }
   free(r->buckets);
   free(r->kbuckets);
+  json_decref(r->secrets);
   uv_close((uv_handle_t *)&r->evict_timer, on_timer_closed);
 }
 
@@ -370,6 +373,8 @@ void registry_drain(registry_t *r) {
       if (job_is_final(j) || !(keep ? keep_queued(r, j) : cancel_queued(r, j, true))) {
         registry_refresh(r, j); /* a worker has it: file it as processing */
         index_queue_unlink(r, j);
+      } else if (r->cfg.cluster && !job_is_final(j)) {
+        reg_cluster_requeue(r, j, 0); /* claimed, never started: back to the shared queue for another node */
       }
       j = next;
     }
@@ -403,6 +408,14 @@ void registry_cancel_running(registry_t *r) {
 }
 
 size_t registry_in_flight(const registry_t *r) { return r->in_flight; }
+
+size_t registry_lane_free(const registry_t *r, lane_t lane) {
+  const pool_t *p = r->pools[lane];
+  if (!p)
+    return 0;
+  size_t used = (size_t)pool_busy(p) + pool_depth(p);
+  return pool_workers(p) > used ? pool_workers(p) - used : 0;
+}
 
 void registry_on_idle(registry_t *r, void (*cb)(void *), void *data) {
   r->idle_cb = cb;

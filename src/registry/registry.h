@@ -140,6 +140,13 @@ struct job {
   bool _in_queue_list;
   bool _final_told; /* the observer heard REG_EV_FINAL */
   job_watch_t *_watches;
+  /* A cluster's (registry/cluster.c): */
+  int _token;              /* the attempt number its claim gave: its writes hold while the row still has it */
+  bool _release;           /* let go of locally once its writes are done (the store has it) */
+  bool _lost;              /* another node holds it now: its copy here is being canceled */
+  size_t _cluster_pos;     /* its place in the shared queue when its row was kept */
+  double _progress_sent;   /* the progress last written to the store */
+  const store_job_t *_existing; /* during the accept callbacks of a taken key: the job holding it */
 };
 
 typedef struct registry_config {
@@ -159,6 +166,17 @@ typedef struct registry_config {
    * result in memory (the most recently finished); older ones are cold and
    * read back from the store. 0 = all of them. */
   size_t cache_finished;
+  /* A cluster (the PostgreSQL store): the registry holds only this node's
+   * jobs: those on the way to the store (until their 202) and those it
+   * claimed (registry_adopt) until they are final and written; every other
+   * job is read from the store. Writes of claimed jobs are fenced by their
+   * token; retries go back to the shared queue. */
+  bool cluster;
+  const char *node_id; /* borrowed */
+  /* Called when a job's item left a pool (a worker is free): the cluster
+   * claims more. Optional. */
+  void (*slot_free)(void *data);
+  void *slot_data;
 } registry_config_t;
 
 /* Per-task counters for /metrics. */
@@ -314,9 +332,29 @@ void registry_drain(registry_t *r);
 void registry_cancel_running(registry_t *r);
 /* Jobs whose item is in the pool. */
 size_t registry_in_flight(const registry_t *r);
+/* Workers of a lane's pool neither busy nor awaited by a queued item. */
+size_t registry_lane_free(const registry_t *r, lane_t lane);
 /* Called (once per registration) when in-flight drops to 0 while draining. */
 void registry_on_idle(registry_t *r, void (*cb)(void *data), void *data);
 
 const registry_stats_t *registry_stats(registry_t *r);
+
+/* ---- a cluster (registry/cluster.c) ---- */
+
+/* Takes a job this node claimed from the store (`row`: processing, its
+ * attempt counted, owner this node) and hands it to its pool. 0, or
+ * OFF_ENOMEM (the job is then written back as failed). */
+int registry_adopt(registry_t *r, const store_job_t *row);
+/* Another node holds `j` now (a fenced write, or this node's lease
+ * lapsed): its copy here is canceled, and nothing it does is written. */
+void registry_lose(registry_t *r, job_t *j);
+/* A client's DELETE on another node reached this node's running job. */
+void registry_cancel_remote(registry_t *r, const char *id);
+/* Writes the progress of every running job whose progress moved since it
+ * was last written (at most twice a second: the caller's timer). */
+void registry_write_progress(registry_t *r);
+/* A secret param's real value stays on the node that accepted the job
+ * (the store keeps it redacted); that node claims it (its row is pinned). */
+bool registry_keeps_secret(const registry_t *r, const char *id);
 
 #endif

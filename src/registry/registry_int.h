@@ -42,6 +42,7 @@ struct registry {
   void *idle_data;
 
   registry_stats_t stats;
+  json_t *secrets; /* cluster: id -> the real params of a secret job accepted here, until it is claimed */
 };
 
 /* A job's backoff timer; the job points at `t`. */
@@ -84,6 +85,10 @@ bool reg_durable(const registry_t *r);
 /* Sends a snapshot of `j` to the store (insert: a new row), if it keeps
  * jobs. An insert of an accepting job calls reg_on_accepted when done. */
 int reg_persist(registry_t *r, job_t *j, bool insert); /* 0 or OFF_ENOMEM */
+/* A cluster: writes a running job's progress (fenced by its token). */
+int reg_persist_progress(registry_t *r, job_t *j);
+/* Opens the job's stored input (<files_root>/<id>/.input). */
+bool reg_restore_input(registry_t *r, job_t *j);
 /* ---- files.c: jobs' output files ---- */
 /* Takes the files a complete run left (the item's result) into the job. */
 int reg_files_take(job_t *j, const item_t *it);
@@ -107,6 +112,14 @@ bool reg_evictable(const job_t *j);
 void reg_evict_old(registry_t *r);
 /* registry.c: the row of an accepting job was committed (rc 0) or not. */
 void reg_on_accepted(registry_t *r, job_t *j, int rc);
+
+/* ---- cluster.c ---- */
+/* Lets go of a job the store now holds (no write in flight): its watchers
+ * are told its state as it is, and it is freed. */
+void reg_cluster_release(registry_t *r, job_t *j);
+/* A run failed with retries left: back to the shared queue (written with
+ * its token, then let go of). */
+void reg_cluster_requeue(registry_t *r, job_t *j, int64_t delay_ms);
 
 /* ---- index.c ---- */
 void index_new_id(char out[JOB_ID_LEN + 1]);

@@ -48,6 +48,8 @@ static int submit(registry_t *r, const offload_task_def_t *def, const json_t *pa
   assert(def >= r->cfg.catalog->defs && def < r->cfg.catalog->defs + r->cfg.catalog->n);
   if (r->draining)
     return OFF_ESTOPPED;
+  if (r->cfg.cluster && !store_ok(r->cfg.store))
+    return OFF_ESTORE; /* the database is away: 503 store_unavailable, nothing half-accepted */
   lane_t lane = def->isolation == OFFLOAD_ISOLATION_PROCESS ? LANE_PROCESS : LANE_THREAD;
   assert(r->pools[lane]);
   if (r->njobs + 1 > r->nbuckets && index_hash_grow(r) != 0)
@@ -130,6 +132,30 @@ size_t reg_accepting(const registry_t *r) {
   return n;
 }
 
+/* A cluster: the row is in the shared queue, where any node claims it.
+ * This node tells its 202s and lets go of the job (a secret param's real
+ * value stays here: its row is pinned to this node). */
+static void accepted_in_cluster(registry_t *r, job_t *j) {
+  if (!job_is_final(j)) {
+    if (j->_run_params) {
+      if (!r->secrets)
+        r->secrets = json_object();
+      if (r->secrets)
+        json_object_set(r->secrets, j->id, j->_run_params);
+    }
+    reg_tell(r, j, REG_EV_CREATED);
+  }
+  for (job_watch_t *w = j->_watches, *next; w; w = next) {
+    next = w->_next;
+    if (w->accepted)
+      w->accepted(j, w, 0);
+  }
+  if (job_is_final(j))
+    reg_notify_final(r, j);
+  j->_release = true;
+  reg_cluster_release(r, j); /* now, or once its cancel is written */
+}
+
 void reg_on_accepted(registry_t *r, job_t *j, int rc) {
   j->_accepting = false;
   r->accepting[j->_lane]--;
@@ -156,6 +182,10 @@ void reg_on_accepted(registry_t *r, job_t *j, int rc) {
   if (j->_changed_while_accepting) { /* canceled while its row was on the way */
     j->_changed_while_accepting = false;
     reg_persist(r, j, false);
+  }
+  if (r->cfg.cluster) {
+    accepted_in_cluster(r, j);
+    return;
   }
   if (!job_is_final(j) && r->draining) {
     index_queue_insert(r, j); /* queued on disk for the next start, in its place */

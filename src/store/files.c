@@ -6,6 +6,8 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 bool files_name_ok(const char *name) {
@@ -54,5 +56,33 @@ static int remove_in(const char *root, const char *id, bool keep_input) {
   closedir(d); /* closes fd */
   if (!keep_input && rmdir(dir) != 0 && errno != ENOENT)
     rc = -1;
+  return rc;
+}
+
+int files_keep_input(const char *root, const char *id, int fd, int64_t bytes, bool sync) {
+  char dir[4096], path[4096 + 16];
+  if (files_path(root, id, NULL, dir, sizeof dir) != 0)
+    return -1;
+  mkdir(root, 0755);
+  mkdir(dir, 0755);
+  snprintf(path, sizeof path, "%s/" FILES_INPUT_NAME, dir);
+  int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
+  if (out < 0)
+    return -1;
+  int rc = 0;
+  off_t off = 0;
+  while (rc == 0 && off < bytes) {
+    /* sendfile: a memfd and a file on another filesystem (copy_file_range
+     * refuses those since Linux 5.19). */
+    ssize_t n = sendfile(out, fd, &off, (size_t)(bytes - off));
+    if (n <= 0 && !(n < 0 && errno == EINTR))
+      rc = -1;
+  }
+  if (rc == 0 && sync && fsync(out) != 0)
+    rc = -1;
+  if (close(out) != 0)
+    rc = -1;
+  if (rc != 0)
+    unlink(path);
   return rc;
 }

@@ -15,6 +15,7 @@
 
 #include <stdbool.h>
 #include <stddef.h>
+#include <stdint.h>
 
 #define FILES_NAME_MAX 128
 
@@ -36,5 +37,10 @@ int files_remove_outputs(const char *root, const char *id);
 /* Removes <root>/<id> and the files in it. 0 when it is gone (or never
  * existed), else -1 with errno. */
 int files_remove_job(const char *root, const char *id);
+
+/* Copies `bytes` of the input in `fd` (a memfd) to <root>/<id>/.input,
+ * fsync'd when `sync`, before its row commits. 0 or -1 (a full disk, an
+ * I/O error: the insert fails). Store thread. */
+int files_keep_input(const char *root, const char *id, int fd, int64_t bytes, bool sync);
 
 #endif

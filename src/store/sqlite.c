@@ -327,36 +327,6 @@ static int put_files(sq_t *q, const store_job_t *j) {
   return rc;
 }
 
-/* Copies an input to <files>/<id>/.input (fsync'd when strict), before
- * its row. 0 or -1 (a full disk, an I/O error: the insert fails). */
-static int keep_input(sq_t *q, const store_job_t *j) {
-  char dir[4096], path[4096 + 16];
-  if (files_path(q->files, j->id, NULL, dir, sizeof dir) != 0)
-    return -1;
-  mkdir(q->files, 0755);
-  mkdir(dir, 0755);
-  snprintf(path, sizeof path, "%s/" FILES_INPUT_NAME, dir);
-  int out = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0644);
-  if (out < 0)
-    return -1;
-  int in = j->input_fd - 1, rc = 0;
-  off_t off = 0;
-  while (rc == 0 && off < j->input_bytes) {
-    /* sendfile: a memfd and a file on another filesystem (copy_file_range
-     * refuses those since Linux 5.19). */
-    ssize_t n = sendfile(out, in, &off, (size_t)(j->input_bytes - off));
-    if (n <= 0 && !(n < 0 && errno == EINTR))
-      rc = -1;
-  }
-  if (rc == 0 && q->strict && fsync(out) != 0)
-    rc = -1;
-  if (close(out) != 0)
-    rc = -1;
-  if (rc != 0)
-    unlink(path);
-  return rc;
-}
-
 static int run_insert(sq_t *q, const store_job_t *j) {
   if (j->idem_key) {
     sqlite3_bind_text(q->free_key, 1, j->idem_key, -1, SQLITE_STATIC);
@@ -382,7 +352,7 @@ static int run_insert(sq_t *q, const store_job_t *j) {
   bind_text(st, 15, j->idem_key);
   bind_text(st, 16, j->input_type);
   sqlite3_bind_int64(st, 17, j->input_bytes);
-  if (j->input_fd && keep_input(q, j) != 0)
+  if (j->input_fd && files_keep_input(q->files, j->id, j->input_fd - 1, j->input_bytes, q->strict) != 0)
     return SQLITE_FULL; /* the disk could not take it: this write fails with its batch */
   int rc = step_once(st);
   return rc == SQLITE_DONE ? put_files(q, j) : rc;

@@ -22,8 +22,10 @@
 #include <stdlib.h>
 #include <stdio.h>
 #include <string.h>
+#include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "store/pg.h"
 #include "store/sqlite.h"
 #include "util/clock.h"
 #include "util/log.h"
@@ -36,6 +38,10 @@ struct store {
   store_write_t *pend_head, *pend_tail; /* this turn's writes; loop only */
 
   sq_t *sq; /* SQLite: the store thread's once it runs */
+  pg_t *pg; /* PostgreSQL: the same */
+  int wake_fd; /* PostgreSQL: an eventfd the store thread polls with its socket (-1 = none) */
+  store_event_t *ev_head, *ev_tail; /* told by the store thread, not yet to the loop; guarded by mu */
+  bool ok;                          /* loop only: the database answers (PostgreSQL: UP/DOWN) */
   pthread_t thread;
   bool thread_started;
   pthread_mutex_t mu;
@@ -63,9 +69,25 @@ void store_job_fini(store_job_t *j) {
   }
   free(j->files);
   free(j->input_type);
+  free(j->owner);
+  free(j->pin);
   if (j->input_fd)
     close(j->input_fd - 1);
   memset(j, 0, sizeof *j);
+}
+
+void store_nodes_free(store_node_t *nodes, size_t n) {
+  for (size_t i = 0; nodes && i < n; i++) {
+    free(nodes[i].id);
+    free(nodes[i].url);
+  }
+  free(nodes);
+}
+
+void store_rows_free(store_job_t *rows, size_t n) {
+  for (size_t i = 0; rows && i < n; i++)
+    store_job_fini(&rows[i]);
+  free(rows);
 }
 
 /* ---- the store thread ---- */
@@ -139,6 +161,60 @@ static void *store_main(void *arg) {
   return NULL;
 }
 
+/* PostgreSQL's store thread: batches as they come, and between them the
+ * connection's own work (pg_service: reconnect, heartbeat, reaper,
+ * notifications), waiting on the socket and the wake-up eventfd. */
+static void pg_post(store_event_t *ev, void *data) {
+  store_t *s = data;
+  ev->_next = NULL;
+  pthread_mutex_lock(&s->mu);
+  if (s->ev_tail)
+    s->ev_tail->_next = ev;
+  else
+    s->ev_head = ev;
+  s->ev_tail = ev;
+  pthread_mutex_unlock(&s->mu);
+  uv_async_send(&s->async);
+}
+
+static void *pg_main(void *arg) {
+  store_t *s = arg;
+  int64_t last_expire = clock_mono_ms();
+  for (;;) {
+    pthread_mutex_lock(&s->mu);
+    store_write_t *batch = s->q_head, *last = s->q_tail;
+    s->q_head = s->q_tail = NULL;
+    bool stop = s->stopping;
+    pthread_mutex_unlock(&s->mu);
+    if (batch) {
+      int rc = pg_apply(s->pg, batch);
+      pthread_mutex_lock(&s->mu);
+      if (s->d_tail)
+        s->d_tail->_next = batch;
+      else
+        s->d_head = batch;
+      s->d_tail = last;
+      s->commits += rc == 0;
+      pthread_mutex_unlock(&s->mu);
+      uv_async_send(&s->async);
+    }
+    if (stop && !batch)
+      break;
+    if (s->cfg.retention_ms && clock_mono_ms() - last_expire >= EXPIRE_EVERY_MS) {
+      last_expire = clock_mono_ms();
+      int n = pg_expire(s->pg, clock_wall_ms() - s->cfg.retention_ms, EXPIRE_BATCH);
+      if (n > 0) {
+        pthread_mutex_lock(&s->mu);
+        s->expired += (uint64_t)n;
+        pthread_mutex_unlock(&s->mu);
+      }
+    }
+    if (!batch)
+      pg_service(s->pg, s->wake_fd);
+  }
+  return NULL;
+}
+
 /* ---- the loop side ---- */
 
 /* Runs the callbacks of a finished list, in the order written. */
@@ -152,6 +228,10 @@ static void run_callbacks(store_t *s, store_write_t *list) {
       s->stats.writes++;
     if (list->_rc == OFF_ESTORE)
       s->stats.failures++;
+    else if (list->_rc == OFF_EFENCED)
+      s->stats.fenced++;
+    if (list->kind == STORE_R_CLAIM && list->_rc == 0)
+      s->stats.claimed += list->nout;
     if (list->cb)
       list->cb(list, list->_rc, list->data);
     list = next;
@@ -165,7 +245,21 @@ static void on_async(uv_async_t *h) {
   s->d_head = s->d_tail = NULL;
   s->stats.commits = s->commits;
   s->stats.expired = s->expired;
+  store_event_t *evs = s->ev_head;
+  s->ev_head = s->ev_tail = NULL;
   pthread_mutex_unlock(&s->mu);
+  /* Events first: a claim's callback may want to know the store is up. */
+  while (evs) {
+    store_event_t *ev = evs;
+    evs = ev->_next;
+    if (ev->kind == STORE_EV_UP || ev->kind == STORE_EV_DOWN)
+      s->ok = ev->kind == STORE_EV_UP;
+    if (s->cfg.on_event)
+      s->cfg.on_event(ev, s->cfg.event_data);
+    store_nodes_free(ev->nodes, ev->nnodes);
+    free(ev->payload);
+    free(ev);
+  }
   run_callbacks(s, list);
 }
 
@@ -192,6 +286,11 @@ static void on_turn(uv_check_t *h) {
   s->q_tail = list;
   pthread_cond_signal(&s->cond);
   pthread_mutex_unlock(&s->mu);
+  if (s->wake_fd >= 0) {
+    uint64_t one = 1;
+    if (write(s->wake_fd, &one, sizeof one) < 0)
+      log_debug("store: wake-up write failed"); /* the counter is full: the thread is awake anyway */
+  }
 }
 
 /* ---- life ---- */
@@ -204,15 +303,41 @@ store_t *store_open(uv_loop_t *loop, const store_config_t *cfg, char *err, size_
   }
   s->cfg = *cfg;
   s->loop = loop;
-  if (cfg->kind == STORE_SQLITE) {
-    s->sq = sq_open(cfg->data_dir, cfg->strict, err, errsz);
-    if (!s->sq) {
+  s->wake_fd = -1;
+  s->ok = true;
+  pthread_mutex_init(&s->mu, NULL);
+  pthread_cond_init(&s->cond, NULL);
+  if (cfg->kind == STORE_POSTGRES) {
+    s->wake_fd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
+    s->pg = s->wake_fd >= 0 ? pg_open(cfg, pg_post, s, err, errsz) : NULL;
+    if (!s->pg) {
+      if (s->wake_fd < 0)
+        snprintf(err, errsz, "cannot create an eventfd");
+      else
+        close(s->wake_fd);
+      store_event_t *ev = s->ev_head; /* told while opening: nobody listens yet */
+      while (ev) {
+        store_event_t *next = ev->_next;
+        store_nodes_free(ev->nodes, ev->nnodes);
+        free(ev->payload);
+        free(ev);
+        ev = next;
+      }
+      pthread_cond_destroy(&s->cond);
+      pthread_mutex_destroy(&s->mu);
       free(s);
       return NULL;
     }
   }
-  pthread_mutex_init(&s->mu, NULL);
-  pthread_cond_init(&s->cond, NULL);
+  if (cfg->kind == STORE_SQLITE) {
+    s->sq = sq_open(cfg->data_dir, cfg->strict, err, errsz);
+    if (!s->sq) {
+      pthread_cond_destroy(&s->cond);
+      pthread_mutex_destroy(&s->mu);
+      free(s);
+      return NULL;
+    }
+  }
   uv_check_init(loop, &s->turn);
   s->turn.data = s;
   uv_check_start(&s->turn, on_turn); /* both keep the loop alive until store_close */
@@ -225,6 +350,11 @@ int store_load(store_t *s, void (*row)(const store_job_t *j, void *data), void *
   assert(!s->thread_started);
   if (s->cfg.kind == STORE_MEMORY)
     return 0;
+  if (s->cfg.kind == STORE_POSTGRES) { /* nothing to load: every node reads the shared rows when asked */
+    if (pthread_create(&s->thread, NULL, pg_main, s) == 0)
+      s->thread_started = true;
+    return s->thread_started ? 0 : OFF_ESTORE;
+  }
   int rc = sq_load(s->sq, row, data);
   if (rc == 0 && pthread_create(&s->thread, NULL, store_main, s) == 0)
     s->thread_started = true;
@@ -234,7 +364,10 @@ int store_load(store_t *s, void (*row)(const store_job_t *j, void *data), void *
 void store_write(store_t *s, store_write_t *w) {
   /* Writes made while store_load restores jobs wait in `pend` until the
    * first loop turn, when the store thread runs. */
-  assert(w->kind == STORE_R_FETCH ? w->ids && w->rows : w->job != NULL);
+  assert(w->kind == STORE_R_FETCH || w->kind == STORE_W_CANCEL ? w->ids && w->rows
+         : w->kind == STORE_R_CLAIM || w->kind == STORE_R_LIST ? w->max > 0
+                                                                : w->job != NULL);
+  assert(s->cfg.kind == STORE_POSTGRES || w->kind <= STORE_R_FETCH);
   w->_next = NULL;
   w->_rc = 0;
   if (s->pend_tail)
@@ -254,7 +387,7 @@ static void on_closed(uv_handle_t *h) {
 }
 
 void store_close(store_t *s) {
-  if (s->cfg.kind == STORE_SQLITE && !s->thread_started) {
+  if (s->cfg.kind != STORE_MEMORY && !s->thread_started) {
     /* Never got to run (a failed start): what was written is not kept. */
     store_write_t *list = s->pend_head;
     s->pend_head = s->pend_tail = NULL;
@@ -268,11 +401,21 @@ void store_close(store_t *s) {
     s->stopping = true;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->mu);
+    if (s->wake_fd >= 0) {
+      uint64_t one = 1;
+      if (write(s->wake_fd, &one, sizeof one) < 0)
+        log_debug("store: wake-up write failed");
+    }
     pthread_join(s->thread, NULL);
     on_async(&s->async); /* the last callbacks */
   }
   sq_close(s->sq);
   s->sq = NULL;
+  pg_close(s->pg);
+  s->pg = NULL;
+  if (s->wake_fd >= 0)
+    close(s->wake_fd);
+  s->wake_fd = -1;
   s->open_handles = 2;
   uv_close((uv_handle_t *)&s->turn, on_closed);
   uv_close((uv_handle_t *)&s->async, on_closed);
@@ -281,3 +424,16 @@ void store_close(store_t *s) {
 const store_stats_t *store_stats(const store_t *s) { return &s->stats; }
 store_kind_t store_kind(const store_t *s) { return s->cfg.kind; }
 const char *store_data_dir(const store_t *s) { return s->cfg.kind == STORE_SQLITE ? s->cfg.data_dir : NULL; }
+bool store_ok(const store_t *s) { return s->ok; }
+
+void store_set_load(store_t *s, int workers_total, int workers_busy, int streams) {
+  if (s->pg)
+    pg_set_load(s->pg, workers_total, workers_busy, streams);
+}
+
+void store_roundtrip(store_t *s, hist_t *out) {
+  if (s->pg)
+    pg_roundtrip(s->pg, out);
+  else
+    memset(out, 0, sizeof *out);
+}

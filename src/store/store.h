@@ -1,6 +1,10 @@
-/* store: where jobs outlive the process. A small interface with two
- * backends: memory (nothing is kept; every write "commits" at once) and
- * SQLite (one store thread owns the connection; see store/sqlite.c).
+/* store: where jobs outlive the process. A small interface with three
+ * backends: memory (nothing is kept; every write "commits" at once),
+ * SQLite (one store thread owns the connection; see store/sqlite.c) and
+ * PostgreSQL (the same, shared by several offload nodes: store/pg.c; the
+ * cluster's reads, claims and conditional writes are the kinds marked
+ * "postgres" below, and what the store thread learns by itself comes to
+ * the loop as store events).
  *
  * The loop never calls SQLite and never waits for the store thread. It
  * hands the store writes (store_write): every write made during one loop
@@ -30,10 +34,40 @@
 #include <uv.h>
 
 #include "offload/err.h"
+#include "util/hist.h"
 
 typedef struct store store_t;
 
-typedef enum { STORE_MEMORY = 0, STORE_SQLITE } store_kind_t;
+typedef enum { STORE_MEMORY = 0, STORE_SQLITE, STORE_POSTGRES } store_kind_t;
+
+/* One node of a cluster, as its heartbeat row says. */
+typedef struct store_node {
+  char *id, *url;
+  int64_t started_at, last_heartbeat_at; /* wall ms (the database's clock) */
+  bool alive;                            /* heartbeat within the lease */
+  int workers_total, workers_busy;
+  int streams; /* its open event streams: events are published while some node has one */
+} store_node_t;
+
+/* What the PostgreSQL store thread learns by itself, told to the loop
+ * (store_config_t.on_event) in the order it happened. */
+typedef enum {
+  STORE_EV_UP = 1, /* connected (again): the database answers */
+  STORE_EV_DOWN,   /* the connection is gone; writes fail until UP (reconnecting with backoff) */
+  STORE_EV_NOTIFY, /* a notification on the cluster's channel: `payload` */
+  STORE_EV_NODES,  /* after a heartbeat: every node (`nodes`), and jobs this node re-queued from dead ones */
+  STORE_EV_LOST,   /* this node's heartbeat had lapsed: others may have taken its running jobs */
+} store_event_kind_t;
+
+typedef struct store_event {
+  store_event_kind_t kind;
+  char *payload;
+  store_node_t *nodes;
+  size_t nnodes;
+  uint64_t requeued;  /* NODES: processing jobs of dead nodes this node re-queued (or failed) */
+  uint64_t expired;   /* NODES: nodes this node found dead */
+  struct store_event *_next;
+} store_event_t;
 
 typedef struct store_config {
   store_kind_t kind;
@@ -44,6 +78,16 @@ typedef struct store_config {
    * small batches while it has nothing else to do. */
   int64_t retention_ms;
   uint64_t max_finished;
+  /* PostgreSQL: */
+  const char *pg_url;     /* libpq connection string or URL */
+  const char *files_dir;  /* this node's files root (inputs are copied there before their row commits) */
+  const char *node_id;    /* this node's name in the cluster (unique) */
+  const char *node_url;   /* how the others reach it (--advertise-url) */
+  int64_t heartbeat_ms;   /* how often it heartbeats */
+  int64_t lease_ms;       /* a node silent this long is dead */
+  /* Loop thread: each store event, valid during the call. */
+  void (*on_event)(const store_event_t *ev, void *data);
+  void *event_data;
 } store_config_t;
 
 /* One output file of a job (store/files.h says where it lives). */
@@ -79,15 +123,33 @@ typedef struct store_job {
   int64_t input_bytes;
   char *input_type;
   int input_fd; /* +1: 0 = none */
+  /* PostgreSQL (cluster) columns: */
+  char *owner;           /* the node running it (processing), or that ran it last; NULL = none */
+  char *pin;             /* the node holding its input on disk: only it may claim the job; NULL = any */
+  double progress;       /* as its owner last wrote it */
+  int64_t retry_at;      /* wall ms before which no node claims it again (0 = now) */
+  bool cancel_requested; /* a DELETE reached it while it ran */
+  int token;             /* an UPDATE or PROGRESS of a claimed job: the attempt its claim made (0 = never claimed) */
 } store_job_t;
 
 void store_job_fini(store_job_t *j);
+/* Frees a list of nodes (store_event_t.nodes, copies of it). */
+void store_nodes_free(store_node_t *nodes, size_t n);
+/* Frees `n` rows and the array (store_write_t.out). */
+void store_rows_free(store_job_t *rows, size_t n);
 
 typedef enum {
   STORE_W_INSERT = 1, /* a new job (every column) */
   STORE_W_UPDATE,     /* status, attempts, times, result, error of an existing job (task, params, key unread) */
   STORE_W_DELETE,     /* a finished job the loop let go of (retention): only `id` is read; its files go too */
   STORE_R_FETCH,      /* a read, in order with the writes: the rows of `ids` into `rows` */
+  /* PostgreSQL only: */
+  STORE_W_PROGRESS, /* `job`'s progress (id, attempts = the claim's token) */
+  STORE_W_CANCEL,   /* a client's cancel of job ids[0] (nids 1, rows[1]) wherever it is: rows[0] the job after it,
+                       `prev_status` what it was (NULL: no such job) */
+  STORE_R_CLAIM,    /* claims up to `max` queued jobs of `tasks` for this node, oldest first: into out/nout */
+  STORE_R_LIST,     /* GET /jobs: up to `max` jobs (of `status`, or all), newest first, into out/nout;
+                       `count` = the place in the queue of the newest queued one listed */
 } store_write_kind_t;
 
 typedef struct store_write store_write_t;
@@ -107,6 +169,19 @@ struct store_write {
   const char (*ids)[24];
   size_t nids;
   store_job_t *rows;
+  /* PostgreSQL results. An INSERT whose idempotency key another job holds
+   * fails OFF_EEXIST with that job in out[0]; an UPDATE or PROGRESS whose
+   * token no longer holds fails OFF_EFENCED. `out` (nout rows) is the
+   * store's allocation, the caller's once the callback runs: free each row
+   * with store_job_fini, then the array. STORE_R_FETCH of one queued job
+   * sets `count` to its place in the queue. */
+  size_t max;
+  const char *status;      /* STORE_R_LIST: a status name or NULL */
+  const char *tasks;       /* STORE_R_CLAIM: the task names to claim, a JSON array of strings */
+  const char *prev_status; /* STORE_W_CANCEL */
+  store_job_t *out;
+  size_t nout;
+  uint64_t count;
   /* Private to the store. */
   int _rc;
   store_write_t *_next;
@@ -142,8 +217,19 @@ typedef struct store_stats {
   uint64_t commits, writes, failures;
   uint64_t reads;   /* STORE_R_FETCH requests answered */
   uint64_t expired; /* finished jobs deleted by retention */
+  uint64_t fenced;  /* writes refused because another node holds the job now */
+  uint64_t claimed; /* jobs this node claimed */
 } store_stats_t;
 const store_stats_t *store_stats(const store_t *s);
+/* Copies the database round-trip histogram (seconds per statement
+ * exchange; PostgreSQL only) into *out. Loop thread. */
+void store_roundtrip(store_t *s, hist_t *out);
+/* What the heartbeat tells the others: this node's workers and open event
+ * streams. Loop thread; read by the store thread. */
+void store_set_load(store_t *s, int workers_total, int workers_busy, int streams);
+/* False between a STORE_EV_DOWN and the next STORE_EV_UP (the loop's view;
+ * always true for memory and SQLite). */
+bool store_ok(const store_t *s);
 /* The SQLite store's data dir (its files live under it: store/files.h),
  * or NULL for the memory store. */
 const char *store_data_dir(const store_t *s);

@@ -12,6 +12,8 @@ const char *err_str(int code) {
   case OFF_ESTOPPED: return "shutting down";
   case OFF_ESYS: return "system call failed";
   case OFF_ESTORE: return "the job store cannot write";
+  case OFF_EFENCED: return "the job was given to another node (this node's lease lapsed)";
+  case OFF_EEXIST: return "already exists";
   }
   return "unknown error";
 }

@@ -1,0 +1,560 @@
+/* store/pg: see pg.h. The connection and its life, the schema, this
+ * node's heartbeat and lease, the reaper, notifications.
+ *
+ * DESIGN (docs/CLUSTER.md has the whole picture). Time that decides a
+ * lease is the database's (now()), so nodes' clocks may differ. A node's
+ * heartbeat updates its row every --heartbeat-ms; a node whose row is
+ * older than --lease-timeout-ms is dead, and any live node's reaper (run
+ * after each heartbeat) marks it lost and re-queues its processing jobs
+ * (counting the attempt the claim made; failed `interrupted` when none is
+ * left). A node only reaps once it has itself been connected for a whole
+ * lease, so that after an outage of the database every node has had the
+ * time to heartbeat again before anyone is judged. A node that learns from
+ * its own heartbeat that it was marked lost tells the loop (STORE_EV_LOST),
+ * which checks its running jobs; its writes are conditional on their claim
+ * tokens anyway (pg_apply.c), so it can never overwrite the retry. */
+#include "store/pg_int.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "util/clock.h"
+#include "util/err.h"
+#include "util/log.h"
+
+#define PG_SCHEMA_VERSION 1
+#define BACKOFF_MIN_MS 100
+#define BACKOFF_MAX_MS 2000
+
+static const double rtt_bounds[] = {0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1};
+
+/* migrations[k] takes the schema from version k to k + 1. */
+static const char *const migrations[] = {
+    /* 0 -> 1 */
+    "CREATE TABLE jobs ("
+    "  seq bigserial PRIMARY KEY,"
+    "  id text NOT NULL UNIQUE,"
+    "  task text NOT NULL,"
+    "  params text NOT NULL,"
+    "  status text NOT NULL CHECK (status IN ('queued','processing','complete','failed','canceled')),"
+    "  attempts integer NOT NULL DEFAULT 0,"
+    "  retries integer NOT NULL DEFAULT 0,"
+    "  timeout_ms bigint NOT NULL DEFAULT 0,"
+    "  created_at bigint NOT NULL,"
+    "  started_at bigint,"
+    "  finished_at bigint,"
+    "  result text,"
+    "  error_code text,"
+    "  error_message text,"
+    "  idempotency_key text,"
+    "  input_type text,"
+    "  input_bytes bigint NOT NULL DEFAULT 0,"
+    "  files text,"
+    "  owner text,"
+    "  pin text,"
+    "  progress double precision NOT NULL DEFAULT 0,"
+    "  run_at bigint NOT NULL DEFAULT 0,"
+    "  cancel_requested boolean NOT NULL DEFAULT false"
+    ");"
+    "CREATE UNIQUE INDEX jobs_key ON jobs (idempotency_key) WHERE idempotency_key IS NOT NULL;"
+    "CREATE INDEX jobs_queue ON jobs (seq) WHERE status = 'queued';"
+    "CREATE INDEX jobs_running ON jobs (owner) WHERE status = 'processing';"
+    "CREATE INDEX jobs_finished ON jobs (finished_at) WHERE finished_at IS NOT NULL;"
+    "CREATE TABLE nodes ("
+    "  id text PRIMARY KEY,"
+    "  url text NOT NULL,"
+    "  started_at timestamptz NOT NULL,"
+    "  last_heartbeat timestamptz NOT NULL,"
+    "  lost boolean NOT NULL DEFAULT false,"
+    "  workers_total integer NOT NULL DEFAULT 0,"
+    "  workers_busy integer NOT NULL DEFAULT 0,"
+    "  streams integer NOT NULL DEFAULT 0"
+    ");",
+};
+_Static_assert(sizeof migrations / sizeof migrations[0] == PG_SCHEMA_VERSION, "one migration per version");
+
+/* What happens to a processing job whose node is gone: canceled if a
+ * client asked, failed `interrupted` when it has no run left, else queued
+ * again (its claim counted the attempt). $1 = now (wall ms). */
+#define REQUEUE_SET                                                                                              \
+  "SET status = CASE WHEN cancel_requested THEN 'canceled' WHEN attempts > retries THEN 'failed'"                \
+  " ELSE 'queued' END,"                                                                                          \
+  " finished_at = CASE WHEN cancel_requested OR attempts > retries THEN $1::bigint END,"                        \
+  " error_code = CASE WHEN cancel_requested THEN 'canceled' WHEN attempts > retries THEN 'interrupted' END,"      \
+  " error_message = CASE WHEN cancel_requested THEN 'The job was canceled by a client request.'"                 \
+  " WHEN attempts > retries THEN 'The node running the job stopped (its lease lapsed), and the job has no"      \
+  " retries left.' END,"                                                                                        \
+  " started_at = CASE WHEN cancel_requested OR attempts > retries THEN started_at END,"                         \
+  " owner = CASE WHEN cancel_requested OR attempts > retries THEN owner END,"                                   \
+  " progress = CASE WHEN cancel_requested OR attempts > retries THEN progress ELSE 0 END, run_at = 0"
+
+/* ---- statements ---- */
+
+void pg_down(pg_t *p) {
+  if (p->conn) {
+    PQfinish(p->conn);
+    p->conn = NULL;
+  }
+  p->next_connect = clock_mono_ms() + p->backoff;
+  if (!p->told_down) {
+    p->told_down = true;
+    log_warn("store: lost the PostgreSQL connection; reconnecting (submissions answer 503 meanwhile)");
+    store_event_t *ev = calloc(1, sizeof *ev);
+    if (ev) {
+      ev->kind = STORE_EV_DOWN;
+      p->post(ev, p->post_data);
+    }
+  }
+}
+
+PGresult *pg_exec(pg_t *p, const char *sql, int nparams, const char *const *params) {
+  if (!p->conn)
+    return NULL;
+  uint64_t t0 = clock_mono_ns();
+  PGresult *res = PQexecParams(p->conn, sql, nparams, NULL, params, NULL, NULL, 0);
+  double dt = (double)(clock_mono_ns() - t0) / 1e9;
+  pthread_mutex_lock(&p->hmu);
+  hist_observe(&p->rtt, dt);
+  pthread_mutex_unlock(&p->hmu);
+  ExecStatusType st = res ? PQresultStatus(res) : PGRES_FATAL_ERROR;
+  if (st == PGRES_COMMAND_OK || st == PGRES_TUPLES_OK)
+    return res;
+  if (PQstatus(p->conn) == CONNECTION_BAD) {
+    PQclear(res);
+    pg_down(p);
+    return NULL;
+  }
+  char msg[256];
+  snprintf(msg, sizeof msg, "%s", res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn));
+  msg[strcspn(msg, "\n")] = '\0';
+  log_warn("store: a PostgreSQL statement failed: %s", msg);
+  PQclear(res);
+  return NULL;
+}
+
+/* Several statements, no parameters (the schema's migrations). */
+static int pg_script(pg_t *p, const char *sql) {
+  PGresult *res = PQexec(p->conn, sql);
+  int ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+  if (!ok)
+    log_warn("store: a PostgreSQL migration failed: %s", res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn));
+  PQclear(res);
+  return ok ? 0 : -1;
+}
+
+int pg_cmd(pg_t *p, const char *sql, int nparams, const char *const *params) {
+  PGresult *res = pg_exec(p, sql, nparams, params);
+  PQclear(res);
+  return res ? 0 : -1;
+}
+
+/* ---- notifications ---- */
+
+void pg_note_add(pg_t *p, pg_note_t *n, char kind, const char *a, const char *b) {
+  size_t need = 4 + (a ? strlen(a) + 1 : 0) + (b ? strlen(b) + 1 : 0);
+  if (n->len + need > PG_NOTIFY_MAX && n->any) { /* this payload is full: send it, start another */
+    pg_note_send(p, n);
+  }
+  if (!n->any) {
+    n->cap = PG_NOTIFY_MAX + 64;
+    if (!n->buf && !(n->buf = malloc(n->cap)))
+      return;
+    n->len = (size_t)snprintf(n->buf, n->cap, "%s", p->cfg.node_id);
+    n->any = true;
+  }
+  n->len += (size_t)snprintf(n->buf + n->len, n->cap - n->len, "\n%c%s%s%s%s", kind, a ? " " : "", a ? a : "",
+                             b ? " " : "", b ? b : "");
+  if (n->len >= n->cap)
+    n->len = n->cap - 1;
+}
+
+int pg_note_send(pg_t *p, pg_note_t *n) {
+  int rc = 0;
+  if (n->any && n->buf) {
+    const char *v[] = {PG_CHANNEL, n->buf};
+    rc = pg_cmd(p, "SELECT pg_notify($1, $2)", 2, v);
+  }
+  n->any = false;
+  n->len = 0;
+  return rc;
+}
+
+static void read_notifies(pg_t *p) {
+  if (!p->conn)
+    return;
+  if (!PQconsumeInput(p->conn)) {
+    pg_down(p);
+    return;
+  }
+  PGnotify *nt;
+  while ((nt = PQnotifies(p->conn)) != NULL) {
+    store_event_t *ev = calloc(1, sizeof *ev);
+    if (ev && (ev->payload = strdup(nt->extra)) != NULL) {
+      ev->kind = STORE_EV_NOTIFY;
+      p->post(ev, p->post_data);
+    } else {
+      free(ev);
+    }
+    PQfreemem(nt);
+  }
+}
+
+/* ---- connecting ---- */
+
+static char *i64(char *buf, int64_t v) {
+  snprintf(buf, 24, "%" PRId64, v);
+  return buf;
+}
+
+/* Brings the schema to PG_SCHEMA_VERSION under an advisory lock (nodes
+ * starting together migrate once). -1 with err set. */
+static int migrate(pg_t *p, char *err, size_t errsz) {
+  if (pg_cmd(p, "BEGIN", 0, NULL) != 0 || pg_cmd(p, "SELECT pg_advisory_xact_lock(7401174011)", 0, NULL) != 0 ||
+      pg_cmd(p, "CREATE TABLE IF NOT EXISTS offload_meta (key text PRIMARY KEY, value text NOT NULL)", 0, NULL) != 0)
+    goto fail;
+  PGresult *res = pg_exec(p, "SELECT value FROM offload_meta WHERE key = 'schema_version'", 0, NULL);
+  if (!res)
+    goto fail;
+  int v = PQntuples(res) ? atoi(PQgetvalue(res, 0, 0)) : 0;
+  PQclear(res);
+  if (v > PG_SCHEMA_VERSION) {
+    pg_cmd(p, "ROLLBACK", 0, NULL);
+    snprintf(err, errsz,
+             "the PostgreSQL database has offload schema version %d, newer than this offload knows (%d); run a "
+             "newer offload, or point --pg-url at another database",
+             v, PG_SCHEMA_VERSION);
+    return -1;
+  }
+  for (; v < PG_SCHEMA_VERSION; v++) {
+    char ver[24];
+    const char *val[] = {i64(ver, v + 1)};
+    if (pg_script(p, migrations[v]) != 0 ||
+        pg_cmd(p,
+               "INSERT INTO offload_meta (key, value) VALUES ('schema_version', $1)"
+               " ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value",
+               1, val) != 0)
+      goto fail;
+  }
+  if (pg_cmd(p, "COMMIT", 0, NULL) != 0)
+    goto fail;
+  return 0;
+fail:
+  if (p->conn)
+    pg_cmd(p, "ROLLBACK", 0, NULL);
+  snprintf(err, errsz, "could not create or migrate offload's schema in PostgreSQL: %s",
+           p->conn ? PQerrorMessage(p->conn) : "the connection broke");
+  err[strcspn(err, "\n")] = '\0';
+  return -1;
+}
+
+/* This node's row. At start (`fresh`), a new life: its start time, and
+ * what an earlier run of the same node id left processing (that run is
+ * dead: this is its successor) queued again. After a reconnect, only a
+ * row that went missing is made again: whether others judged this node
+ * dead meanwhile is the next heartbeat's to find out. */
+static int register_node(pg_t *p, bool fresh) {
+  char now[24], total[24];
+  const char *v[] = {p->cfg.node_id, p->cfg.node_url, i64(total, atomic_load(&p->load_total))};
+  if (pg_cmd(p,
+             fresh ? "INSERT INTO nodes (id, url, started_at, last_heartbeat, lost, workers_total)"
+                     " VALUES ($1, $2, now(), now(), false, $3)"
+                     " ON CONFLICT (id) DO UPDATE SET url = EXCLUDED.url, started_at = now(), last_heartbeat = now(),"
+                     " lost = false, workers_total = EXCLUDED.workers_total, workers_busy = 0, streams = 0"
+                   : "INSERT INTO nodes (id, url, started_at, last_heartbeat, lost, workers_total)"
+                     " VALUES ($1, $2, now(), now(), false, $3) ON CONFLICT (id) DO NOTHING",
+             3, v) != 0)
+    return -1;
+  if (!fresh)
+    return 0;
+  const char *w[] = {i64(now, clock_wall_ms()), p->cfg.node_id};
+  PGresult *res = pg_exec(p, "UPDATE jobs " REQUEUE_SET " WHERE status = 'processing' AND owner = $2 RETURNING status", 2, w);
+  if (!res)
+    return -1;
+  int n = PQntuples(res);
+  PQclear(res);
+  if (n > 0) {
+    log_warn("store: %d job(s) this node (%s) was running when it last stopped were queued again or failed", n,
+             p->cfg.node_id);
+    pg_note_t note = {0};
+    pg_note_add(p, &note, 'N', NULL, NULL);
+    pg_note_send(p, &note);
+    free(note.buf);
+  }
+  return 0;
+}
+
+static void quiet_notice(void *arg, const char *message) {
+  (void)arg;
+  log_debug("store: PostgreSQL: %s", message);
+}
+
+/* Connects and LISTENs. 0, or -1 with the reason in err. */
+static int connect_now(pg_t *p, char *err, size_t errsz) {
+  PGconn *c = PQconnectdb(p->cfg.pg_url);
+  if (!c || PQstatus(c) != CONNECTION_OK) {
+    /* libpq's message names the host and the reason, never the password. */
+    snprintf(err, errsz, "cannot connect to PostgreSQL (--pg-url): %s", c ? PQerrorMessage(c) : "out of memory");
+    err[strcspn(err, "\n")] = '\0';
+    PQfinish(c);
+    return -1;
+  }
+  p->conn = c;
+  PQsetNoticeProcessor(c, quiet_notice, NULL); /* "already exists, skipping" and the like */
+  if (pg_cmd(p, "SET application_name = 'offload'", 0, NULL) != 0 || pg_cmd(p, "LISTEN " PG_CHANNEL, 0, NULL) != 0) {
+    snprintf(err, errsz, "cannot LISTEN on PostgreSQL");
+    pg_down(p);
+    return -1;
+  }
+  p->up_since = clock_mono_ms();
+  p->backoff = BACKOFF_MIN_MS;
+  return 0;
+}
+
+pg_t *pg_open(const store_config_t *cfg, pg_post_cb post, void *post_data, char *err, size_t errsz) {
+  pg_t *p = calloc(1, sizeof *p);
+  if (!p) {
+    snprintf(err, errsz, "out of memory");
+    return NULL;
+  }
+  p->cfg = *cfg;
+  p->post = post;
+  p->post_data = post_data;
+  p->backoff = BACKOFF_MIN_MS;
+  p->told_down = true; /* the first UP is told by the first service */
+  pthread_mutex_init(&p->hmu, NULL);
+  hist_init(&p->rtt, rtt_bounds, sizeof rtt_bounds / sizeof rtt_bounds[0]);
+  if (connect_now(p, err, errsz) != 0 || migrate(p, err, errsz) != 0) {
+    pg_close(p);
+    return NULL;
+  }
+  /* Its row is written by the store thread's first service, once the
+   * server knows its port (cfg.node_id and node_url are filled by then). */
+  p->next_heartbeat = 0;
+  return p;
+}
+
+void pg_close(pg_t *p) {
+  if (!p)
+    return;
+  if (p->conn)
+    PQfinish(p->conn);
+  pthread_mutex_destroy(&p->hmu);
+  free(p);
+}
+
+void pg_set_load(pg_t *p, int total, int busy, int streams) {
+  atomic_store(&p->load_total, total);
+  atomic_store(&p->load_busy, busy);
+  atomic_store(&p->load_streams, streams);
+}
+
+void pg_roundtrip(pg_t *p, hist_t *out) {
+  pthread_mutex_lock(&p->hmu);
+  *out = p->rtt;
+  pthread_mutex_unlock(&p->hmu);
+}
+
+/* ---- heartbeat, reaper, nodes ---- */
+
+static int heartbeat(pg_t *p, bool *lost) {
+  char t[24], b[24], s[24];
+  const char *v[] = {p->cfg.node_id, i64(t, atomic_load(&p->load_total)), i64(b, atomic_load(&p->load_busy)),
+                     i64(s, atomic_load(&p->load_streams))};
+  PGresult *res = pg_exec(p,
+                          "UPDATE nodes n SET last_heartbeat = now(), lost = false, workers_total = $2,"
+                          " workers_busy = $3, streams = $4"
+                          " FROM (SELECT id, lost FROM nodes WHERE id = $1 FOR UPDATE) o WHERE n.id = o.id"
+                          " RETURNING o.lost",
+                          4, v);
+  if (!res)
+    return -1;
+  int n = PQntuples(res);
+  *lost = n > 0 && PQgetvalue(res, 0, 0)[0] == 't';
+  PQclear(res);
+  if (n == 0) { /* our row is gone (someone cleaned the table): register again */
+    *lost = true;
+    return register_node(p, false);
+  }
+  return 0;
+}
+
+/* Marks dead nodes lost and takes back their processing jobs. */
+static int reap(pg_t *p, uint64_t *nodes_dead, uint64_t *jobs) {
+  char lease[24], now[24];
+  const char *v[] = {i64(now, clock_wall_ms()), i64(lease, p->cfg.lease_ms)};
+  if (pg_cmd(p, "BEGIN", 0, NULL) != 0)
+    return -1;
+  PGresult *res = pg_exec(p,
+                          "WITH dead AS (UPDATE nodes SET lost = true WHERE NOT lost"
+                          "   AND last_heartbeat < now() - $2::bigint * interval '1 millisecond' RETURNING id),"
+                          " req AS (UPDATE jobs " REQUEUE_SET " WHERE status = 'processing' AND owner IN"
+                          "   (SELECT id FROM nodes WHERE lost OR last_heartbeat < now() - $2::bigint * interval '1 millisecond')"
+                          "   RETURNING id, status)"
+                          " SELECT (SELECT count(*) FROM dead), id, status FROM req"
+                          " UNION ALL SELECT (SELECT count(*) FROM dead), NULL, NULL",
+                          2, v);
+  if (!res) {
+    if (p->conn)
+      pg_cmd(p, "ROLLBACK", 0, NULL);
+    return -1;
+  }
+  int n = PQntuples(res);
+  *nodes_dead = n ? strtoull(PQgetvalue(res, n - 1, 0), NULL, 10) : 0;
+  *jobs = n > 0 ? (uint64_t)(n - 1) : 0;
+  pg_note_t note = {0};
+  bool queued = false;
+  for (int i = 0; i < n - 1; i++) {
+    const char *st = PQgetvalue(res, i, 2);
+    if (strcmp(st, "queued") == 0)
+      queued = true;
+    else
+      pg_note_add(p, &note, 'F', PQgetvalue(res, i, 1), NULL);
+  }
+  if (queued)
+    pg_note_add(p, &note, 'N', NULL, NULL);
+  PQclear(res);
+  int rc = pg_note_send(p, &note);
+  free(note.buf);
+  if (rc != 0 || pg_cmd(p, "COMMIT", 0, NULL) != 0) {
+    if (p->conn)
+      pg_cmd(p, "ROLLBACK", 0, NULL);
+    return -1;
+  }
+  if (*jobs)
+    log_warn("store: %" PRIu64 " job(s) of node(s) whose lease lapsed were queued again (or failed)", *jobs);
+  return 0;
+}
+
+static store_node_t *list_nodes(pg_t *p, size_t *count) {
+  char lease[24];
+  const char *v[] = {i64(lease, p->cfg.lease_ms)};
+  PGresult *res = pg_exec(p,
+                          "SELECT id, url, (extract(epoch FROM started_at) * 1000)::bigint,"
+                          " (extract(epoch FROM last_heartbeat) * 1000)::bigint,"
+                          " NOT lost AND last_heartbeat >= now() - $1::bigint * interval '1 millisecond',"
+                          " workers_total, workers_busy, streams FROM nodes ORDER BY id",
+                          1, v);
+  if (!res)
+    return NULL;
+  int n = PQntuples(res);
+  store_node_t *nodes = calloc(n ? (size_t)n : 1, sizeof *nodes);
+  for (int i = 0; nodes && i < n; i++) {
+    nodes[i].id = strdup(PQgetvalue(res, i, 0));
+    nodes[i].url = strdup(PQgetvalue(res, i, 1));
+    nodes[i].started_at = strtoll(PQgetvalue(res, i, 2), NULL, 10);
+    nodes[i].last_heartbeat_at = strtoll(PQgetvalue(res, i, 3), NULL, 10);
+    nodes[i].alive = PQgetvalue(res, i, 4)[0] == 't';
+    nodes[i].workers_total = atoi(PQgetvalue(res, i, 5));
+    nodes[i].workers_busy = atoi(PQgetvalue(res, i, 6));
+    nodes[i].streams = atoi(PQgetvalue(res, i, 7));
+  }
+  PQclear(res);
+  *count = nodes ? (size_t)n : 0;
+  return nodes;
+}
+
+static void beat(pg_t *p) {
+  bool lost = false;
+  if (heartbeat(p, &lost) != 0)
+    return;
+  if (lost) {
+    log_warn("store: this node (%s) was presumed dead (its heartbeat lapsed); checking its running jobs",
+             p->cfg.node_id);
+    store_event_t *ev = calloc(1, sizeof *ev);
+    if (ev) {
+      ev->kind = STORE_EV_LOST;
+      p->post(ev, p->post_data);
+    }
+  }
+  uint64_t dead = 0, jobs = 0;
+  if (clock_mono_ms() - p->up_since >= p->cfg.lease_ms && reap(p, &dead, &jobs) != 0)
+    return;
+  size_t n = 0;
+  store_node_t *nodes = list_nodes(p, &n);
+  if (!nodes)
+    return;
+  bool publish = false;
+  for (size_t i = 0; i < n; i++)
+    publish |= nodes[i].alive && nodes[i].streams > 0;
+  p->publish_events = publish;
+  store_event_t *ev = calloc(1, sizeof *ev);
+  if (!ev) {
+    store_nodes_free(nodes, n);
+    return;
+  }
+  ev->kind = STORE_EV_NODES;
+  ev->nodes = nodes;
+  ev->nnodes = n;
+  ev->requeued = jobs;
+  ev->expired = dead;
+  p->post(ev, p->post_data);
+}
+
+void pg_service(pg_t *p, int wake_fd) {
+  int64_t now = clock_mono_ms();
+  if (p->conn && !p->registered) {
+    if (register_node(p, true) == 0)
+      p->registered = true;
+    else
+      pg_down(p);
+  }
+  if (!p->conn && now >= p->next_connect) {
+    char err[512] = "";
+    if (connect_now(p, err, sizeof err) == 0 && register_node(p, !p->registered) == 0) {
+      p->registered = true;
+      log_info("store: connected to PostgreSQL again");
+    } else {
+      if (p->conn)
+        pg_down(p);
+      p->backoff = p->backoff * 2 > BACKOFF_MAX_MS ? BACKOFF_MAX_MS : p->backoff * 2;
+      p->next_connect = now + p->backoff;
+    }
+  }
+  if (p->conn && p->told_down) {
+    p->told_down = false;
+    p->next_heartbeat = 0;
+    store_event_t *ev = calloc(1, sizeof *ev);
+    if (ev) {
+      ev->kind = STORE_EV_UP;
+      p->post(ev, p->post_data);
+    }
+  }
+  if (p->conn && now >= p->next_heartbeat) {
+    p->next_heartbeat = now + p->cfg.heartbeat_ms;
+    beat(p);
+  }
+  read_notifies(p);
+  /* Wait for the next due time, a wake-up, or a notification. */
+  now = clock_mono_ms();
+  int64_t due = p->conn ? p->next_heartbeat : p->next_connect;
+  int timeout = due > now ? (int)(due - now) : 0;
+  struct pollfd fds[2] = {{.fd = wake_fd, .events = POLLIN}, {.fd = p->conn ? PQsocket(p->conn) : -1, .events = POLLIN}};
+  if (poll(fds, 2, timeout) > 0) {
+    if (fds[0].revents & POLLIN) {
+      uint64_t x;
+      if (read(wake_fd, &x, sizeof x) < 0 && errno != EAGAIN)
+        log_debug("store: wake-up read failed");
+    }
+    if (fds[1].revents)
+      read_notifies(p);
+  }
+}
+
+int pg_expire(pg_t *p, int64_t cutoff_ms, int batch) {
+  char c[24], b[24];
+  const char *v[] = {i64(c, cutoff_ms), i64(b, batch)};
+  PGresult *res = pg_exec(p,
+                          "DELETE FROM jobs WHERE seq IN (SELECT seq FROM jobs WHERE finished_at < $1::bigint"
+                          " ORDER BY finished_at LIMIT $2::int FOR UPDATE SKIP LOCKED)",
+                          2, v);
+  if (!res)
+    return -1;
+  int n = atoi(PQcmdTuples(res));
+  PQclear(res);
+  return n;
+}
