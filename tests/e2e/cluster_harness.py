@@ -34,6 +34,10 @@ HEARTBEAT_MS = 250
 LEASE_MS = 1500
 WORKERS = 2
 JSON_CT = {"Content-Type": "application/json"}
+# Node ids are prefixed with this run's tag ("e2e<pid>-n1"), so that nothing
+# else on the machine that names nodes n1, n2... is mistaken for ours (or
+# ours for its).
+RUN_TAG = "e2e%d-" % os.getpid()
 
 
 def free_port():
@@ -101,19 +105,20 @@ class ClusterCase(OffloadTestCase):
 
     # -- nodes -----------------------------------------------------------------
     def node_flags(self, name, port, *extra, pg_url=None):
-        return ["--store", "postgres", "--pg-url", pg_url or self.pg.url, "--node-id", name,
+        """Flags of node `name` (its id is RUN_TAG + name)."""
+        return ["--store", "postgres", "--pg-url", pg_url or self.pg.url, "--node-id", RUN_TAG + name,
                 "--advertise-url", "http://%s:%d" % (HOST, port),
                 "--heartbeat-ms", str(HEARTBEAT_MS), "--lease-timeout-ms", str(LEASE_MS),
                 "--workers", str(WORKERS)] + [str(a) for a in extra]
 
     def start_node(self, name, *extra, pg_url=None, env=None, cleanup=True):
-        """Starts node `name` on a free port (another one if that port was
-        taken in the meantime by someone else)."""
+        """Starts node `name` (id RUN_TAG + name, its .name) on a free port
+        (another one if that port was taken in the meantime by someone else)."""
         last = None
         for _ in range(3):
             port = free_port()
             try:
-                n = Node(name, self.node_flags(name, port, *extra, pg_url=pg_url), port, env=env)
+                n = Node(RUN_TAG + name, self.node_flags(name, port, *extra, pg_url=pg_url), port, env=env)
             except AssertionError as e:
                 last = e
                 if "in use" in str(e).lower():
