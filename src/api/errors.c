@@ -95,7 +95,7 @@ void api_reply_submit_error(http_req_t *req, int rc) {
     http_headers_t h = HTTP_HEADERS_INIT;
     http_headers_add(&h, "Retry-After", "1");
     api_error(req, API_E_STORE_UNAVAILABLE, &h, NULL,
-              "The job store cannot keep the job now (disk full or I/O error); nothing was accepted. Retry later.");
+              "The job store cannot keep the job now (its disk is full or failing, or its database is unreachable); nothing was accepted. Retry later.");
     http_headers_fini(&h);
   } else {
     api_error(req, API_E_INTERNAL, NULL, NULL, "The job could not be created: %s.", err_str(rc));

@@ -98,6 +98,9 @@ job_t *api_submit_int_job(api_t *a, http_req_t *req, const char *task, const cha
     api_reply_submit_error(req, rc);
     return NULL;
   }
+  /* A cluster: the seed's routes answer from the node that took the job
+   * (its status URL, a held fibonacci reply): that node runs it. */
+  registry_run_here(a->reg, j);
   return j;
 }
 

@@ -36,6 +36,7 @@ typedef struct rreq {
   store_job_t rows[1];
   int64_t deadline; /* mono ms; 0 = no wait */
   bool inflight, linked, last;
+  bool again; /* its job's final notification came while a read was in flight: read again */
   struct rreq *prev, *next;
 } rreq_t;
 
@@ -218,10 +219,9 @@ static void on_rreq_done(store_write_t *w, int rc, void *data) {
   bool wait = r->what == API_REMOTE_GET && r->deadline && !r->last && rc == 0 && r->rows[0].seq &&
               !is_final(r->rows[0].status) && clock_mono_ms() < r->deadline;
   if (wait) { /* a waiter: read again on its job's final notification, or each second */
-    if (!r->linked) {
-      struct api_remote_state *st = r->a->remote;
-      DLIST_APPEND(st->head, st->tail, r, prev, next);
-      r->linked = true;
+    if (r->again) {
+      r->again = false;
+      rreq_send(r);
     }
     return;
   }
@@ -267,6 +267,11 @@ bool api_remote_try(api_t *a, http_req_t *req, const router_match_t *m, api_remo
   r->what = what;
   memcpy(r->id, id, JOB_ID_LEN + 1);
   r->deadline = wait_s ? clock_mono_ms() + wait_s * 1000 : 0;
+  if (r->deadline) { /* a waiter from the start: a final notification during the first read counts */
+    struct api_remote_state *st = a->remote;
+    DLIST_APPEND(st->head, st->tail, r, prev, next);
+    r->linked = true;
+  }
   http_req_on_abort(req, on_rreq_abort, r);
   rreq_send(r);
   return true;
@@ -347,8 +352,12 @@ void api_on_cluster_job(const char *id, bool final, bool self, void *data) {
     return;
   if (final)
     for (rreq_t *r = st->head; r; r = r->next)
-      if (!r->inflight && strcmp(r->id, id) == 0)
-        rreq_send(r);
+      if (strcmp(r->id, id) == 0) {
+        if (r->inflight)
+          r->again = true;
+        else
+          rreq_send(r);
+      }
   /* Another node's change, for the streams open here (this node's own
    * changes reached them through the registry). */
   if (self || !a->events || !api_events_streams(a->events))

@@ -226,6 +226,7 @@ static void on_end(http_req_t *req, http_req_error_t status, void *ud) {
     return;
   }
   if (sync) { /* held until the job is final, no thread held; leaving cancels it */
+    registry_run_here(a->reg, j); /* a cluster: the node holding the request runs it */
     if (api_hold(a, req, j, HOLD_IMAGE, 0) != 0) {
       registry_cancel(a->reg, j);
       api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");

@@ -137,6 +137,21 @@ void registry_lose(registry_t *r, job_t *j) {
   reg_cluster_release(r, j);
 }
 
+void registry_run_here(registry_t *r, job_t *j) {
+  if (!r->cfg.cluster || !j->_accepting || !j->_insert_rec)
+    return;
+  store_job_t *rec = j->_insert_rec;
+  free(rec->owner);
+  rec->owner = strdup(r->cfg.node_id);
+  if (!rec->owner)
+    return; /* then it goes through the shared queue like any other */
+  rec->status = "processing";
+  rec->attempts = 1;
+  rec->started_at = clock_wall_ms();
+  j->_token = 1;
+  j->_run_here = true;
+}
+
 void registry_cancel_remote(registry_t *r, const char *id) {
   job_t *j = index_find(r, id);
   if (j && !job_is_final(j) && !j->_accepting)

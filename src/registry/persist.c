@@ -72,6 +72,7 @@ static void on_persisted(store_write_t *w, int rc, void *data) {
   }
   j->_writes--;
   if (accepting) {
+    j->_insert_rec = NULL;
     j->_cluster_pos = (size_t)p->w.count;
     j->_existing = rc == OFF_EEXIST && p->w.nout ? &p->w.out[0] : NULL;
     reg_on_accepted(r, j, rc); /* a failed insert: the job is gone */
@@ -178,6 +179,8 @@ int reg_persist(registry_t *r, job_t *j, bool insert) {
     return OFF_ENOMEM;
   }
   p->r = r;
+  if (p->accepting)
+    j->_insert_rec = rec;
   p->w.kind = insert ? STORE_W_INSERT : STORE_W_UPDATE;
   p->w.job = rec;
   p->w.cb = on_persisted;

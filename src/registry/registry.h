@@ -147,6 +147,8 @@ struct job {
   size_t _cluster_pos;     /* its place in the shared queue when its row was kept */
   double _progress_sent;   /* the progress last written to the store */
   const store_job_t *_existing; /* during the accept callbacks of a taken key: the job holding it */
+  store_job_t *_insert_rec;     /* its insert's record while on the way (registry_run_here changes it) */
+  bool _run_here;               /* runs on this node, claimed at insert */
 };
 
 typedef struct registry_config {
@@ -345,6 +347,10 @@ const registry_stats_t *registry_stats(registry_t *r);
  * attempt counted, owner this node) and hands it to its pool. 0, or
  * OFF_ENOMEM (the job is then written back as failed). */
 int registry_adopt(registry_t *r, const store_job_t *row);
+/* A job just submitted (still accepting) runs on this node: its row goes
+ * in claimed by this node (processing, attempt 1), and the job stays here
+ * (replies held on it, the seed's status URL). Nothing without a cluster. */
+void registry_run_here(registry_t *r, job_t *j);
 /* Another node holds `j` now (a fenced write, or this node's lease
  * lapsed): its copy here is canceled, and nothing it does is written. */
 void registry_lose(registry_t *r, job_t *j);

@@ -136,6 +136,22 @@ size_t reg_accepting(const registry_t *r) {
  * This node tells its 202s and lets go of the job (a secret param's real
  * value stays here: its row is pinned to this node). */
 static void accepted_in_cluster(registry_t *r, job_t *j) {
+  if (j->_run_here && !job_is_final(j)) { /* claimed at insert: it runs here, as without a cluster */
+    if (reg_hand_to_pool(r, j, true) != 0) {
+      reg_set_error(j, "internal", "The job could not be queued (out of memory).");
+      reg_mark_final(r, j, JOB_FAILED);
+    } else {
+      reg_tell(r, j, REG_EV_CREATED);
+    }
+    for (job_watch_t *w = j->_watches, *next; w; w = next) {
+      next = w->_next;
+      if (w->accepted)
+        w->accepted(j, w, 0);
+    }
+    if (job_is_final(j))
+      reg_notify_final(r, j);
+    return;
+  }
   if (!job_is_final(j)) {
     if (j->_run_params) {
       if (!r->secrets)

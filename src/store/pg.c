@@ -315,6 +315,15 @@ static int connect_now(pg_t *p, char *err, size_t errsz) {
   return 0;
 }
 
+/* A connection whose schema is in place: the batch statements, prepared. */
+static int ready(pg_t *p) {
+  if (pg_prepare(p) != 0) {
+    pg_down(p);
+    return -1;
+  }
+  return 0;
+}
+
 pg_t *pg_open(const store_config_t *cfg, pg_post_cb post, void *post_data, char *err, size_t errsz) {
   pg_t *p = calloc(1, sizeof *p);
   if (!p) {
@@ -326,9 +335,19 @@ pg_t *pg_open(const store_config_t *cfg, pg_post_cb post, void *post_data, char 
   p->post_data = post_data;
   p->backoff = BACKOFF_MIN_MS;
   p->told_down = true; /* the first UP is told by the first service */
+  /* Every change goes out as an "E" line: a node's event streams show
+   * every node's jobs from the moment they open (waiting for the others'
+   * next heartbeat to learn that someone listens would lose the first
+   * second of events). Only nodes with streams open read the rows. */
+  p->publish_events = true;
   pthread_mutex_init(&p->hmu, NULL);
   hist_init(&p->rtt, rtt_bounds, sizeof rtt_bounds / sizeof rtt_bounds[0]);
   if (connect_now(p, err, errsz) != 0 || migrate(p, err, errsz) != 0) {
+    pg_close(p);
+    return NULL;
+  }
+  if (ready(p) != 0) {
+    snprintf(err, errsz, "cannot prepare offload's statements in PostgreSQL");
     pg_close(p);
     return NULL;
   }
@@ -478,10 +497,6 @@ static void beat(pg_t *p) {
   store_node_t *nodes = list_nodes(p, &n);
   if (!nodes)
     return;
-  bool publish = false;
-  for (size_t i = 0; i < n; i++)
-    publish |= nodes[i].alive && nodes[i].streams > 0;
-  p->publish_events = publish;
   store_event_t *ev = calloc(1, sizeof *ev);
   if (!ev) {
     store_nodes_free(nodes, n);
@@ -505,7 +520,7 @@ void pg_service(pg_t *p, int wake_fd) {
   }
   if (!p->conn && now >= p->next_connect) {
     char err[512] = "";
-    if (connect_now(p, err, sizeof err) == 0 && register_node(p, !p->registered) == 0) {
+    if (connect_now(p, err, sizeof err) == 0 && ready(p) == 0 && register_node(p, !p->registered) == 0) {
       p->registered = true;
       log_info("store: connected to PostgreSQL again");
     } else {

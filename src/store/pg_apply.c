@@ -1,17 +1,22 @@
 /* store/pg_apply: one batch of writes and reads against PostgreSQL (see
- * pg.h). A batch is one transaction with one statement per kind, whatever
- * its size: every insert of the batch is one INSERT over
- * json_to_recordset($1), every final or retry one UPDATE, every progress
- * one UPDATE, then the claims and cancels; then the transaction's
- * notification; COMMIT; then the reads. A write never waits for a round
- * trip per row (group commit, as with SQLite).
+ * pg.h), in ONE round trip: every statement of the batch goes out in
+ * libpq's pipeline mode and runs in the pipeline's one implicit
+ * transaction (an error anywhere rolls all of it back), then the results
+ * come back in order. One statement per kind, whatever the batch's size:
+ * every insert is one INSERT over json_to_recordset($1), every final or
+ * retry one UPDATE, every progress one UPDATE; then the cancels and
+ * claims; the notification of what was queued; then the reads, which see
+ * the batch's writes. No statement needs another's answer: what a
+ * notification says about rows an UPDATE touched, the UPDATE sends itself
+ * (pg_notify in the same statement). Group commit, as with SQLite: the
+ * batch holds every write of the turns the store thread was busy for.
  *
  * Fencing: an UPDATE or PROGRESS of a claimed job applies only while the
  * row is still `processing`, owned by this node, with the attempt number
  * its claim gave (the token); a row it did not change is a fenced write
  * (OFF_EFENCED), never an error of the batch. An INSERT whose idempotency
  * key is taken inserts nothing (ON CONFLICT DO NOTHING) and fails
- * OFF_EEXIST with the job holding the key. */
+ * OFF_EEXIST with the job holding the key (read after the batch). */
 #include <inttypes.h>
 #include <jansson.h>
 #include <stdio.h>
@@ -24,118 +29,142 @@
 #include "util/err.h"
 #include "util/log.h"
 
-static char *i64s(char *buf, int64_t v) {
-  snprintf(buf, 24, "%" PRId64, v);
-  return buf;
-}
+/* ---- the statements ---- */
 
-static char *dup_or_null(const PGresult *r, int i, int c) {
-  return PQgetisnull(r, i, c) ? NULL : strdup(PQgetvalue(r, i, c));
-}
-static int64_t i64_or_0(const PGresult *r, int i, int c) {
-  return PQgetisnull(r, i, c) ? 0 : strtoll(PQgetvalue(r, i, c), NULL, 10);
-}
+/* The notifications an UPDATE sends about the rows it changed: "F <id>"
+ * for a final row, "E <id>" for another (when event streams want them),
+ * 300 lines a notification (PostgreSQL's payload limit is 8000 bytes).
+ * $2 is the node id; `rows` a CTE of (id, status); $3 says whether "E"
+ * lines are wanted. */
+#define NOTIFY_FROM(rows)                                                                                       \
+  " nt AS (SELECT pg_notify('" PG_CHANNEL "', $2 || string_agg(E'\\n' || CASE WHEN s.status IN ('processing',"     \
+  " 'queued') THEN 'E ' ELSE 'F ' END || s.id, '')) FROM (SELECT id, status, (row_number() OVER ()) / 300 AS g"     \
+  " FROM " rows " WHERE status NOT IN ('processing', 'queued') OR $3::bool) s GROUP BY s.g)"
 
-static int parse_files(store_job_t *j, const char *text) {
-  json_t *a = json_loads(text, 0, NULL);
-  size_t n = json_is_array(a) ? json_array_size(a) : 0;
-  if (n && !(j->files = calloc(n, sizeof *j->files))) {
-    json_decref(a);
-    return OFF_ENOMEM;
+static const char insert_sql[] =
+    "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id text, task text, params text, status text,"
+    " attempts int, retries int, timeout_ms bigint, created_at bigint, idempotency_key text, input_type text,"
+    " input_bytes bigint, pin text, owner text, started_at bigint)),"
+    " ins AS (INSERT INTO jobs (id, task, params, status, attempts, retries, timeout_ms, created_at,"
+    " idempotency_key, input_type, input_bytes, pin, owner, started_at)"
+    " SELECT id, task, params, status, attempts, retries, timeout_ms, created_at, idempotency_key, input_type,"
+    " input_bytes, pin, owner, started_at FROM x"
+    " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, seq)"
+    /* the queued jobs before the batch's first (the snapshot before the insert) */
+    " SELECT id, seq, (SELECT count(*) FROM jobs WHERE status = 'queued' AND seq < (SELECT min(seq) FROM ins))"
+    " FROM ins ORDER BY seq";
+
+static const char update_sql[] =
+    "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id text, token int, status text, attempts int,"
+    " started_at bigint, finished_at bigint, result text, error_code text, error_message text, files text,"
+    " progress float8, run_at bigint)),"
+    " u AS (UPDATE jobs SET status = x.status, attempts = x.attempts, started_at = x.started_at,"
+    " finished_at = x.finished_at, result = x.result, error_code = x.error_code, error_message = x.error_message,"
+    " files = x.files, progress = x.progress, run_at = x.run_at, cancel_requested = false,"
+    " owner = CASE WHEN x.status = 'queued' THEN NULL ELSE jobs.owner END"
+    " FROM x WHERE jobs.id = ANY($5::text[]) AND jobs.id = x.id"
+    " AND ((jobs.status = 'processing' AND jobs.owner = $4 AND jobs.attempts = x.token)"
+    " OR (x.token = 0 AND jobs.status = 'queued' AND jobs.owner IS NULL))"
+    " RETURNING jobs.id, jobs.status),"
+    NOTIFY_FROM("u")
+    " SELECT id, status, (SELECT count(*) FROM nt) FROM u";
+
+static const char progress_sql[] =
+    "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id text, token int, progress float8)),"
+    " u AS (UPDATE jobs SET progress = x.progress FROM x"
+    " WHERE jobs.id = ANY($5::text[]) AND jobs.id = x.id AND jobs.status = 'processing' AND jobs.owner = $4"
+    " AND jobs.attempts = x.token"
+    " RETURNING jobs.id, jobs.status),"
+    NOTIFY_FROM("u")
+    " SELECT id, status, (SELECT count(*) FROM nt) FROM u";
+
+/* $1 node, $2 max, $3 now, $4 tasks (JSON), $5 the notification head, $6 "E" lines wanted. */
+static const char claim_sql[] =
+    "WITH c AS (SELECT seq FROM jobs WHERE status = 'queued' AND run_at <= $3::bigint AND (pin IS NULL OR pin = $1)"
+    " AND task IN (SELECT json_array_elements_text($4::json))"
+    " ORDER BY seq LIMIT $2::int FOR UPDATE SKIP LOCKED),"
+    " u AS (UPDATE jobs SET status = 'processing', owner = $1, attempts = jobs.attempts + 1,"
+    " started_at = $3::bigint, progress = 0, cancel_requested = false FROM c WHERE jobs.seq = c.seq"
+    " RETURNING " PG_JCOLS "),"
+    " nt AS (SELECT pg_notify('" PG_CHANNEL "', $5 || string_agg(E'\\nE ' || s.id, '')) FROM (SELECT id,"
+    " (row_number() OVER ()) / 300 AS g FROM u WHERE $6::bool) s GROUP BY s.g)"
+    " SELECT " PG_COLS ", (SELECT count(*) FROM nt) FROM u";
+
+/* $1 id, $2 node (the notification head), $3 now. The row as it was
+ * (status, owner); a queued job is canceled, a running one asked to stop
+ * (its node hears "C"). */
+static const char cancel_sql[] =
+    "WITH old AS (SELECT id, status, owner FROM jobs WHERE id = $1 FOR UPDATE),"
+    " q AS (UPDATE jobs SET status = 'canceled', finished_at = $3::bigint, error_code = 'canceled',"
+    " error_message = 'The job was canceled by a client request.', run_at = 0"
+    " FROM old WHERE jobs.id = old.id AND old.status = 'queued' RETURNING jobs.id),"
+    " p AS (UPDATE jobs SET cancel_requested = true FROM old WHERE jobs.id = old.id AND old.status = 'processing'"
+    " RETURNING jobs.id, jobs.owner)"
+    " SELECT old.status, old.owner,"
+    " (SELECT pg_notify('" PG_CHANNEL "', $2 || E'\\nF ' || q.id) FROM q),"
+    " (SELECT pg_notify('" PG_CHANNEL "', $2 || E'\\nC ' || p.owner || ' ' || p.id) FROM p) FROM old";
+
+/* A fetch: each row, and a queued one's place in the queue. */
+static const char fetch_sql[] =
+    "SELECT " PG_COLS ", CASE WHEN status = 'queued' THEN (SELECT count(*) FROM jobs q WHERE q.status = 'queued'"
+    " AND q.seq <= jobs.seq) END FROM jobs WHERE id = ANY($1::text[])";
+
+static const char notify_sql[] = "SELECT pg_notify($1, $2)";
+static const char delete_sql[] = "DELETE FROM jobs WHERE id = $1 AND finished_at IS NOT NULL";
+static const char list_sql[] = "SELECT " PG_COLS " FROM jobs ORDER BY seq DESC LIMIT $1::int";
+static const char list_status_sql[] = "SELECT " PG_COLS " FROM jobs WHERE status = $2 ORDER BY seq DESC LIMIT $1::int";
+static const char queued_sql[] = "SELECT count(*) FROM jobs WHERE status = 'queued'";
+
+/* Every statement a batch sends, prepared once per connection (parsing
+ * and planning them each time cost the database more than running them). */
+static const struct {
+  const char *name, *sql;
+  int nparams;
+} prepared[] = {
+    {"ins", insert_sql, 1},   {"upd", update_sql, 5},      {"prog", progress_sql, 5},
+    {"claim", claim_sql, 6},  {"cancel", cancel_sql, 3},   {"fetch", fetch_sql, 1},
+    {"notify", notify_sql, 2}, {"delete", delete_sql, 1},  {"list", list_sql, 1},
+    {"list_s", list_status_sql, 2}, {"queued", queued_sql, 0},
+};
+
+int pg_prepare(pg_t *p) {
+  for (size_t i = 0; i < sizeof prepared / sizeof prepared[0]; i++) {
+    PGresult *res = PQprepare(p->conn, prepared[i].name, prepared[i].sql, prepared[i].nparams, NULL);
+    bool ok = res && PQresultStatus(res) == PGRES_COMMAND_OK;
+    if (!ok)
+      log_warn("store: cannot prepare a statement: %s", res ? PQresultErrorMessage(res) : PQerrorMessage(p->conn));
+    PQclear(res);
+    if (!ok)
+      return -1;
   }
+  return 0;
+}
+
+/* ids as a text[] literal: {a,b,c} (job ids are [A-Za-z0-9_-]: nothing to
+ * quote; any other byte is dropped, so the literal stays one). The index
+ * on id then finds the rows, whatever the planner guesses of the JSON. */
+static char *id_array(const char *const *ids, size_t n, size_t stride) {
+  char *out = malloc(n * 24 + 3);
+  if (!out)
+    return NULL;
+  size_t k = 0;
+  out[k++] = '{';
   for (size_t i = 0; i < n; i++) {
-    json_t *f = json_array_get(a, i);
-    store_file_t *o = &j->files[j->nfiles++];
-    o->name = strdup(json_string_value(json_object_get(f, "name")) ?: "");
-    o->content_type = strdup(json_string_value(json_object_get(f, "contentType")) ?: "application/octet-stream");
-    o->bytes = json_integer_value(json_object_get(f, "bytes"));
+    const char *id = (const char *)ids + i * stride;
+    if (i)
+      out[k++] = ',';
+    for (size_t c = 0; id[c] && c < 23; c++)
+      if ((id[c] >= 'A' && id[c] <= 'Z') || (id[c] >= 'a' && id[c] <= 'z') || (id[c] >= '0' && id[c] <= '9') ||
+          id[c] == '_' || id[c] == '-')
+        out[k++] = id[c];
   }
-  json_decref(a);
-  return 0;
+  out[k++] = '}';
+  out[k] = '\0';
+  return out;
 }
 
-static const char *const statuses[] = {"queued", "processing", "complete", "failed", "canceled"};
+/* ---- results by job id ---- */
 
-static const char *status_static(const char *s) {
-  for (size_t i = 0; i < sizeof statuses / sizeof statuses[0]; i++)
-    if (strcmp(s, statuses[i]) == 0)
-      return statuses[i];
-  return "failed";
-}
-
-int pg_row(const PGresult *r, int i, store_job_t *j) {
-  memset(j, 0, sizeof *j);
-  j->seq = strtoull(PQgetvalue(r, i, 0), NULL, 10);
-  snprintf(j->id, sizeof j->id, "%s", PQgetvalue(r, i, 1));
-  j->task = dup_or_null(r, i, 2);
-  j->params = dup_or_null(r, i, 3);
-  j->status = status_static(PQgetvalue(r, i, 4));
-  j->attempts = (int)i64_or_0(r, i, 5);
-  j->retries = (int)i64_or_0(r, i, 6);
-  j->timeout_ms = i64_or_0(r, i, 7);
-  j->created_at = i64_or_0(r, i, 8);
-  j->started_at = i64_or_0(r, i, 9);
-  j->finished_at = i64_or_0(r, i, 10);
-  j->result = dup_or_null(r, i, 11);
-  j->err_code = dup_or_null(r, i, 12);
-  j->err_message = dup_or_null(r, i, 13);
-  j->idem_key = dup_or_null(r, i, 14);
-  j->input_type = dup_or_null(r, i, 15);
-  j->input_bytes = i64_or_0(r, i, 16);
-  if (!PQgetisnull(r, i, 17) && parse_files(j, PQgetvalue(r, i, 17)) != 0)
-    return OFF_ENOMEM;
-  j->owner = dup_or_null(r, i, 18);
-  j->pin = dup_or_null(r, i, 19);
-  j->progress = strtod(PQgetvalue(r, i, 20), NULL);
-  j->retry_at = i64_or_0(r, i, 21);
-  j->cancel_requested = PQgetvalue(r, i, 22)[0] == 't';
-  if (!j->task || !j->params)
-    return OFF_ENOMEM;
-  return 0;
-}
-
-/* ---- building the batch's statements ---- */
-
-static json_t *str_or_null(const char *s) { return s ? json_string(s) : json_null(); }
-static json_t *time_or_null(int64_t ms) { return ms ? json_integer(ms) : json_null(); }
-
-static json_t *files_json(const store_job_t *j) {
-  if (!j->nfiles)
-    return json_null();
-  json_t *a = json_array();
-  for (size_t i = 0; i < j->nfiles; i++)
-    json_array_append_new(a, json_pack("{s:s, s:s, s:I}", "name", j->files[i].name, "contentType",
-                                       j->files[i].content_type, "bytes", (json_int_t)j->files[i].bytes));
-  char *text = json_dumps(a, JSON_COMPACT);
-  json_decref(a);
-  json_t *s = text ? json_string(text) : json_null();
-  free(text);
-  return s;
-}
-
-static json_t *insert_rec(const store_job_t *j) {
-  return json_pack("{s:s, s:s, s:s, s:s, s:i, s:i, s:I, s:I, s:o, s:o, s:I, s:o}", "id", j->id, "task", j->task,
-                   "params", j->params, "status", j->status, "attempts", j->attempts, "retries", j->retries,
-                   "timeout_ms", (json_int_t)j->timeout_ms, "created_at", (json_int_t)j->created_at,
-                   "idempotency_key", str_or_null(j->idem_key), "input_type", str_or_null(j->input_type),
-                   "input_bytes", (json_int_t)j->input_bytes, "pin", str_or_null(j->pin));
-}
-
-static json_t *update_rec(const store_job_t *j) {
-  return json_pack("{s:s, s:i, s:s, s:i, s:o, s:o, s:o, s:o, s:o, s:o, s:f, s:I}", "id", j->id, "token",
-                   j->token, "status", j->status, "attempts", j->attempts, "started_at", time_or_null(j->started_at),
-                   "finished_at", time_or_null(j->finished_at), "result", str_or_null(j->result), "error_code",
-                   str_or_null(j->err_code), "error_message", str_or_null(j->err_message), "files", files_json(j),
-                   "progress", j->progress, "run_at", (json_int_t)j->retry_at);
-}
-
-static char *dump(json_t *a) {
-  char *s = json_dumps(a, JSON_COMPACT | JSON_REAL_PRECISION(17));
-  json_decref(a);
-  return s;
-}
-
-/* Lookups of a result's rows by job id (its first column), O(log n). */
 typedef struct rowref {
   const char *id;
   int row;
@@ -153,21 +182,19 @@ static rowref_t *index_rows(const PGresult *res) {
   return r;
 }
 
-/* The row of job `id` in `res` (indexed by `idx`), or -1. */
 static int find_row(const PGresult *res, const rowref_t *idx, const char *id) {
   rowref_t key = {id, 0};
   const rowref_t *f = idx ? bsearch(&key, idx, (size_t)PQntuples(res), sizeof *idx, cmp_rowref) : NULL;
   return f ? f->row : -1;
 }
 
-/* Sets _rc of every write of `kind` whose job is not in `res`; returns the
- * index (for the caller's other lookups; freed by the caller). */
-static rowref_t *mark_missing(store_write_t *list, store_write_kind_t kind, const PGresult *res, int missing_rc) {
+/* Sets the outcome of every write of `kind` whose job is not in `res`. */
+static void mark_missing(store_write_t *list, store_write_kind_t kind, const PGresult *res, int missing_rc) {
   rowref_t *idx = index_rows(res);
   for (store_write_t *w = list; w; w = w->_next)
     if (w->kind == kind && w->_rc == 0 && find_row(res, idx, w->job->id) < 0)
       w->_rc = missing_rc;
-  return idx;
+  free(idx);
 }
 
 /* Writes of one kind sorted by job id, then by their place in the batch:
@@ -203,48 +230,6 @@ static bool superseded(const wref_t *r, size_t n, size_t i) {
   return i + 1 < n && strcmp(r[i].w->job->id, r[i + 1].w->job->id) == 0;
 }
 
-/* After the statement: the superseded take the outcome of their job's last. */
-static void share_outcomes(wref_t *r, size_t n) {
-  for (size_t i = n; i-- > 0;)
-    if (superseded(r, n, i))
-      r[i].w->_rc = r[i + 1].w->_rc;
-}
-
-static const char insert_sql[] =
-    "WITH x AS (SELECT * FROM json_to_recordset($1::json) AS x(id text, task text, params text, status text,"
-    " attempts int, retries int, timeout_ms bigint, created_at bigint, idempotency_key text, input_type text,"
-    " input_bytes bigint, pin text))"
-    " INSERT INTO jobs (id, task, params, status, attempts, retries, timeout_ms, created_at, idempotency_key,"
-    " input_type, input_bytes, pin)"
-    " SELECT id, task, params, status, attempts, retries, timeout_ms, created_at, idempotency_key, input_type,"
-    " input_bytes, pin FROM x"
-    " ON CONFLICT (idempotency_key) WHERE idempotency_key IS NOT NULL DO NOTHING RETURNING id, seq";
-
-static const char update_sql[] =
-    "UPDATE jobs SET status = x.status, attempts = x.attempts, started_at = x.started_at,"
-    " finished_at = x.finished_at, result = x.result, error_code = x.error_code, error_message = x.error_message,"
-    " files = x.files, progress = x.progress, run_at = x.run_at, cancel_requested = false,"
-    " owner = CASE WHEN x.status = 'queued' THEN NULL ELSE jobs.owner END"
-    " FROM json_to_recordset($1::json) AS x(id text, token int, status text, attempts int, started_at bigint,"
-    " finished_at bigint, result text, error_code text, error_message text, files text, progress float8,"
-    " run_at bigint)"
-    " WHERE jobs.id = x.id AND ((jobs.status = 'processing' AND jobs.owner = $2 AND jobs.attempts = x.token)"
-    " OR (x.token = 0 AND jobs.status = 'queued' AND jobs.owner IS NULL))"
-    " RETURNING jobs.id, jobs.status";
-
-static const char progress_sql[] =
-    "UPDATE jobs SET progress = x.progress FROM json_to_recordset($1::json) AS x(id text, token int,"
-    " progress float8)"
-    " WHERE jobs.id = x.id AND jobs.status = 'processing' AND jobs.owner = $2 AND jobs.attempts = x.token"
-    " RETURNING jobs.id";
-
-static const char claim_sql[] =
-    "WITH c AS (SELECT seq FROM jobs WHERE status = 'queued' AND run_at <= $3::bigint AND (pin IS NULL OR pin = $1)"
-    " AND task IN (SELECT json_array_elements_text($4::json))"
-    " ORDER BY seq LIMIT $2::int FOR UPDATE SKIP LOCKED)"
-    " UPDATE jobs SET status = 'processing', owner = $1, attempts = jobs.attempts + 1, started_at = $3::bigint,"
-    " progress = 0, cancel_requested = false FROM c WHERE jobs.seq = c.seq RETURNING " PG_JCOLS;
-
 static int cmp_seq(const void *a, const void *b) {
   const store_job_t *x = a, *y = b;
   return x->seq < y->seq ? -1 : x->seq > y->seq;
@@ -267,116 +252,261 @@ static int take_rows(const PGresult *res, store_job_t **out, size_t *nout) {
   return 0;
 }
 
-/* A client's cancel of a job wherever it runs. */
-static int run_cancel(pg_t *p, store_write_t *w, pg_note_t *note) {
-  const char *id = w->ids[0];
-  const char *v1[] = {id};
-  PGresult *res = pg_exec(p, "SELECT status, owner FROM jobs WHERE id = $1 FOR UPDATE", 1, v1);
-  if (!res)
-    return OFF_ESTORE;
-  if (PQntuples(res) == 0) {
-    PQclear(res);
-    w->prev_status = NULL;
-    return 0;
+/* ---- the pipeline ---- */
+
+typedef enum { S_PLAIN, S_INSERT, S_UPDATE, S_PROGRESS, S_CANCEL, S_CLAIM, S_FETCH, S_LIST, S_LIST_COUNT } step_kind_t;
+
+typedef struct step {
+  step_kind_t kind;
+  store_write_t *w; /* the write it answers, or NULL (a batch statement) */
+} step_t;
+
+typedef struct batch {
+  pg_t *p;
+  store_write_t *list;
+  step_t *steps;
+  size_t nsteps, cap;
+  wref_t *upd, *prog;
+  size_t nupd, nprog;
+  bool failed;
+  char now[24], head[300], publish[8];
+} batch_t;
+
+/* Sends one statement into the pipeline, remembering what answers it. */
+static void send_step(batch_t *b, step_kind_t kind, store_write_t *w, const char *name, int n, const char *const *v) {
+  if (b->failed)
+    return;
+  if (b->nsteps == b->cap) {
+    size_t cap = b->cap ? b->cap * 2 : 16;
+    step_t *s = realloc(b->steps, cap * sizeof *s);
+    if (!s) {
+      b->failed = true;
+      return;
+    }
+    b->steps = s;
+    b->cap = cap;
   }
-  w->prev_status = status_static(PQgetvalue(res, 0, 0));
-  char owner[256];
-  snprintf(owner, sizeof owner, "%s", PQgetvalue(res, 0, 1));
-  PQclear(res);
-  char now[24];
-  const char *v2[] = {id, i64s(now, clock_wall_ms())};
-  if (strcmp(w->prev_status, "queued") == 0) {
-    if (pg_cmd(p,
-               "UPDATE jobs SET status = 'canceled', finished_at = $2::bigint, error_code = 'canceled',"
-               " error_message = 'The job was canceled by a client request.', run_at = 0 WHERE id = $1",
-               2, v2) != 0)
-      return OFF_ESTORE;
-    pg_note_add(p, note, 'F', id, NULL);
-  } else if (strcmp(w->prev_status, "processing") == 0) {
-    if (pg_cmd(p, "UPDATE jobs SET cancel_requested = true WHERE id = $1", 1, v1) != 0)
-      return OFF_ESTORE;
-    pg_note_add(p, note, 'C', owner, id);
-  }
-  return 0;
-}
-
-static int run_claim(pg_t *p, store_write_t *w, pg_note_t *note) {
-  char max[24], now[24];
-  const char *v[] = {p->cfg.node_id, i64s(max, (int64_t)w->max), i64s(now, clock_wall_ms()), w->tasks};
-  PGresult *res = pg_exec(p, claim_sql, 4, v);
-  if (!res)
-    return OFF_ESTORE;
-  int rc = take_rows(res, &w->out, &w->nout);
-  PQclear(res);
-  if (w->nout > 1)
-    qsort(w->out, w->nout, sizeof *w->out, cmp_seq);
-  if (p->publish_events)
-    for (size_t i = 0; i < w->nout; i++)
-      pg_note_add(p, note, 'E', w->out[i].id, NULL);
-  return rc;
-}
-
-/* ---- reads, after the commit ---- */
-
-static void read_fetch(pg_t *p, store_write_t *w) {
-  json_t *ids = json_array();
-  for (size_t i = 0; i < w->nids; i++)
-    json_array_append_new(ids, json_string(w->ids[i]));
-  char *text = dump(ids);
-  const char *v[] = {text};
-  PGresult *res = text ? pg_exec(p, "SELECT " PG_COLS " FROM jobs WHERE id IN (SELECT json_array_elements_text($1::json))", 1, v) : NULL;
-  free(text);
-  if (!res) {
-    w->_rc = OFF_ESTORE;
+  if (!PQsendQueryPrepared(b->p->conn, name, n, v, NULL, NULL, 0)) {
+    b->failed = true;
     return;
   }
-  for (int i = 0; i < PQntuples(res); i++) {
-    for (size_t k = 0; k < w->nids; k++) {
-      if (strcmp(w->ids[k], PQgetvalue(res, i, 1)) == 0 && !w->rows[k].seq) {
-        store_job_fini(&w->rows[k]);
-        if (pg_row(res, i, &w->rows[k]) != 0)
-          w->_rc = OFF_ENOMEM;
-        break;
-      }
-    }
-  }
-  PQclear(res);
-  if (w->nids == 1 && w->rows[0].seq && strcmp(w->rows[0].status, "queued") == 0) {
-    char seq[24];
-    const char *q[] = {i64s(seq, (int64_t)w->rows[0].seq)};
-    PGresult *c = pg_exec(p, "SELECT count(*) FROM jobs WHERE status = 'queued' AND seq <= $1::bigint", 1, q);
-    if (c) {
-      w->count = strtoull(PQgetvalue(c, 0, 0), NULL, 10);
-      PQclear(c);
-    }
-  }
+  b->steps[b->nsteps++] = (step_t){kind, w};
 }
 
-static void read_list(pg_t *p, store_write_t *w) {
-  char lim[24];
-  const char *v[] = {i64s(lim, (int64_t)w->max), w->status};
-  PGresult *res = pg_exec(p,
-                          w->status ? "SELECT " PG_COLS " FROM jobs WHERE status = $2 ORDER BY seq DESC LIMIT $1::int"
-                                    : "SELECT " PG_COLS " FROM jobs ORDER BY seq DESC LIMIT $1::int",
-                          w->status ? 2 : 1, v);
-  if (!res) {
-    w->_rc = OFF_ESTORE;
-    return;
-  }
-  if (take_rows(res, &w->out, &w->nout) != 0)
-    w->_rc = OFF_ENOMEM;
-  PQclear(res);
-  for (size_t i = 0; i < w->nout; i++) {
-    if (strcmp(w->out[i].status, "queued") != 0)
+static void send_inserts(batch_t *b, json_t *note) {
+  json_t *arr = json_array();
+  size_t n = 0;
+  for (store_write_t *w = b->list; w; w = w->_next) {
+    if (w->kind != STORE_W_INSERT)
       continue;
-    char seq[24];
-    const char *q[] = {i64s(seq, (int64_t)w->out[i].seq)};
-    PGresult *c = pg_exec(p, "SELECT count(*) FROM jobs WHERE status = 'queued' AND seq <= $1::bigint", 1, q);
-    if (c) {
-      w->count = strtoull(PQgetvalue(c, 0, 0), NULL, 10);
-      PQclear(c);
+    if (w->job->input_fd &&
+        files_keep_input(b->p->cfg.files_dir, w->job->id, w->job->input_fd - 1, w->job->input_bytes, true) != 0) {
+      w->_rc = OFF_ESTORE; /* this one fails; the rest of the batch goes on */
+      continue;
     }
+    json_array_append_new(arr, pg_insert_rec(w->job));
+    n++;
+    if (b->p->publish_events)
+      json_array_append_new(note, json_string(w->job->id));
+  }
+  char *text = n ? pg_dump(arr) : (json_decref(arr), NULL);
+  if (n) {
+    const char *v[] = {text};
+    if (text)
+      send_step(b, S_INSERT, NULL, "ins", 1, v);
+    else
+      b->failed = true;
+  }
+  free(text);
+}
+
+static void send_updates(batch_t *b, store_write_kind_t kind, bool *queued) {
+  size_t n;
+  wref_t *r = sorted_writes(b->list, kind, &n);
+  if (!r) {
+    b->failed = true;
+    return;
+  }
+  if (kind == STORE_W_UPDATE) {
+    b->upd = r;
+    b->nupd = n;
+  } else {
+    b->prog = r;
+    b->nprog = n;
+  }
+  if (!n)
+    return;
+  json_t *arr = json_array();
+  char (*ids)[24] = calloc(n, sizeof *ids);
+  size_t nids = 0;
+  for (size_t i = 0; ids && i < n; i++) {
+    const store_job_t *j = r[i].w->job;
+    if (superseded(r, n, i))
+      continue;
+    memcpy(ids[nids++], j->id, 24);
+    if (kind == STORE_W_UPDATE && strcmp(j->status, "queued") == 0)
+      *queued = true;
+    json_array_append_new(arr, kind == STORE_W_UPDATE ? pg_update_rec(j)
+                                                      : json_pack("{s:s, s:i, s:f}", "id", j->id, "token", j->token,
+                                                                  "progress", j->progress));
+  }
+  char *text = pg_dump(arr);
+  char *idlit = ids ? id_array((const char *const *)(void *)ids, nids, 24) : NULL;
+  const char *v[] = {text, b->head, b->publish, b->p->cfg.node_id, idlit};
+  if (text && idlit)
+    send_step(b, kind == STORE_W_UPDATE ? S_UPDATE : S_PROGRESS, NULL,
+              kind == STORE_W_UPDATE ? "upd" : "prog", 5, v);
+  else
+    b->failed = true;
+  free(text);
+  free(idlit);
+  free(ids);
+}
+
+/* The notification of jobs to claim ("N") and of new jobs for event
+ * streams ("E"), 300 lines a payload. */
+static void send_note(batch_t *b, bool queued, json_t *ids) {
+  size_t n = json_array_size(ids), i = 0;
+  while (!b->failed && (queued || i < n)) {
+    char payload[PG_NOTIFY_MAX + 64];
+    size_t len = (size_t)snprintf(payload, sizeof payload, "%s%s", b->p->cfg.node_id, queued ? "\nN" : "");
+    for (size_t k = 0; i < n && k < 300; k++, i++)
+      len += (size_t)snprintf(payload + len, sizeof payload - len, "\nE %s", json_string_value(json_array_get(ids, i)));
+    const char *v[] = {PG_CHANNEL, payload};
+    send_step(b, S_PLAIN, NULL, "notify", 2, v);
+    queued = false;
+  }
+}
+
+static void send_batch(batch_t *b) {
+  pg_t *p = b->p;
+  pg_i64s(b->now, clock_wall_ms());
+  snprintf(b->head, sizeof b->head, "%s", p->cfg.node_id);
+  snprintf(b->publish, sizeof b->publish, "%s", p->publish_events ? "true" : "false");
+  json_t *note = json_array();
+  bool queued = false;
+  send_inserts(b, note);
+  queued = json_array_size(note) > 0;
+  for (store_write_t *w = b->list; w; w = w->_next)
+    queued |= w->kind == STORE_W_INSERT && w->_rc == 0;
+  send_updates(b, STORE_W_UPDATE, &queued);
+  send_updates(b, STORE_W_PROGRESS, &queued);
+  char tmp[24];
+  for (store_write_t *w = b->list; w && !b->failed; w = w->_next) {
+    if (w->kind == STORE_W_CANCEL) {
+      const char *v[] = {w->ids[0], b->head, b->now};
+      send_step(b, S_CANCEL, w, "cancel", 3, v);
+    } else if (w->kind == STORE_W_DELETE) {
+      const char *v[] = {w->job->id};
+      send_step(b, S_PLAIN, w, "delete", 1, v);
+    } else if (w->kind == STORE_R_CLAIM) {
+      const char *v[] = {p->cfg.node_id, pg_i64s(tmp, (int64_t)w->max), b->now, w->tasks, b->head, b->publish};
+      send_step(b, S_CLAIM, w, "claim", 6, v);
+    }
+  }
+  send_note(b, queued, note);
+  json_decref(note);
+  /* The reads, after every write (in the same transaction: they see them). */
+  for (store_write_t *w = b->list; w && !b->failed; w = w->_next) {
+    if (w->kind == STORE_R_FETCH || w->kind == STORE_W_CANCEL) {
+      char *text = id_array((const char *const *)(const void *)w->ids, w->nids, 24);
+      const char *v[] = {text};
+      if (text)
+        send_step(b, S_FETCH, w, "fetch", 1, v);
+      else
+        b->failed = true;
+      free(text);
+    } else if (w->kind == STORE_R_LIST) {
+      const char *v[] = {pg_i64s(tmp, (int64_t)w->max), w->status};
+      send_step(b, S_LIST, w, w->status ? "list_s" : "list", w->status ? 2 : 1, v);
+      /* The newest queued job listed is the newest queued of all: its
+       * place is the number of queued jobs. */
+      send_step(b, S_LIST_COUNT, w, "queued", 0, NULL);
+    }
+  }
+}
+
+/* One statement's result, taken by what sent it. */
+static void take(batch_t *b, const step_t *s, const PGresult *res) {
+  store_write_t *w = s->w;
+  switch (s->kind) {
+  case S_PLAIN:
     break;
+  case S_INSERT: {
+    mark_missing(b->list, STORE_W_INSERT, res, OFF_EEXIST);
+    uint64_t place = PQntuples(res) ? strtoull(PQgetvalue(res, 0, 2), NULL, 10) : 0;
+    for (store_write_t *x = b->list; x; x = x->_next) /* their seqs rise in the batch's order */
+      if (x->kind == STORE_W_INSERT && x->_rc == 0 && strcmp(x->job->status, "queued") == 0)
+        x->count = ++place;
+    break;
+  }
+  case S_UPDATE:
+    mark_missing(b->list, STORE_W_UPDATE, res, OFF_EFENCED);
+    break;
+  case S_PROGRESS:
+    mark_missing(b->list, STORE_W_PROGRESS, res, OFF_EFENCED);
+    break;
+  case S_CANCEL:
+    w->prev_status = PQntuples(res) ? pg_status(PQgetvalue(res, 0, 0)) : NULL;
+    break;
+  case S_CLAIM:
+    if (take_rows(res, &w->out, &w->nout) != 0)
+      w->_rc = OFF_ENOMEM;
+    if (w->nout > 1)
+      qsort(w->out, w->nout, sizeof *w->out, cmp_seq);
+    break;
+  case S_FETCH:
+    for (int i = 0; i < PQntuples(res); i++)
+      for (size_t k = 0; k < w->nids; k++)
+        if (!w->rows[k].seq && strcmp(w->ids[k], PQgetvalue(res, i, 1)) == 0) {
+          if (pg_row(res, i, &w->rows[k]) != 0)
+            w->_rc = OFF_ENOMEM;
+          if (w->nids == 1 && !PQgetisnull(res, i, PG_NCOLS))
+            w->count = strtoull(PQgetvalue(res, i, PG_NCOLS), NULL, 10);
+          break;
+        }
+    break;
+  case S_LIST:
+    if (take_rows(res, &w->out, &w->nout) != 0)
+      w->_rc = OFF_ENOMEM;
+    break;
+  case S_LIST_COUNT:
+    w->count = PQntuples(res) ? strtoull(PQgetvalue(res, 0, 0), NULL, 10) : 0;
+    break;
+  }
+}
+
+/* Reads every result, in order, up to the pipeline's sync. */
+static void receive(batch_t *b) {
+  PGconn *c = b->p->conn;
+  size_t k = 0;
+  char err[256] = "";
+  for (;;) {
+    PGresult *res = PQgetResult(c);
+    if (!res) {
+      if (PQstatus(c) == CONNECTION_BAD)
+        break;
+      continue; /* the end of one statement's results */
+    }
+    ExecStatusType st = PQresultStatus(res);
+    if (st == PGRES_PIPELINE_SYNC) {
+      PQclear(res);
+      break;
+    }
+    if (st == PGRES_TUPLES_OK || st == PGRES_COMMAND_OK) {
+      if (k < b->nsteps && !b->failed)
+        take(b, &b->steps[k], res);
+    } else {
+      if (!b->failed && st != PGRES_PIPELINE_ABORTED)
+        snprintf(err, sizeof err, "%s", PQresultErrorMessage(res));
+      b->failed = true;
+    }
+    k++;
+    PQclear(res);
+  }
+  if (err[0]) {
+    err[strcspn(err, "\n")] = '\0';
+    log_warn("store: a PostgreSQL batch failed (rolled back): %s", err);
   }
 }
 
@@ -397,162 +527,50 @@ static void read_conflicts(pg_t *p, store_write_t *list) {
   }
 }
 
-/* ---- the batch ---- */
-
-/* Runs `sql` over the records in `arr` (consumed) with this node's id as
- * $2. The result, or NULL (OFF_ESTORE). */
-static PGresult *run_json(pg_t *p, const char *sql, json_t *arr, int nparams) {
-  char *text = dump(arr);
-  const char *v[2] = {text, p->cfg.node_id};
-  PGresult *res = text ? pg_exec(p, sql, nparams, v) : NULL;
-  free(text);
-  return res;
-}
-
-static int run_inserts(pg_t *p, store_write_t *list, pg_note_t *note, bool *queued) {
-  json_t *arr = json_array();
-  size_t n = 0;
-  for (store_write_t *w = list; w; w = w->_next) {
-    if (w->kind != STORE_W_INSERT)
-      continue;
-    if (w->job->input_fd &&
-        files_keep_input(p->cfg.files_dir, w->job->id, w->job->input_fd - 1, w->job->input_bytes, true) != 0) {
-      w->_rc = OFF_ESTORE; /* this one fails; the rest of the batch goes on */
-      continue;
-    }
-    json_array_append_new(arr, insert_rec(w->job));
-    n++;
-    if (p->publish_events)
-      pg_note_add(p, note, 'E', w->job->id, NULL);
-  }
-  if (!n) {
-    json_decref(arr);
-    return 0;
-  }
-  *queued = true;
-  PGresult *res = run_json(p, insert_sql, arr, 1);
-  if (!res)
-    return OFF_ESTORE;
-  free(mark_missing(list, STORE_W_INSERT, res, OFF_EEXIST));
-  /* Each new job's place in the queue: the queued jobs before the batch's
-   * first, then the batch's own in order (their seqs rise in list order). */
-  uint64_t min_seq = UINT64_MAX;
-  for (int i = 0; i < PQntuples(res); i++) {
-    uint64_t seq = strtoull(PQgetvalue(res, i, 1), NULL, 10);
-    min_seq = seq < min_seq ? seq : min_seq;
-  }
-  PQclear(res);
-  if (min_seq == UINT64_MAX)
-    return 0;
-  char seq[24];
-  const char *v[] = {i64s(seq, (int64_t)min_seq)};
-  PGresult *c = pg_exec(p, "SELECT count(*) FROM jobs WHERE status = 'queued' AND seq < $1::bigint", 1, v);
-  if (!c)
-    return OFF_ESTORE;
-  uint64_t place = strtoull(PQgetvalue(c, 0, 0), NULL, 10);
-  PQclear(c);
-  for (store_write_t *w = list; w; w = w->_next)
-    if (w->kind == STORE_W_INSERT && w->_rc == 0 && strcmp(w->job->status, "queued") == 0)
-      w->count = ++place;
-  return 0;
-}
-
-/* Finals and retries (UPDATE) or progress (PROGRESS), each fenced by its token. */
-static int run_updates(pg_t *p, store_write_t *list, store_write_kind_t kind, pg_note_t *note, bool *queued) {
-  size_t n;
-  wref_t *r = sorted_writes(list, kind, &n);
-  if (!r)
-    return OFF_ESTORE;
-  if (!n) {
-    free(r);
-    return 0;
-  }
-  json_t *arr = json_array();
-  for (size_t i = 0; i < n; i++) {
-    const store_job_t *j = r[i].w->job;
-    if (superseded(r, n, i))
-      continue;
-    json_array_append_new(arr, kind == STORE_W_UPDATE ? update_rec(j)
-                                                      : json_pack("{s:s, s:i, s:f}", "id", j->id, "token", j->token,
-                                                                  "progress", j->progress));
-  }
-  PGresult *res = run_json(p, kind == STORE_W_UPDATE ? update_sql : progress_sql, arr, 2);
-  if (!res) {
-    free(r);
-    return OFF_ESTORE;
-  }
-  for (int i = 0; i < PQntuples(res); i++) {
-    const char *st = kind == STORE_W_UPDATE ? PQgetvalue(res, i, 1) : "processing";
-    if (strcmp(st, "queued") == 0)
-      *queued = true;
-    else if (strcmp(st, "processing") != 0)
-      pg_note_add(p, note, 'F', PQgetvalue(res, i, 0), NULL);
-    else if (p->publish_events)
-      pg_note_add(p, note, 'E', PQgetvalue(res, i, 0), NULL);
-  }
-  free(mark_missing(list, kind, res, OFF_EFENCED));
-  PQclear(res);
-  share_outcomes(r, n);
-  free(r);
-  return 0;
-}
-
-static int run_writes(pg_t *p, store_write_t *list, pg_note_t *note) {
-  bool queued = false;
-  int rc = run_inserts(p, list, note, &queued);
-  if (rc == 0)
-    rc = run_updates(p, list, STORE_W_UPDATE, note, &queued);
-  if (rc == 0)
-    rc = run_updates(p, list, STORE_W_PROGRESS, note, &queued);
-  for (store_write_t *w = list; w && rc == 0; w = w->_next) {
-    if (w->kind == STORE_W_CANCEL)
-      rc = run_cancel(p, w, note);
-    else if (w->kind == STORE_W_DELETE) {
-      const char *v[] = {w->job->id};
-      rc = pg_cmd(p, "DELETE FROM jobs WHERE id = $1 AND finished_at IS NOT NULL", 1, v) == 0 ? 0 : OFF_ESTORE;
-    }
-  }
-  for (store_write_t *w = list; w && rc == 0; w = w->_next)
-    if (w->kind == STORE_R_CLAIM)
-      rc = run_claim(p, w, note) == OFF_ESTORE ? OFF_ESTORE : 0;
-  if (queued)
-    pg_note_add(p, note, 'N', NULL, NULL);
-  return rc;
-}
-
 int pg_apply(pg_t *p, store_write_t *list) {
   for (store_write_t *w = list; w; w = w->_next)
     w->_rc = 0;
-  pg_note_t note = {0};
-  int rc = OFF_ESTORE;
-  if (p->conn && pg_cmd(p, "BEGIN", 0, NULL) == 0) {
-    rc = run_writes(p, list, &note);
-    if (rc == 0 && pg_note_send(p, &note) != 0)
-      rc = OFF_ESTORE;
-    if (rc == 0 && pg_cmd(p, "COMMIT", 0, NULL) != 0)
-      rc = OFF_ESTORE;
-    if (rc != 0 && p->conn)
-      pg_cmd(p, "ROLLBACK", 0, NULL);
+  batch_t b = {.p = p, .list = list};
+  if (!p->conn || !PQenterPipelineMode(p->conn)) {
+    b.failed = true;
+  } else {
+    uint64_t t0 = clock_mono_ns();
+    send_batch(&b);
+    if (!PQpipelineSync(p->conn))
+      b.failed = true;
+    else
+      receive(&b);
+    PQexitPipelineMode(p->conn);
+    double dt = (double)(clock_mono_ns() - t0) / 1e9;
+    pthread_mutex_lock(&p->hmu);
+    hist_observe(&p->rtt, dt);
+    pthread_mutex_unlock(&p->hmu);
+    if (PQstatus(p->conn) == CONNECTION_BAD)
+      pg_down(p);
   }
-  free(note.buf);
-  for (store_write_t *w = list; w; w = w->_next) {
-    if (rc != 0) {
-      if (w->out) { /* a claim's rows are void with its transaction */
-        for (size_t i = 0; i < w->nout; i++)
-          store_job_fini(&w->out[i]);
-        free(w->out);
-        w->out = NULL;
-        w->nout = 0;
-      }
+  /* A superseded update shares the outcome of the one that replaced it. */
+  for (size_t i = b.nupd; i-- > 0;)
+    if (superseded(b.upd, b.nupd, i))
+      b.upd[i].w->_rc = b.upd[i + 1].w->_rc;
+  for (size_t i = b.nprog; i-- > 0;)
+    if (superseded(b.prog, b.nprog, i))
+      b.prog[i].w->_rc = b.prog[i + 1].w->_rc;
+  free(b.upd);
+  free(b.prog);
+  free(b.steps);
+  if (b.failed) { /* rolled back: nothing of it holds, not even what a read or claim saw */
+    for (store_write_t *w = list; w; w = w->_next) {
+      store_rows_free(w->out, w->nout);
+      w->out = NULL;
+      w->nout = 0;
+      w->prev_status = NULL;
       w->_rc = OFF_ESTORE;
-      continue;
+      if (w->kind == STORE_R_FETCH || w->kind == STORE_W_CANCEL)
+        for (size_t i = 0; i < w->nids; i++)
+          store_job_fini(&w->rows[i]);
     }
-    if (w->kind == STORE_R_FETCH || (w->kind == STORE_W_CANCEL && w->prev_status))
-      read_fetch(p, w);
-    else if (w->kind == STORE_R_LIST)
-      read_list(p, w);
+    return OFF_ESTORE;
   }
-  if (rc == 0)
-    read_conflicts(p, list);
-  return rc;
+  read_conflicts(p, list);
+  return 0;
 }

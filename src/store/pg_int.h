@@ -6,6 +6,7 @@
 
 #include <libpq-fe.h>
 #include <pthread.h>
+#include <jansson.h>
 #include <stdatomic.h>
 
 #include "store/pg.h"
@@ -37,7 +38,7 @@ struct pg {
   int64_t next_heartbeat;
   bool told_down;       /* STORE_EV_DOWN was posted since the last UP */
   bool registered;      /* this node's row was written at start */
-  bool publish_events;  /* some live node has event streams open: send "E" lines */
+  bool publish_events;  /* send "E" lines (always, see pg_open) */
   pg_post_cb post;
   void *post_data;
   /* Any thread: */
@@ -55,9 +56,23 @@ int pg_cmd(pg_t *p, const char *sql, int nparams, const char *const *params);
 /* Drops the connection and tells the loop (once). */
 void pg_down(pg_t *p);
 
+/* ---- pg_apply.c ---- */
+/* Prepares the batch statements on a new connection. 0 or -1. */
+int pg_prepare(pg_t *p);
+
+/* ---- pg_rows.c ---- */
 /* Fills `j` from row `i` of a PG_COLS result (strings malloc'd). 0 or
  * OFF_ENOMEM. */
 int pg_row(const PGresult *res, int i, store_job_t *j);
+/* The static name of a status ("failed" for an unknown one). */
+const char *pg_status(const char *s);
+/* The json_to_recordset records of an INSERT and of an UPDATE. */
+json_t *pg_insert_rec(const store_job_t *j);
+json_t *pg_update_rec(const store_job_t *j);
+/* Compact text of `a` (consumed); NULL on ENOMEM. */
+char *pg_dump(json_t *a);
+/* `v` in decimal into buf (24 bytes). */
+char *pg_i64s(char *buf, int64_t v);
 
 /* Builds notification payloads (several when one would be too long) and
  * sends them inside the current transaction. */
