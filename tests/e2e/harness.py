@@ -560,12 +560,12 @@ class OffloadTestCase(unittest.TestCase):
             self.assertIsNone(j["result"], "non-final job has a result: %r" % j)
         if st in FINAL:
             self.assertMs(j["finishedAt"], "finishedAt")
-            self.assertGreaterEqual(j["finishedAt"], j["createdAt"])
+            self.assertGreaterEqual(j["finishedAt"], j["createdAt"], "finished before it was created: %r" % j)
         if j["startedAt"] is not None:
             self.assertMs(j["startedAt"], "startedAt")
-            self.assertGreaterEqual(j["startedAt"], j["createdAt"])
+            self.assertGreaterEqual(j["startedAt"], j["createdAt"], "started before it was created: %r" % j)
             if j["finishedAt"] is not None:
-                self.assertGreaterEqual(j["finishedAt"], j["startedAt"])
+                self.assertGreaterEqual(j["finishedAt"], j["startedAt"], "finished before it started: %r" % j)
         if st == "complete":
             self.assertEqual(p, 1, "complete job must have progress exactly 1: %r" % j)
             self.assertIsNone(j["error"], "complete job has an error: %r" % j)

@@ -339,6 +339,7 @@ class ThreeNodes(ClusterCase):
             self.assertEqual(s.header("content-type"), "text/event-stream")
         j = self.submit_spin(self.nodes[0], 3000)
         jid = j["id"]
+        runner = self.runner_of(self.nodes, jid)
         errors = {}
 
         def follow(i):
@@ -365,7 +366,8 @@ class ThreeNodes(ClusterCase):
             self.assertEqual(sts[-1], "complete", "%s's stream: %r" % (n.name, sts))
             self.assertEqual(evs[-1]["data"], final, "%s's stream: the final event is the job as GET shows it" % n.name)
             ps = [e["data"]["progress"] for e in evs]
-            self.assertEqual(ps, sorted(ps), "%s's stream: progress never goes back: %r" % (n.name, ps))
+            self.assertEqual(ps, sorted(ps), "%s's stream (the job ran on %s): progress never goes back: %r"
+                             % (n.name, runner.name, [(e["data"]["status"], e["data"]["progress"]) for e in evs]))
             # while it ran (from its first processing event to its final one),
             # an event at least once a second
             run = [e for e in evs if e["data"]["status"] == "processing"] + [evs[-1]]
