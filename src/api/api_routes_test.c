@@ -287,7 +287,32 @@ static void test_health(void **state) {
   assert_int_equal(json_integer_value(json_object_get(q, "capacity")), 100);
   assert_true(json_is_integer(json_object_get(r->json, "uptimeMs")));
   assert_true(json_integer_value(json_object_get(r->json, "uptimeMs")) >= 0);
-  assert_int_equal(json_object_size(r->json), 4);
+  json_t *st = json_object_get(r->json, "store"); /* no store: memory, always ok */
+  assert_string_equal(jstr(st, "kind"), "memory");
+  assert_true(json_is_true(json_object_get(st, "ok")));
+  assert_int_equal(json_object_size(r->json), 5);
+  env_fini(&e);
+}
+
+/* GET /nodes without a cluster: this one node, alive, with its workers. */
+static void test_nodes_single(void **state) {
+  (void)state;
+  env_t e;
+  env_init(&e, 2);
+  reply_t *r = req(&e, "GET", "/nodes");
+  assert_int_equal(r->status, 200);
+  json_t *nodes = json_object_get(r->json, "nodes");
+  assert_int_equal(json_array_size(nodes), 1);
+  json_t *n = json_array_get(nodes, 0);
+  assert_true(json_is_string(json_object_get(n, "id")));
+  assert_true(json_is_string(json_object_get(n, "url")));
+  assert_true(json_is_integer(json_object_get(n, "startedAt")));
+  assert_true(json_integer_value(json_object_get(n, "lastHeartbeatAt")) >= json_integer_value(json_object_get(n, "startedAt")));
+  assert_true(json_is_true(json_object_get(n, "alive")));
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(n, "workers"), "total")), 2);
+  assert_int_equal(json_integer_value(json_object_get(json_object_get(n, "workers"), "busy")), 0);
+  reply_t *q = req(&e, "GET", "/nodes?x=1");
+  assert_int_equal(q->status, 400);
   env_fini(&e);
 }
 
@@ -383,6 +408,7 @@ int main(void) {
       cmocka_unit_test(test_refused_before_continue),
       cmocka_unit_test(test_health),
       cmocka_unit_test(test_tasks),
+      cmocka_unit_test(test_nodes_single),
       cmocka_unit_test(test_metrics),
   };
   return cmocka_run_group_tests(tests, NULL, NULL);

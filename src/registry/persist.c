@@ -14,6 +14,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "commands/run.h"
 #include "registry/registry_int.h"
 #include "store/files.h"
 #include "util/clock.h"
@@ -45,6 +46,8 @@ static bool on_cluster_persisted(registry_t *r, job_t *j, bool progress, int rc)
   }
   if (progress)
     return true;
+  if (rc == 0 && !j->_writes && job_is_final(j) && !j->_watches && !j->def->files && !commands_is_command(j->def))
+    j->_release = true; /* written: the row answers for it now (a job with files or a log stays: they are here) */
   if (rc == 0 && j->_release && !j->_writes) {
     reg_cluster_release(r, j);
     return true;

@@ -42,8 +42,12 @@ class Health(OffloadTestCase):
         self.assertEqual(r.status, 200)
         self.assertJsonType(r)
         h = r.json()
-        self.assertEqual(set(h.keys()), {"status", "workers", "queue", "uptimeMs"})
+        self.assertEqual(set(h.keys()), {"status", "workers", "queue", "uptimeMs", "store"})
         self.assertEqual(h["status"], "ok")
+        # The store's kind and state (issue 12): the harness's default is SQLite.
+        self.assertEqual(h["store"], {"kind": "sqlite", "ok": True})
+        mem = self.start_server("--store", "memory")
+        self.assertEqual(self.health(mem)["store"], {"kind": "memory", "ok": True})
         # The image task runs in worker processes (issue 9), so every server
         # has both pools: --workers threads and as many processes (the
         # default --process-workers), each pool with its own --max-queue.
