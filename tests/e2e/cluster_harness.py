@@ -104,21 +104,22 @@ class ClusterCase(OffloadTestCase):
         cls.pg.cleanup()
 
     # -- nodes -----------------------------------------------------------------
-    def node_flags(self, name, port, *extra, pg_url=None):
+    def node_flags(self, name, port, *extra, pg_url=None, lease_ms=LEASE_MS):
         """Flags of node `name` (its id is RUN_TAG + name)."""
         return ["--store", "postgres", "--pg-url", pg_url or self.pg.url, "--node-id", RUN_TAG + name,
                 "--advertise-url", "http://%s:%d" % (HOST, port),
-                "--heartbeat-ms", str(HEARTBEAT_MS), "--lease-timeout-ms", str(LEASE_MS),
+                "--heartbeat-ms", str(HEARTBEAT_MS), "--lease-timeout-ms", str(lease_ms),
                 "--workers", str(WORKERS)] + [str(a) for a in extra]
 
-    def start_node(self, name, *extra, pg_url=None, env=None, cleanup=True):
+    def start_node(self, name, *extra, pg_url=None, env=None, cleanup=True, lease_ms=LEASE_MS):
         """Starts node `name` (id RUN_TAG + name, its .name) on a free port
         (another one if that port was taken in the meantime by someone else)."""
         last = None
         for _ in range(3):
             port = free_port()
             try:
-                n = Node(RUN_TAG + name, self.node_flags(name, port, *extra, pg_url=pg_url), port, env=env)
+                n = Node(RUN_TAG + name, self.node_flags(name, port, *extra, pg_url=pg_url, lease_ms=lease_ms), port,
+                         env=env)
             except AssertionError as e:
                 last = e
                 if "in use" in str(e).lower():

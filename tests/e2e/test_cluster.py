@@ -15,9 +15,10 @@ Three nodes, each with 2 workers, on one throwaway PostgreSQL (scripts/pgtmp.py)
 4. `?wait` on a node that does not run the job returns when it completes.
 5. One Idempotency-Key sent to the three nodes at once creates one job
    (one 202, two 200, one id); another request with that key on another
-   node is 409 idempotency_conflict.
+   node is 409 idempotency_conflict; the same request again is that job.
 6. GET /nodes on every node shows the three nodes alive (their ids, the
-   --advertise-url, workers.total 2); /health shows "store":{"kind":
+   --advertise-url, workers.total as each node's /health counts them);
+   /health shows "store":{"kind":
    "postgres","ok":true}; /metrics has the cluster counters and the
    store's round-trip histogram.
 7. /events on any node carries every node's job events, with the running

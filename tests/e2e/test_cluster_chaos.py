@@ -15,7 +15,11 @@ database restarted, while clients keep submitting.
    fenced off: the job stays with the retry, completes with the retry's
    run, the frozen node counts offload_cluster_fenced_writes_total, frees
    its worker and logs it.
-3. PostgreSQL stopped for 3 s under load and started again: submissions
+3. Takeover: a node SIGKILLed and restarted at once with its id (and a
+   20 s lease) gives its running job back at start (attempt 2 well before
+   the lease could run out); a dead node's job without retries ends
+   `failed` `interrupted` (attempts 1) within lease timeout + 2 s.
+4. PostgreSQL stopped for 3 s under load and started again: submissions
    get 503 store_unavailable (Retry-After: 1) during the outage only and
    succeed again within a few seconds without restarting any node;
    /health says store ok false, then true again; a node keeps answering
@@ -233,6 +237,44 @@ class StopNode(ClusterCase):
         # one run, one start time: the retry's startedAt as it read while it ran
         self.assertEqual(final["startedAt"], retry["startedAt"],
                          "startedAt of the retry changed between processing and complete: %r then %r" % (retry, final))
+
+
+class Takeover(ClusterCase):
+
+    def test_a_node_restarted_with_its_id_gives_its_old_jobs_back_at_once(self):
+        # A long lease (20 s): only the restarted node itself can give the job back this soon.
+        lease = 20000
+        a = self.start_node("r1", lease_ms=lease)
+        j = self.submit_spin(a, 3000, retries=1)
+        jid = j["id"]
+        self.wait_status(a, jid, "processing", 10)
+        self.assertIn(jid, self.busy_jobs(a))
+        t_kill = now_ms()
+        a.kill()
+        a = self.restart_node(a)
+        j = self.wait_job(a, jid, lambda x: x["attempts"] == 2 and x["startedAt"] is not None, 10,
+                          what="attempt 2 started on the restarted node")
+        self.assertLess(j["startedAt"] - t_kill, 5000, "the restarted node gave its job back at start, long before "
+                        "its %d ms lease ran out: %r" % (lease, j))
+        j = self.wait_final(a, jid, 30)
+        self.assertEqual((j["status"], j["attempts"]), ("complete", 2), repr(j))
+
+    def test_a_dead_nodes_job_without_retries_fails_interrupted(self):
+        a = self.start_node("i1")
+        j = self.submit_spin(a, 60000)
+        jid = j["id"]
+        self.wait_status(a, jid, "processing", 10)
+        b = self.start_node("i2")
+        t_kill = now_ms()
+        a.kill()
+        j = self.wait_final(b, jid, (LEASE_MS + RERUN_SLACK_MS) / 1000.0 + 5)
+        self.assertEqual(j["status"], "failed", repr(j))
+        self.assertEqual(j["error"]["code"], "interrupted", repr(j))
+        self.assertEqual(j["attempts"], 1, repr(j))
+        self.assertLessEqual(j["finishedAt"] - t_kill, LEASE_MS + RERUN_SLACK_MS, repr(j))
+        # and b goes on with other work
+        k = self.submit_spin(b, 50)
+        self.assertEqual(self.wait_final(b, k["id"], 20)["status"], "complete")
 
 
 class PgRestart(ClusterCase):
