@@ -267,7 +267,7 @@ static void cluster_names(server_t *s, int port) {
   if (cfg->node_id)
     snprintf(s->node_id, sizeof s->node_id, "%s", cfg->node_id);
   else
-    snprintf(s->node_id, sizeof s->node_id, "%s:%d", host, port);
+    snprintf(s->node_id, sizeof s->node_id, "%.200s:%d", host, port);
   const char *h = cfg->host;
   bool any = strcmp(h, "0.0.0.0") == 0 || strcmp(h, "::") == 0 || !h[0];
   if (cfg->advertise_url)
@@ -426,6 +426,14 @@ int server_run(const server_config_t *cfg) {
     if (!cfg->pg_url || !cfg->pg_url[0]) {
       fprintf(stderr, "offload: --store postgres needs --pg-url (a libpq connection string, e.g. "
                       "\"host=/run/postgresql dbname=offload\", or a postgresql:// URL)\n");
+      tasks_catalog_fini(&s->catalog);
+      goto out_loop;
+    }
+    bool id_ok = !cfg->node_id || (cfg->node_id[0] && strlen(cfg->node_id) <= 200);
+    for (const char *c = cfg->node_id; id_ok && c && *c; c++)
+      id_ok = *c > 0x20 && *c < 0x7f;
+    if (!id_ok) {
+      fprintf(stderr, "offload: --node-id must be 1 to 200 visible ASCII characters without spaces\n");
       tasks_catalog_fini(&s->catalog);
       goto out_loop;
     }
