@@ -172,7 +172,7 @@ class StopNode(ClusterCase):
         j = self.submit_spin(a, ms, retries=2)
         jid = j["id"]
         first = self.wait_status(a, jid, "processing", 10)
-        self.assertIn(jid, self.busy_jobs(a), "the job runs on n1, the only node")
+        self.runner_of([a], jid)  # on a worker of n1, the only node
         b = self.start_node("n2", "--retry-backoff-ms", "100")
         c = self.start_node("n3", "--retry-backoff-ms", "100")
         self.wait_until(lambda: all(e["alive"] for e in self.nodes_view(b).values()) and len(self.nodes_view(b)) == 3,
@@ -248,7 +248,7 @@ class Takeover(ClusterCase):
         j = self.submit_spin(a, 3000, retries=1)
         jid = j["id"]
         self.wait_status(a, jid, "processing", 10)
-        self.assertIn(jid, self.busy_jobs(a))
+        self.runner_of([a], jid)
         t_kill = now_ms()
         a.kill()
         a = self.restart_node(a)
