@@ -361,7 +361,11 @@ class ThreeNodes(ClusterCase):
         for n, s in zip(self.nodes, streams):
             evs = s.job_events(jid)
             for e in evs:
-                self.checkJob(e["data"], job_id=jid, task="spin")
+                try:
+                    self.checkJob(e["data"], job_id=jid, task="spin")
+                except AssertionError as x:
+                    raise AssertionError("%s's stream (the job was submitted to %s and ran on %s): %s"
+                                         % (n.name, self.nodes[0].name, runner.name, x)) from None
             sts = [e["data"]["status"] for e in evs]
             self.assertIn("processing", sts, "%s's stream: %r" % (n.name, sts))
             self.assertEqual(sts[-1], "complete", "%s's stream: %r" % (n.name, sts))
