@@ -22,7 +22,8 @@ Three nodes, each with 2 workers, on one throwaway PostgreSQL (scripts/pgtmp.py)
    "postgres","ok":true}; /metrics has the cluster counters and the
    store's round-trip histogram.
 7. /events on any node carries every node's job events, with the running
-   job's progress at least once a second.
+   job's progress at least once a second; a running job's progress, read
+   on another node, moves and changes at most twice a second.
 
 Then, each on its own PostgreSQL:
 
@@ -282,6 +283,34 @@ class ThreeNodes(ClusterCase):
                                  "?wait on %s answered %d ms after the job finished on %s"
                                  % (n.name, at - got["finishedAt"], runner.name))
             self.assertEqual(got, self.job(runner, jid), "the held reply is the final job")
+
+    def test_progress_read_from_another_node(self):
+        # The runner writes progress to the database at most twice a second;
+        # another node reads it from there.
+        ms = 3000
+        j = self.submit_spin(self.nodes[0], ms)
+        jid = j["id"]
+        runner = self.runner_of(self.nodes, jid)
+        other = [n for n in self.nodes if n is not runner][0]
+        seen = []  # (monotonic, progress) of each change seen on the other node
+        t0 = time.monotonic()
+        while True:
+            x = self.job(other, jid)
+            if x["status"] != "processing":
+                break
+            if not seen or seen[-1][1] != x["progress"]:
+                seen.append((time.monotonic(), x["progress"]))
+            self.assertLess(time.monotonic() - t0, 30, "still processing after 30 s: %r" % x)
+            time.sleep(0.02)
+        self.assertEqual(x["status"], "complete", repr(x))
+        ps = [p for _, p in seen]
+        self.assertEqual(ps, sorted(ps), "progress read on %s never goes back: %r" % (other.name, ps))
+        moving = [p for p in ps if 0 < p < 1]
+        self.assertGreaterEqual(len(moving), 3, "a %d ms job's progress, read on %s (it ran on %s), moves: %r"
+                                % (ms, other.name, runner.name, seen))
+        span = seen[-1][0] - seen[0][0]
+        self.assertLessEqual(len(seen), 2 * span + 3, "progress written at most twice a second: %d values in "
+                             "%.1f s on %s: %r" % (len(seen), span, other.name, ps))
 
     # -- 5. one Idempotency-Key, three nodes ------------------------------------
     def test_one_idempotency_key_on_three_nodes_at_once_makes_one_job(self):
