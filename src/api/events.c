@@ -47,6 +47,7 @@
 #include <string.h>
 
 #include "api/api_int.h"
+#include "cluster/cluster.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/dlist.h"
@@ -510,6 +511,7 @@ static void open_stream(api_t *a, http_req_t *req, job_t *j, const char *rid, co
     stats_mark(ev);
     uv_timer_start(&ev->stats, on_stats, EVENTS_STATS_MS, EVENTS_STATS_MS);
     uv_timer_start(&ev->keepalive, on_keepalive, EVENTS_KEEPALIVE_MS, EVENTS_KEEPALIVE_MS);
+    cluster_load_changed(a->cluster); /* a cluster: the other nodes start sending their jobs' events */
   }
   progress_start(ev); /* stops itself at once when no job runs */
 }

@@ -228,6 +228,11 @@ static void report_load(cluster_t *c) {
   store_set_load(c->store, (int)c->cfg.workers, (int)(busy < c->cfg.workers ? busy : c->cfg.workers), (int)streams);
 }
 
+void cluster_load_changed(cluster_t *c) {
+  if (c && !c->closing && c->store)
+    report_load(c);
+}
+
 static void on_poll(uv_timer_t *t) {
   cluster_t *c = t->data;
   report_load(c);

@@ -54,6 +54,9 @@ void cluster_on_event(const store_event_t *ev, void *data);
 /* The registry's slot_free callback (data = cluster): claim more. */
 void cluster_slot_free(void *data);
 void cluster_set_listener(cluster_t *c, cluster_job_cb cb, cluster_streams_cb streams, void *data);
+/* This node's event streams changed (the API): the heartbeat tells the
+ * others at once when the first one opens. */
+void cluster_load_changed(cluster_t *c);
 /* The nodes as of the last heartbeat (empty before the first). */
 const store_node_t *cluster_nodes(const cluster_t *c, size_t *n);
 const cluster_stats_t *cluster_stats(const cluster_t *c);

@@ -132,6 +132,18 @@ size_t reg_accepting(const registry_t *r) {
   return n;
 }
 
+/* The accepted callbacks (the 202s), then, for a job canceled while its
+ * row was on the way, its watchers. */
+static void tell_accepted(registry_t *r, job_t *j) {
+  for (job_watch_t *w = j->_watches, *next; w; w = next) {
+    next = w->_next;
+    if (w->accepted)
+      w->accepted(j, w, 0);
+  }
+  if (job_is_final(j))
+    reg_notify_final(r, j);
+}
+
 /* A cluster: the row is in the shared queue, where any node claims it.
  * This node tells its 202s and lets go of the job (a secret param's real
  * value stays here: its row is pinned to this node). */
@@ -161,13 +173,7 @@ static void accepted_in_cluster(registry_t *r, job_t *j) {
     }
     reg_tell(r, j, REG_EV_CREATED);
   }
-  for (job_watch_t *w = j->_watches, *next; w; w = next) {
-    next = w->_next;
-    if (w->accepted)
-      w->accepted(j, w, 0);
-  }
-  if (job_is_final(j))
-    reg_notify_final(r, j);
+  tell_accepted(r, j);
   j->_release = true;
   reg_cluster_release(r, j); /* now, or once its cancel is written */
 }
@@ -211,12 +217,6 @@ void reg_on_accepted(registry_t *r, job_t *j, int rc) {
   }
   if (!job_is_final(j)) /* one canceled meanwhile was told final already */
     reg_tell(r, j, REG_EV_CREATED);
-  for (job_watch_t *w = j->_watches, *next; w; w = next) {
-    next = w->_next;
-    if (w->accepted)
-      w->accepted(j, w, 0);
-  }
-  if (job_is_final(j))
-    reg_notify_final(r, j);
+  tell_accepted(r, j);
   reg_maybe_idle(r);
 }

@@ -193,6 +193,8 @@ static void read_notifies(pg_t *p) {
   }
   PGnotify *nt;
   while ((nt = PQnotifies(p->conn)) != NULL) {
+    if (strstr(nt->extra, "\nS"))
+      p->publish_events = true; /* someone opened an event stream */
     store_event_t *ev = calloc(1, sizeof *ev);
     if (ev && (ev->payload = strdup(nt->extra)) != NULL) {
       ev->kind = STORE_EV_NOTIFY;
@@ -335,11 +337,11 @@ pg_t *pg_open(const store_config_t *cfg, pg_post_cb post, void *post_data, char 
   p->post_data = post_data;
   p->backoff = BACKOFF_MIN_MS;
   p->told_down = true; /* the first UP is told by the first service */
-  /* Every change goes out as an "E" line: a node's event streams show
-   * every node's jobs from the moment they open (waiting for the others'
-   * next heartbeat to learn that someone listens would lose the first
-   * second of events). Only nodes with streams open read the rows. */
-  p->publish_events = true;
+  /* "E" lines go out while some node has event streams open: a node
+   * whose first stream opens heartbeats at once and says "S", and every
+   * node starts sending them from its next batch; the heartbeats' node
+   * list turns them off again when no node has a stream. */
+  p->publish_events = false;
   pthread_mutex_init(&p->hmu, NULL);
   hist_init(&p->rtt, rtt_bounds, sizeof rtt_bounds / sizeof rtt_bounds[0]);
   if (connect_now(p, err, errsz) != 0 || migrate(p, err, errsz) != 0) {
@@ -369,7 +371,9 @@ void pg_close(pg_t *p) {
 void pg_set_load(pg_t *p, int total, int busy, int streams) {
   atomic_store(&p->load_total, total);
   atomic_store(&p->load_busy, busy);
-  atomic_store(&p->load_streams, streams);
+  int before = atomic_exchange(&p->load_streams, streams);
+  if (before == 0 && streams > 0)
+    atomic_store(&p->beat_now, true); /* the caller wakes the store thread */
 }
 
 void pg_roundtrip(pg_t *p, hist_t *out) {
@@ -399,6 +403,15 @@ static int heartbeat(pg_t *p, bool *lost) {
     *lost = true;
     return register_node(p, false);
   }
+  int streams = atomic_load(&p->load_streams);
+  if (streams > 0 && p->last_streams == 0) { /* every node sends "E" lines from now on */
+    p->publish_events = true;
+    pg_note_t note = {0};
+    pg_note_add(p, &note, 'S', NULL, NULL);
+    pg_note_send(p, &note);
+    free(note.buf);
+  }
+  p->last_streams = streams;
   return 0;
 }
 
@@ -497,6 +510,10 @@ static void beat(pg_t *p) {
   store_node_t *nodes = list_nodes(p, &n);
   if (!nodes)
     return;
+  bool publish = atomic_load(&p->load_streams) > 0;
+  for (size_t i = 0; i < n; i++)
+    publish |= nodes[i].alive && nodes[i].streams > 0;
+  p->publish_events = publish;
   store_event_t *ev = calloc(1, sizeof *ev);
   if (!ev) {
     store_nodes_free(nodes, n);
@@ -539,7 +556,7 @@ void pg_service(pg_t *p, int wake_fd) {
       p->post(ev, p->post_data);
     }
   }
-  if (p->conn && now >= p->next_heartbeat) {
+  if (p->conn && (now >= p->next_heartbeat || atomic_exchange(&p->beat_now, false))) {
     p->next_heartbeat = now + p->cfg.heartbeat_ms;
     beat(p);
   }

@@ -14,7 +14,8 @@
 /* The one channel every node listens on. A notification's payload is
  * lines: the sender's node id, then "N" (queued jobs to claim), "C <owner>
  * <id>" (cancel a running job), "E <id>" (a job changed: for event
- * streams), "F <id>" (a job is final: for waiters and streams). */
+ * streams), "F <id>" (a job is final: for waiters and streams), "S" (the
+ * sender opened its first event stream: send "E" lines from now on). */
 #define PG_CHANNEL "offload"
 #define PG_NOTIFY_MAX 7800 /* PostgreSQL's payload limit is 8000 bytes */
 
@@ -38,11 +39,13 @@ struct pg {
   int64_t next_heartbeat;
   bool told_down;       /* STORE_EV_DOWN was posted since the last UP */
   bool registered;      /* this node's row was written at start */
-  bool publish_events;  /* send "E" lines (always, see pg_open) */
+  bool publish_events;  /* some node has event streams open: send "E" lines */
+  int last_streams;     /* the streams count of this node's last heartbeat */
   pg_post_cb post;
   void *post_data;
   /* Any thread: */
   _Atomic int load_total, load_busy, load_streams;
+  atomic_bool beat_now; /* heartbeat at once (this node's first event stream opened) */
   pthread_mutex_t hmu; /* guards rtt */
   hist_t rtt;
 };

@@ -95,6 +95,19 @@ void store_rows_free(store_job_t *rows, size_t n) {
 #define EXPIRE_EVERY_MS 1000
 #define EXPIRE_BATCH 500
 
+/* An applied batch goes to the loop's done list (its callbacks run there). */
+static void hand_back(store_t *s, store_write_t *batch, store_write_t *last, int rc) {
+  pthread_mutex_lock(&s->mu);
+  if (s->d_tail)
+    s->d_tail->_next = batch;
+  else
+    s->d_head = batch;
+  s->d_tail = last;
+  s->commits += rc == 0;
+  pthread_mutex_unlock(&s->mu);
+  uv_async_send(&s->async);
+}
+
 /* While idle: retention, a batch at a time, so a write never waits behind
  * a long delete. */
 static int expire_some(store_t *s) {
@@ -140,15 +153,7 @@ static void *store_main(void *arg) {
       int rc = sq_apply(s->sq, batch);
       if (rc != 0)
         log_warn("store: a transaction failed (disk full or I/O error); its writes were not kept");
-      pthread_mutex_lock(&s->mu);
-      if (s->d_tail)
-        s->d_tail->_next = batch;
-      else
-        s->d_head = batch;
-      s->d_tail = last;
-      s->commits += rc == 0;
-      pthread_mutex_unlock(&s->mu);
-      uv_async_send(&s->async);
+      hand_back(s, batch, last, rc);
       if (clock_mono_ms() - last_expire >= EXPIRE_EVERY_MS) {
         /* Busy for a second: one batch of expiry between commits. */
         last_expire = clock_mono_ms();
@@ -187,16 +192,7 @@ static void *pg_main(void *arg) {
     bool stop = s->stopping;
     pthread_mutex_unlock(&s->mu);
     if (batch) {
-      int rc = pg_apply(s->pg, batch);
-      pthread_mutex_lock(&s->mu);
-      if (s->d_tail)
-        s->d_tail->_next = batch;
-      else
-        s->d_head = batch;
-      s->d_tail = last;
-      s->commits += rc == 0;
-      pthread_mutex_unlock(&s->mu);
-      uv_async_send(&s->async);
+      hand_back(s, batch, last, pg_apply(s->pg, batch));
     }
     if (stop && !batch)
       break;
@@ -427,8 +423,12 @@ const char *store_data_dir(const store_t *s) { return s->cfg.kind == STORE_SQLIT
 bool store_ok(const store_t *s) { return s->ok; }
 
 void store_set_load(store_t *s, int workers_total, int workers_busy, int streams) {
-  if (s->pg)
-    pg_set_load(s->pg, workers_total, workers_busy, streams);
+  if (!s->pg)
+    return;
+  pg_set_load(s->pg, workers_total, workers_busy, streams);
+  uint64_t one = 1; /* a first stream is told at once (pg_set_load asked for a heartbeat) */
+  if (streams > 0 && s->wake_fd >= 0 && write(s->wake_fd, &one, sizeof one) < 0)
+    log_debug("store: wake-up write failed");
 }
 
 void store_roundtrip(store_t *s, hist_t *out) {
