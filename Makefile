@@ -9,7 +9,7 @@ CTEST_ARGS ?= --output-on-failure -j$(JOBS)
 
 TSAN_BUILD ?= build-tsan
 
-.PHONY: all build run test test-asan test-tsan deps deps-test bench clean format
+.PHONY: all build run run-cluster test test-asan test-tsan deps deps-test bench clean format
 
 all: build
 
@@ -27,6 +27,12 @@ build: deps
 # a port in use gets a hint to pick another: make run PORT=3001.
 run: build
 	@scripts/run.sh $(BUILD)/offload $(HOST) $(PORT)
+
+# Scale-out on one machine: a throwaway PostgreSQL (in a temp dir, removed
+# at exit) and three nodes on ports PORT..PORT+2 (3000-3002); Ctrl-C stops
+# them all. Needs PostgreSQL's server (make deps-test installs it).
+run-cluster: build
+	@scripts/run-cluster.sh $(BUILD)/offload $(HOST) $(PORT)
 
 # Plain -Werror build + every test, then the whole suite again under
 # ASan+UBSan, then the unit tests (ctest -L unit) under TSan.

@@ -83,6 +83,8 @@ char *api_row_text(api_t *a, const store_job_t *row, size_t pos) {
   t.retry_at = t.status == JOB_QUEUED ? row->retry_at : 0;
   t.files = row->files;
   t.nfiles = row->nfiles;
+  if (!pos)
+    pos = (size_t)row->place;
   json_t *o = t.params ? api_job_json(&t, t.status == JOB_QUEUED ? pos : 0) : NULL;
   char *text = o ? json_dumps(o, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
   json_decref(o);
@@ -91,7 +93,8 @@ char *api_row_text(api_t *a, const store_job_t *row, size_t pos) {
   return text;
 }
 
-static void reply_row(api_t *a, http_req_t *req, int status, const store_job_t *row, size_t pos) {
+/* `location`: add a Location header naming the job (a replayed submission). */
+static void reply_row(api_t *a, http_req_t *req, int status, const store_job_t *row, size_t pos, bool location) {
   char *text = api_row_text(a, row, pos);
   if (!text) {
     api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");
@@ -99,7 +102,11 @@ static void reply_row(api_t *a, http_req_t *req, int status, const store_job_t *
   }
   size_t len = strlen(text);
   text[len] = '\n'; /* json_dumps left room for the NUL: the line ends the body */
-  http_reply_take(req, status, "application/json", NULL, text, len + 1);
+  http_headers_t h = HTTP_HEADERS_INIT;
+  if (location)
+    http_headers_addf(&h, "Location", "/jobs/%s", row->id);
+  http_reply_take(req, status, "application/json", &h, text, len + 1);
+  http_headers_fini(&h);
 }
 
 void api_reply_existing_row(api_t *a, http_req_t *req, const store_job_t *row, const offload_task_def_t *def,
@@ -115,7 +122,7 @@ void api_reply_existing_row(api_t *a, http_req_t *req, const store_job_t *row, c
               row->task);
     return;
   }
-  reply_row(a, req, 200, row, 0);
+  reply_row(a, req, 200, row, (size_t)row->place, true);
 }
 
 /* ---- one job ---- */
@@ -184,7 +191,7 @@ static void answer(rreq_t *r, int rc) {
       api_error(req, API_E_ALREADY_FINISHED, NULL, NULL, "The job is already %s.", r->w.prev_status);
     } else {
       /* Queued: canceled now (200). Running on another node: its cancel is on the way (202). */
-      reply_row(a, req, strcmp(r->w.prev_status, "queued") == 0 ? 200 : 202, row, 0);
+      reply_row(a, req, strcmp(r->w.prev_status, "queued") == 0 ? 200 : 202, row, 0, false);
     }
     return;
   }
@@ -205,7 +212,7 @@ static void answer(rreq_t *r, int rc) {
     redirect_to_owner(r);
     return;
   }
-  reply_row(a, req, 200, row, (size_t)r->w.count);
+  reply_row(a, req, 200, row, (size_t)r->w.count, false);
 }
 
 static void on_rreq_done(store_write_t *w, int rc, void *data) {
@@ -303,7 +310,8 @@ static void on_events_fetched(store_write_t *w, int rc, void *data) {
   efetch_t *f = (efetch_t *)w;
   (void)data;
   for (size_t i = 0; i < f->n; i++) {
-    if (rc == 0 && f->rows[i].seq && f->a->events) {
+    /* A job this node holds is told by its own registry (fresher than its row). */
+    if (rc == 0 && f->rows[i].seq && f->a->events && !registry_get(f->a->reg, f->ids[i])) {
       char *text = api_row_text(f->a, &f->rows[i], 0);
       if (text)
         api_events_remote(f->a->events, f->ids[i], text, is_final(f->rows[i].status));

@@ -81,6 +81,7 @@ int registry_adopt(registry_t *r, const store_job_t *row) {
   (void)status_of;
   j->status = JOB_QUEUED; /* here, until a worker takes it (the row says processing) */
   j->_token = row->attempts;
+  j->_claimed_at = row->started_at;
   j->attempts = row->attempts - 1; /* the run counts it again when it starts */
   j->retries = row->retries;
   j->created_at = row->created_at;
@@ -148,6 +149,7 @@ void registry_run_here(registry_t *r, job_t *j) {
   rec->status = "processing";
   rec->attempts = 1;
   rec->started_at = clock_wall_ms();
+  j->_claimed_at = rec->started_at;
   j->_token = 1;
   j->_run_here = true;
 }

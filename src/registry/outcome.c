@@ -22,7 +22,8 @@ static void count_run(registry_t *r, job_t *j) {
   j->_run_counted = true;
   j->attempts++;
   r->stats.attempts++;
-  j->started_at = pool_work_started_ms(&j->_item->work);
+  /* A cluster's claim wrote the row's start: the run shows that one. */
+  j->started_at = j->_claimed_at ? j->_claimed_at : pool_work_started_ms(&j->_item->work);
   if (j->status == JOB_PROCESSING)
     reg_persist(r, j, false);
 }

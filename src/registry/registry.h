@@ -149,6 +149,7 @@ struct job {
   const store_job_t *_existing; /* during the accept callbacks of a taken key: the job holding it */
   store_job_t *_insert_rec;     /* its insert's record while on the way (registry_run_here changes it) */
   bool _run_here;               /* runs on this node, claimed at insert */
+  int64_t _claimed_at;          /* its row's startedAt, written by its claim (its run shows the same) */
 };
 
 typedef struct registry_config {

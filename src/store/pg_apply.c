@@ -84,7 +84,8 @@ static const char claim_sql[] =
     " AND task IN (SELECT json_array_elements_text($4::json))"
     " ORDER BY seq LIMIT $2::int FOR UPDATE SKIP LOCKED),"
     " u AS (UPDATE jobs SET status = 'processing', owner = $1, attempts = jobs.attempts + 1,"
-    " started_at = $3::bigint, progress = 0, cancel_requested = false FROM c WHERE jobs.seq = c.seq"
+    " started_at = GREATEST($3::bigint, jobs.created_at), progress = 0, cancel_requested = false"
+    " FROM c WHERE jobs.seq = c.seq"
     " RETURNING " PG_JCOLS "),"
     " nt AS (SELECT pg_notify('" PG_CHANNEL "', $5 || string_agg(E'\\nE ' || s.id, '')) FROM (SELECT id,"
     " (row_number() OVER ()) / 300 AS g FROM u WHERE $6::bool) s GROUP BY s.g)"
@@ -461,8 +462,10 @@ static void take(batch_t *b, const step_t *s, const PGresult *res) {
         if (!w->rows[k].seq && strcmp(w->ids[k], PQgetvalue(res, i, 1)) == 0) {
           if (pg_row(res, i, &w->rows[k]) != 0)
             w->_rc = OFF_ENOMEM;
-          if (w->nids == 1 && !PQgetisnull(res, i, PG_NCOLS))
-            w->count = strtoull(PQgetvalue(res, i, PG_NCOLS), NULL, 10);
+          if (!PQgetisnull(res, i, PG_NCOLS))
+            w->rows[k].place = strtoull(PQgetvalue(res, i, PG_NCOLS), NULL, 10);
+          if (w->nids == 1)
+            w->count = w->rows[k].place;
           break;
         }
     break;
@@ -516,13 +519,18 @@ static void read_conflicts(pg_t *p, store_write_t *list) {
     if (w->kind != STORE_W_INSERT || w->_rc != OFF_EEXIST)
       continue;
     const char *v[] = {w->job->idem_key};
-    PGresult *res = pg_exec(p, "SELECT " PG_COLS " FROM jobs WHERE idempotency_key = $1", 1, v);
+    PGresult *res = pg_exec(p,
+                            "SELECT " PG_COLS ", CASE WHEN status = 'queued' THEN (SELECT count(*) FROM jobs q"
+                            " WHERE q.status = 'queued' AND q.seq <= jobs.seq) END FROM jobs WHERE idempotency_key = $1",
+                            1, v);
     if (!res) {
       w->_rc = OFF_ESTORE;
       continue;
     }
     if (take_rows(res, &w->out, &w->nout) != 0 || w->nout == 0)
       w->_rc = OFF_ESTORE; /* taken and gone again in between: the client may retry */
+    else if (!PQgetisnull(res, 0, PG_NCOLS))
+      w->out[0].place = strtoull(PQgetvalue(res, 0, PG_NCOLS), NULL, 10);
     PQclear(res);
   }
 }

@@ -130,6 +130,7 @@ typedef struct store_job {
   int64_t retry_at;      /* wall ms before which no node claims it again (0 = now) */
   bool cancel_requested; /* a DELETE reached it while it ran */
   int token;             /* an UPDATE or PROGRESS of a claimed job: the attempt its claim made (0 = never claimed) */
+  uint64_t place;        /* a read: a queued job's place in the shared queue (0 = not queued) */
 } store_job_t;
 
 void store_job_fini(store_job_t *j);

@@ -314,10 +314,10 @@ def _die_with_parent():
 _SCRATCH = "/dev/shm" if os.path.isdir("/dev/shm") and os.access("/dev/shm", os.W_OK) else None
 
 
-def _store_memory(args):
-    """True if these serve flags choose --store memory."""
+def _store_memory(args, kind="memory"):
+    """True if these serve flags choose --store memory (or `kind`)."""
     for i, a in enumerate(args):
-        if a == "--store=memory" or (a == "--store" and i + 1 < len(args) and args[i + 1] == "memory"):
+        if a == "--store=" + kind or (a == "--store" and i + 1 < len(args) and args[i + 1] == kind):
             return True
     return False
 
@@ -331,7 +331,9 @@ def _names_flag(args, flag):
 
 
 class Server:
-    def __init__(self, args, drain_default=True, host=HOST, env=None, access_log_off=True):
+    """`offload serve ARGS` on `port` (0: any free port, read from its
+    listening line; a fixed port lets a test restart a node where it was)."""
+    def __init__(self, args, drain_default=True, host=HOST, env=None, access_log_off=True, port=0):
         self.args = list(args)
         if drain_default and "--drain-timeout-s" not in self.args:
             self.args += ["--drain-timeout-s", "1"]
@@ -349,10 +351,10 @@ class Server:
         # strict commit's fsync costs little), removed once it stopped. A
         # test that names --data-dir or --store memory keeps its choice.
         self.own_dir = None
-        if "--data-dir" not in self.args and not _store_memory(self.args):
+        if "--data-dir" not in self.args and not _store_memory(self.args) and not _store_memory(self.args, "postgres"):
             self.own_dir = tempfile.mkdtemp(prefix="offload-e2e-", dir=_SCRATCH)
             self.args += ["--data-dir", os.path.join(self.own_dir, "data")]
-        self.cmd = [_bin(), "serve"] + (["--host", host] if host is not None else []) + ["--port", "0"] + self.args
+        self.cmd = [_bin(), "serve"] + (["--host", host] if host is not None else []) + ["--port", str(port)] + self.args
         self.out_lines = []
         self.err_lines = []
         self.port = None
@@ -435,6 +437,7 @@ class Server:
         problem = None
         if self.alive():
             try:
+                os.kill(self.pid, signal.SIGCONT)  # a test may have left it SIGSTOPped
                 os.kill(self.pid, signal.SIGTERM)
             except ProcessLookupError:
                 pass
@@ -476,9 +479,9 @@ class OffloadTestCase(unittest.TestCase):
     maxDiff = 4000
 
     # -- lifecycle -------------------------------------------------------------
-    def start_server(self, *args, drain_default=True, host=HOST, env=None, access_log_off=True):
+    def start_server(self, *args, drain_default=True, host=HOST, env=None, access_log_off=True, port=0):
         srv = Server([str(a) for a in args], drain_default=drain_default, host=host, env=env,
-                     access_log_off=access_log_off)
+                     access_log_off=access_log_off, port=port)
         self.addCleanup(srv.stop)
         return srv
 
@@ -557,12 +560,12 @@ class OffloadTestCase(unittest.TestCase):
             self.assertIsNone(j["result"], "non-final job has a result: %r" % j)
         if st in FINAL:
             self.assertMs(j["finishedAt"], "finishedAt")
-            self.assertGreaterEqual(j["finishedAt"], j["createdAt"])
+            self.assertGreaterEqual(j["finishedAt"], j["createdAt"], "finished before it was created: %r" % j)
         if j["startedAt"] is not None:
             self.assertMs(j["startedAt"], "startedAt")
-            self.assertGreaterEqual(j["startedAt"], j["createdAt"])
+            self.assertGreaterEqual(j["startedAt"], j["createdAt"], "started before it was created: %r" % j)
             if j["finishedAt"] is not None:
-                self.assertGreaterEqual(j["finishedAt"], j["startedAt"])
+                self.assertGreaterEqual(j["finishedAt"], j["startedAt"], "finished before it started: %r" % j)
         if st == "complete":
             self.assertEqual(p, 1, "complete job must have progress exactly 1: %r" % j)
             self.assertIsNone(j["error"], "complete job has an error: %r" % j)
