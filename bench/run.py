@@ -2062,7 +2062,7 @@ def render(results, cfg, cmdline):
                 other = c.get("other_cores") or 0
                 if sy == "pg-boss":
                     bound = f"polling: each work() loop fetches once per 0.5 s ({total:.2f} of {CORES} cores busy)"
-                elif total + other >= 0.8 * CORES:
+                elif total + other >= 0.75 * CORES:
                     bound = (f"CPU: {total:.2f} of {CORES} cores, DB {c['db_cores'] / total:.0%}"
                              + (f"; {other:.2f} taken by other work" if other >= 0.2 else "")) if total else "CPU"
                 else:
