@@ -244,6 +244,9 @@ static void rreq_send(rreq_t *r) {
   r->w.ids = (const char(*)[24]) & r->id;
   r->w.nids = 1;
   r->w.rows = r->rows;
+  /* Its queue place only for a reply that shows it now (a waiter's reads
+   * in between only ask whether the job is final). */
+  r->w.place = !(r->what == API_REMOTE_GET && r->deadline && !r->last);
   r->w.cb = on_rreq_done;
   r->inflight = true;
   store_write(r->a->store, &r->w);
@@ -349,6 +352,7 @@ static void on_flush(uv_timer_t *t) {
   f->w.ids = (const char(*)[24])f->ids;
   f->w.nids = f->n;
   f->w.rows = f->rows;
+  f->w.place = true;
   f->w.cb = on_events_fetched;
   store_write(f->a->store, &f->w);
 }

@@ -105,8 +105,10 @@ static const char cancel_sql[] =
     " (SELECT pg_notify('" PG_CHANNEL "', $2 || E'\\nF ' || q.id) FROM q),"
     " (SELECT pg_notify('" PG_CHANNEL "', $2 || E'\\nC ' || p.owner || ' ' || p.id) FROM p) FROM old";
 
-/* A fetch: each row, and a queued one's place in the queue. */
-static const char fetch_sql[] =
+/* A fetch: each row (and, "fetch_place", a queued one's place in the
+ * queue: a count over the queue's index, so only when it is shown). */
+static const char fetch_sql[] = "SELECT " PG_COLS ", NULL::bigint FROM jobs WHERE id = ANY($1::text[])";
+static const char fetch_place_sql[] =
     "SELECT " PG_COLS ", CASE WHEN status = 'queued' THEN (SELECT count(*) FROM jobs q WHERE q.status = 'queued'"
     " AND q.seq <= jobs.seq) END FROM jobs WHERE id = ANY($1::text[])";
 
@@ -123,7 +125,7 @@ static const struct {
   int nparams;
 } prepared[] = {
     {"ins", insert_sql, 1},   {"upd", update_sql, 5},      {"prog", progress_sql, 5},
-    {"claim", claim_sql, 6},  {"cancel", cancel_sql, 3},   {"fetch", fetch_sql, 1},
+    {"claim", claim_sql, 6},  {"cancel", cancel_sql, 3},   {"fetch", fetch_sql, 1}, {"fetch_place", fetch_place_sql, 1},
     {"notify", notify_sql, 2}, {"delete", delete_sql, 1},  {"list", list_sql, 1},
     {"list_s", list_status_sql, 2}, {"queued", queued_sql, 0},
 };
@@ -413,7 +415,7 @@ static void send_batch(batch_t *b) {
       char *text = id_array((const char *const *)(const void *)w->ids, w->nids, 24);
       const char *v[] = {text};
       if (text)
-        send_step(b, S_FETCH, w, "fetch", 1, v);
+        send_step(b, S_FETCH, w, w->place ? "fetch_place" : "fetch", 1, v);
       else
         b->failed = true;
       free(text);

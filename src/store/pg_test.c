@@ -206,6 +206,7 @@ static w_t *fetch(const char *id, store_write_kind_t kind) {
   x->w.ids = (const char(*)[24])x->ids;
   x->w.nids = 1;
   x->w.rows = x->rows;
+  x->w.place = kind == STORE_R_FETCH; /* and its place in the queue */
   return x;
 }
 
@@ -284,11 +285,18 @@ static void test_claims_and_fencing(void **state) {
   assert_string_equal(r->rows[0].status, "complete");
   assert_string_equal(r->rows[0].result, "{\"ok\":true}");
   assert_true(store_stats(a.s)->fenced >= 1);
-  /* The queued "other" job: its place is 1 now. */
+  /* The queued "other" job: its place is 1 now (counted only when asked). */
   w_t *r2 = fetch(ids[2], STORE_R_FETCH);
   go(&loop, &b, r2);
   assert_string_equal(r2->rows[0].status, "queued");
   assert_int_equal(r2->w.count, 1);
+  assert_int_equal(r2->rows[0].place, 1);
+  w_t *r3 = fetch(ids[2], STORE_R_FETCH);
+  r3->w.place = false;
+  go(&loop, &b, r3);
+  assert_string_equal(r3->rows[0].status, "queued");
+  assert_int_equal(r3->rows[0].place, 0);
+  free_write(r3);
   w_t *all[] = {ins[0], ins[1], ins[2], cb, ca, fa, fb, fb2, r, r2};
   for (size_t i = 0; i < sizeof all / sizeof all[0]; i++)
     free_write(all[i]);

@@ -183,6 +183,7 @@ struct store_write {
   store_job_t *out;
   size_t nout;
   uint64_t count;
+  bool place; /* STORE_R_FETCH (PostgreSQL): count each queued row's place in the queue (rows[i].place) */
   /* Private to the store. */
   int _rc;
   store_write_t *_next;
