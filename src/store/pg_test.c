@@ -24,52 +24,7 @@
 #include "util/err.h"
 #include "util/test_poll.h"
 
-static char pgdir[256], url[512], files[300];
-
-static int run_cmd(const char *what) {
-  char cmd[1024];
-  snprintf(cmd, sizeof cmd, "python3 %s/scripts/pgtmp.py %s %s > %s/url.txt 2>%s/err.txt", OFFLOAD_SOURCE_DIR, what,
-           pgdir, pgdir, pgdir);
-  return system(cmd);
-}
-
-static int pg_up(void **state) {
-  (void)state;
-  snprintf(pgdir, sizeof pgdir, "/tmp/offload-pgtest-%d", (int)getpid());
-  if (mkdir(pgdir, 0755) != 0 || run_cmd("start") != 0) {
-    fprintf(stderr, "pg_test: cannot start PostgreSQL (scripts/pgtmp.py; install postgresql-15)\n");
-    return -1;
-  }
-  char path[300];
-  snprintf(path, sizeof path, "%s/url.txt", pgdir);
-  FILE *f = fopen(path, "r");
-  if (!f || !fgets(url, sizeof url, f))
-    return -1;
-  fclose(f);
-  url[strcspn(url, "\n")] = '\0';
-  snprintf(files, sizeof files, "%s/files", pgdir);
-  return 0;
-}
-
-static int pg_down_all(void **state) {
-  (void)state;
-  run_cmd("stop");
-  char cmd[400];
-  snprintf(cmd, sizeof cmd, "rm -rf %s", pgdir);
-  return system(cmd) == 0 ? 0 : -1;
-}
-
-/* SQL run directly (the test's own connection). */
-static void sql(const char *q) {
-  PGconn *c = PQconnectdb(url);
-  assert_int_equal(PQstatus(c), CONNECTION_OK);
-  PGresult *r = PQexec(c, q);
-  ExecStatusType st = PQresultStatus(r);
-  if (st != PGRES_COMMAND_OK && st != PGRES_TUPLES_OK)
-    fail_msg("%s: %s", q, PQresultErrorMessage(r));
-  PQclear(r);
-  PQfinish(c);
-}
+#include "store/pg_test_env.h"
 
 static void reset_db(void) {
   sql("DROP TABLE IF EXISTS jobs, nodes, offload_meta");
