@@ -1,5 +1,7 @@
-/* store/pg_int: what pg.c (connection, schema, nodes, notifications) and
- * pg_apply.c (batches of writes and reads) share. Store thread only, but
+/* store/pg_int: what pg.c (connection, schema, notifications, the store
+ * thread's service), pg_nodes.c (this node's row, heartbeat, reaper),
+ * pg_apply.c (batches of writes and reads), pg_sql.c (their statements)
+ * and pg_rows.c (rows in and out) share. Store thread only, but
  * for the fields marked otherwise. */
 #ifndef OFFLOAD_STORE_PG_INT_H
 #define OFFLOAD_STORE_PG_INT_H
@@ -59,7 +61,15 @@ int pg_cmd(pg_t *p, const char *sql, int nparams, const char *const *params);
 /* Drops the connection and tells the loop (once). */
 void pg_down(pg_t *p);
 
-/* ---- pg_apply.c ---- */
+/* ---- pg_nodes.c ---- */
+/* This node's row: at start (`fresh`) a new life, its old running jobs
+ * queued again; after a reconnect only a missing row is made. 0 or -1. */
+int pg_register(pg_t *p, bool fresh);
+/* The heartbeat, the reaper (once connected for a lease), the node list
+ * (STORE_EV_NODES, STORE_EV_LOST to the loop). */
+void pg_beat(pg_t *p);
+
+/* ---- pg_sql.c ---- */
 /* Prepares the batch statements on a new connection. 0 or -1. */
 int pg_prepare(pg_t *p);
 
