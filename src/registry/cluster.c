@@ -52,13 +52,6 @@ void reg_cluster_requeue(registry_t *r, job_t *j, int64_t delay_ms) {
     reg_tell(r, j, REG_EV_RETRY);
 }
 
-static job_status_t status_of(const char *name) {
-  for (int s = 0; s < JOB_NSTATUS; s++)
-    if (strcmp(name, job_status_name((job_status_t)s)) == 0)
-      return (job_status_t)s;
-  return JOB_FAILED;
-}
-
 /* A claimed job that cannot run here is written back failed. */
 static void fail_adopted(registry_t *r, job_t *j, const char *code, const char *message) {
   j->status = JOB_QUEUED;
@@ -78,7 +71,6 @@ int registry_adopt(registry_t *r, const store_job_t *row) {
   j->params = json_loads(row->params, 0, NULL);
   memcpy(j->id, row->id, JOB_ID_LEN + 1);
   j->def = def ? def : &r->cfg.catalog->defs[0];
-  (void)status_of;
   j->status = JOB_QUEUED; /* here, until a worker takes it (the row says processing) */
   j->_token = row->attempts;
   j->_claimed_at = row->started_at;

@@ -213,6 +213,13 @@ static void *pg_main(void *arg) {
 
 /* ---- the loop side ---- */
 
+/* PostgreSQL: wakes the store thread from its poll (the eventfd). */
+static void wake(store_t *s) {
+  uint64_t one = 1;
+  if (s->wake_fd >= 0 && write(s->wake_fd, &one, sizeof one) < 0)
+    log_debug("store: wake-up write failed"); /* the counter is full: the thread is awake anyway */
+}
+
 /* Runs the callbacks of a finished list, in the order written. */
 static void run_callbacks(store_t *s, store_write_t *list) {
   while (list) {
@@ -282,11 +289,7 @@ static void on_turn(uv_check_t *h) {
   s->q_tail = list;
   pthread_cond_signal(&s->cond);
   pthread_mutex_unlock(&s->mu);
-  if (s->wake_fd >= 0) {
-    uint64_t one = 1;
-    if (write(s->wake_fd, &one, sizeof one) < 0)
-      log_debug("store: wake-up write failed"); /* the counter is full: the thread is awake anyway */
-  }
+  wake(s);
 }
 
 /* ---- life ---- */
@@ -397,11 +400,7 @@ void store_close(store_t *s) {
     s->stopping = true;
     pthread_cond_signal(&s->cond);
     pthread_mutex_unlock(&s->mu);
-    if (s->wake_fd >= 0) {
-      uint64_t one = 1;
-      if (write(s->wake_fd, &one, sizeof one) < 0)
-        log_debug("store: wake-up write failed");
-    }
+    wake(s);
     pthread_join(s->thread, NULL);
     on_async(&s->async); /* the last callbacks */
   }
@@ -426,9 +425,8 @@ void store_set_load(store_t *s, int workers_total, int workers_busy, int streams
   if (!s->pg)
     return;
   pg_set_load(s->pg, workers_total, workers_busy, streams);
-  uint64_t one = 1; /* a first stream is told at once (pg_set_load asked for a heartbeat) */
-  if (streams > 0 && s->wake_fd >= 0 && write(s->wake_fd, &one, sizeof one) < 0)
-    log_debug("store: wake-up write failed");
+  if (streams > 0)
+    wake(s); /* a first stream is told at once (pg_set_load asked for a heartbeat) */
 }
 
 void store_roundtrip(store_t *s, hist_t *out) {
