@@ -8,8 +8,10 @@
  * table and replies), json.c (job objects, cached when final), params.c
  * (query and path parameters), hold.c (held replies), and one file per
  * resource: jobs.c, seed.c, system.c, workers.c, metrics.c, files.c,
- * log.c (a command job's output, GET /jobs/<id>/log), events.c (server-sent
- * events, GET /events and GET /jobs/<id>/events); auth.c (bearer
+ * log.c (a command job's output, GET /jobs/<id>/log), events.c and
+ * events_req.c (server-sent events, GET /events and GET
+ * /jobs/<id>/events); remote.c (a cluster's replies about other nodes'
+ * jobs, GET /nodes); auth.c (bearer
  * tokens: api_on_head refuses a request without one before any handler
  * or body); ui.c (the web dashboard, GET / and /ui/<name>, from files
  * compiled into the binary).

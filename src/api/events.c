@@ -1,7 +1,9 @@
 /* api/events: server-sent events (text/event-stream). GET /events is every
  * job's state changes and, once a second, the server's figures; GET
  * /jobs/<id>/events is one job's changes, from its current state to its
- * final one. docs/API.md is the contract.
+ * final one. docs/API.md is the contract. This file keeps the ring, the
+ * streams and their pump, the timers and the registry's observer;
+ * events_req.c opens streams (events_int.h is what they share).
  *
  * Threads: loop thread only.
  *
@@ -46,71 +48,25 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "api/api_int.h"
+#include "api/events_int.h"
 #include "cluster/cluster.h"
 #include "util/buf.h"
 #include "util/clock.h"
 #include "util/dlist.h"
 #include "util/log.h"
 
-#define EVENTS_REPLAY 1024
-#define EVENTS_PROGRESS_MS 100
-#define EVENTS_STATS_MS 1000
-#define EVENTS_KEEPALIVE_MS 15000
-#define EVENTS_PUMP_STREAMS 4
-#define EVENT_STREAM "text/event-stream"
-#define KEEPALIVE ": keep-alive\n\n"
-
-typedef struct event {
-  uint64_t id;
-  char job[JOB_ID_LEN + 1]; /* "" for stats */
-  bool final;               /* the job's last event */
-  size_t len;
-  char *text;
-} event_t;
-
-typedef struct stream {
-  api_events_t *ev;
-  http_req_t *req;
-  char job[JOB_ID_LEN + 1]; /* a per-job stream's job; "" for every event */
-  uint64_t sent;            /* the id of the last event it was given */
-  struct stream *prev, *next;
-} stream_t;
-
-struct api_events {
-  api_t *a;
-  size_t max_streams;
-  bool armed, stopping;
-  uint64_t last_id; /* the newest event's id (the base before any) */
-  size_t held;      /* events in the ring */
-  event_t *ring[EVENTS_REPLAY];
-  uint64_t floor; /* every stream has every event up to this id */
-  stream_t *head, *tail, *cursor;
-  size_t n;
-  uint64_t pass_to; /* the pump's pass brings streams up to this id */
-  buf_t all;        /* the events (all_from, all_to], for whole-stream clients */
-  uint64_t all_from, all_to;
-  buf_t one; /* one per-job stream's events */
-  uv_timer_t progress, stats, keepalive;
-  uv_idle_t pump;
-  int handles; /* open; the last close frees the struct */
-  /* The stats timer's previous look. */
-  uint64_t st_ms, st_complete, st_failed, st_lag_n;
-  double st_lag_sum;
-};
-
 /* ---- the ring ---- */
 
-static uint64_t oldest_id(const api_events_t *ev) { return ev->last_id - ev->held + 1; }
+uint64_t events_oldest_id(const api_events_t *ev) { return ev->last_id - ev->held + 1; }
 
 /* The first id after `from` the ring still holds (last_id + 1: none). */
-static uint64_t first_after(const api_events_t *ev, uint64_t from) {
+uint64_t events_first_after(const api_events_t *ev, uint64_t from) {
   if (!ev->held)
     return ev->last_id + 1;
-  return from + 1 > oldest_id(ev) ? from + 1 : oldest_id(ev);
+  return from + 1 > events_oldest_id(ev) ? from + 1 : events_oldest_id(ev);
 }
 
-static const event_t *ring_get(const api_events_t *ev, uint64_t id) {
+const event_t *events_ring_get(const api_events_t *ev, uint64_t id) {
   const event_t *e = ev->ring[id % EVENTS_REPLAY];
   return e && e->id == id ? e : NULL;
 }
@@ -194,7 +150,7 @@ static void finish(stream_t *s) {
   stream_free(s);
 }
 
-static void on_abort(http_req_t *req, void *data) {
+void events_on_abort(http_req_t *req, void *data) {
   (void)req;
   stream_free(data);
 }
@@ -206,7 +162,7 @@ static bool all_text(api_events_t *ev, uint64_t from, uint64_t to) {
   buf_reset(&ev->all);
   ev->all_to = 0; /* invalid until built */
   for (uint64_t id = from + 1; id <= to; id++) {
-    const event_t *e = ring_get(ev, id);
+    const event_t *e = events_ring_get(ev, id);
     if (e && buf_append(&ev->all, e->text, e->len) != 0)
       return false;
   }
@@ -217,9 +173,9 @@ static bool all_text(api_events_t *ev, uint64_t from, uint64_t to) {
 
 /* Appends to `b` the events after `from` up to `to` that `s` wants; sets
  * *final when its job's final event is among them (and stops there). */
-static int job_text(const api_events_t *ev, const char *job, uint64_t from, uint64_t to, buf_t *b, bool *final) {
-  for (uint64_t id = first_after(ev, from); id <= to; id++) {
-    const event_t *e = ring_get(ev, id);
+int events_job_text(const api_events_t *ev, const char *job, uint64_t from, uint64_t to, buf_t *b, bool *final) {
+  for (uint64_t id = events_first_after(ev, from); id <= to; id++) {
+    const event_t *e = events_ring_get(ev, id);
     if (!e || strcmp(e->job, job) != 0)
       continue;
     if (buf_append(b, e->text, e->len) != 0)
@@ -239,14 +195,14 @@ static void stream_send(stream_t *s, uint64_t to) {
   api_events_t *ev = s->ev;
   if (to <= s->sent)
     return;
-  uint64_t from = first_after(ev, s->sent) - 1;
+  uint64_t from = events_first_after(ev, s->sent) - 1;
   s->sent = to;
   const buf_t *b = &ev->all;
   bool final = false;
   if (s->job[0]) {
     buf_reset(&ev->one);
     b = &ev->one;
-    if (job_text(ev, s->job, from, to, &ev->one, &final) != 0) {
+    if (events_job_text(ev, s->job, from, to, &ev->one, &final) != 0) {
       finish(s); /* out of memory: the client reconnects with Last-Event-ID */
       return;
     }
@@ -317,7 +273,7 @@ static void on_progress(uv_timer_t *t) {
       emit_job(ev, j, 0, false);
 }
 
-static void progress_start(api_events_t *ev) {
+void events_progress_start(api_events_t *ev) {
   if (ev->n && !ev->stopping && !uv_is_active((uv_handle_t *)&ev->progress))
     uv_timer_start(&ev->progress, on_progress, EVENTS_PROGRESS_MS, EVENTS_PROGRESS_MS);
 }
@@ -332,7 +288,7 @@ static void finals(api_events_t *ev, uint64_t *complete, uint64_t *failed) {
 }
 
 /* The stats timer's starting point. */
-static void stats_mark(api_events_t *ev) {
+void events_stats_mark(api_events_t *ev) {
   ev->st_ms = uv_now(ev->a->loop);
   finals(ev, &ev->st_complete, &ev->st_failed);
   ev->st_lag_n = ev->a->lag ? ev->a->lag->hist.count : 0;
@@ -341,7 +297,7 @@ static void stats_mark(api_events_t *ev) {
 
 /* Once a second: the queue, the workers, completions and failures per
  * second since the last stats event, and the loop's mean lag meanwhile. */
-static void on_stats(uv_timer_t *t) {
+void events_on_stats(uv_timer_t *t) {
   api_events_t *ev = t->data;
   api_pool_totals_t pt;
   api_pool_totals(ev->a, &pt);
@@ -355,7 +311,7 @@ static void on_stats(uv_timer_t *t) {
                       ? (lag->sum - ev->st_lag_sum) / (double)(lag->count - ev->st_lag_n) * 1000.0
                       : 0.0;
   double cps = (double)(complete - ev->st_complete) / secs, fps = (double)(failed - ev->st_failed) / secs;
-  stats_mark(ev);
+  events_stats_mark(ev);
   uint64_t id = next_id(ev);
   buf_t b = BUF_INIT;
   if (buf_printf(&b,
@@ -369,7 +325,7 @@ static void on_stats(uv_timer_t *t) {
   push(ev, id, NULL, false, &b);
 }
 
-static void on_keepalive(uv_timer_t *t) {
+void events_on_keepalive(uv_timer_t *t) {
   api_events_t *ev = t->data;
   for (stream_t *s = ev->head, *next; s; s = next) {
     next = s->next;
@@ -387,143 +343,7 @@ static void on_job(job_t *j, registry_event_t what, void *data) {
   /* Only a new job has a queue place to show; a retry waits out its backoff first. */
   emit_job(ev, j, what == REG_EV_CREATED ? registry_peek_position(ev->a->reg, j) : 0, what == REG_EV_FINAL);
   if (what != REG_EV_FINAL)
-    progress_start(ev);
-}
-
-/* ---- the requests ---- */
-
-/* Last-Event-ID: decimal digits only, else ignored (no replay). */
-static bool parse_id(const char *text, uint64_t *out) {
-  char *end;
-  if (!text || *text < '0' || *text > '9')
-    return false;
-  errno = 0;
-  *out = strtoull(text, &end, 10);
-  return errno == 0 && *end == '\0';
-}
-
-/* Whether the ring holds every event after `last` (so a replay is whole). */
-static bool covers(const api_events_t *ev, uint64_t last) {
-  return last >= ev->last_id || (ev->held && last + 1 >= oldest_id(ev));
-}
-
-/* The start of a per-job stream: the job's events after `last` when the
- * ring covers them, else its current state as an event with the newest id
- * (the state after every event so far). *final: nothing more will come.
- * *done: the client has seen the job's end already (the 204 that stops an
- * EventSource from reconnecting). */
-static int job_start(api_events_t *ev, job_t *j, bool resume, uint64_t last, buf_t *b, bool *final, bool *done) {
-  if (resume && covers(ev, last)) {
-    if (job_text(ev, j->id, last, ev->last_id, b, final) != 0)
-      return -1;
-    if (*final || !job_is_final(j))
-      return 0;
-    if (job_final_told(j)) { /* its final event (or a final state) is behind `last` */
-      *final = *done = true;
-      return 0;
-    } /* else final a moment before it is told: show the state */
-  }
-  size_t pos = registry_position(ev->a->reg, j); /* may file other jobs' starts first */
-  if (buf_printf(b, "id: %" PRIu64 "\nevent: job\ndata: ", ev->last_id) != 0 || api_job_text(j, pos, b) != 0 ||
-      buf_append(b, "\n\n", 2) != 0)
-    return -1;
-  *final = job_is_final(j);
-  return 0;
-}
-
-/* `j`: a per-job stream of a job this node holds; `rid` and `rtext`: of
- * another node's job (cluster), its current state's JSON; neither: GET
- * /events. */
-static void open_stream(api_t *a, http_req_t *req, job_t *j, const char *rid, const char *rtext, bool rfinal) {
-  api_events_t *ev = a->events;
-  if (ev && ev->stopping) {
-    api_error(req, API_E_SHUTTING_DOWN, NULL, NULL, "The server is shutting down.");
-    return;
-  }
-  if (!ev || ev->n >= ev->max_streams) {
-    http_headers_t h = HTTP_HEADERS_INIT;
-    http_headers_add(&h, "Retry-After", "1");
-    api_error(req, API_E_TOO_MANY_STREAMS, &h, NULL,
-              "All %zu event streams this server allows are open (--max-event-streams); retry later.",
-              ev ? ev->max_streams : 0);
-    http_headers_fini(&h);
-    return;
-  }
-  http_headers_t h = HTTP_HEADERS_INIT;
-  http_headers_add(&h, "Cache-Control", "no-store");
-  if (req->method == HTTP_M_HEAD) { /* the head of a stream, no body */
-    if (http_stream_start(req, 200, EVENT_STREAM, &h, HTTP_LEN_UNKNOWN) == 0)
-      http_stream_end(req);
-    http_headers_fini(&h);
-    return;
-  }
-  ev->armed = true; /* from now on a client may come back for what it missed */
-  uint64_t last = 0;
-  bool resume = parse_id(http_req_header(req, "Last-Event-ID"), &last);
-  buf_t b = BUF_INIT;
-  bool final = false, done = false;
-  int rc = 0;
-  if (j) {
-    rc = job_start(ev, j, resume, last, &b, &final, &done);
-  } else if (rid) { /* its state now (a replay of another node's job is not kept) */
-    rc = buf_printf(&b, "id: %" PRIu64 "\nevent: job\ndata: %s\n\n", ev->last_id, rtext);
-    final = rfinal;
-  } else if (resume) { /* from the oldest event held when `last` is older */
-    for (uint64_t id = first_after(ev, last); rc == 0 && id <= ev->last_id; id++) {
-      const event_t *e = ring_get(ev, id);
-      if (e)
-        rc = buf_append(&b, e->text, e->len);
-    }
-  }
-  if (rc == 0 && done) {
-    buf_free(&b);
-    http_reply(req, 204, NULL, &h, NULL, 0);
-    http_headers_fini(&h);
-    return;
-  }
-  stream_t *s = rc == 0 ? calloc(1, sizeof *s) : NULL;
-  if (!s) {
-    buf_free(&b);
-    http_headers_fini(&h);
-    api_error(req, API_E_INTERNAL, NULL, NULL, "Out of memory.");
-    return;
-  }
-  rc = http_stream_start(req, 200, EVENT_STREAM, &h, HTTP_LEN_UNKNOWN);
-  http_headers_fini(&h);
-  if (rc == 0 && b.len)
-    rc = http_stream_write(req, b.data, b.len);
-  buf_free(&b);
-  if (rc != 0) { /* the connection is closed */
-    free(s);
-    return;
-  }
-  if (final) {
-    http_stream_end(req);
-    free(s);
-    return;
-  }
-  *s = (stream_t){.ev = ev, .req = req, .sent = ev->last_id};
-  if (j || rid)
-    snprintf(s->job, sizeof s->job, "%s", j ? j->id : rid);
-  DLIST_APPEND(ev->head, ev->tail, s, prev, next);
-  http_req_on_abort(req, on_abort, s);
-  if (ev->n++ == 0) {
-    stats_mark(ev);
-    uv_timer_start(&ev->stats, on_stats, EVENTS_STATS_MS, EVENTS_STATS_MS);
-    uv_timer_start(&ev->keepalive, on_keepalive, EVENTS_KEEPALIVE_MS, EVENTS_KEEPALIVE_MS);
-    cluster_load_changed(a->cluster); /* a cluster: the other nodes start sending their jobs' events */
-  }
-  progress_start(ev); /* stops itself at once when no job runs */
-}
-
-void h_events(api_t *a, http_req_t *req, const router_match_t *m) {
-  (void)m;
-  if (api_no_query(req))
-    open_stream(a, req, NULL, NULL, NULL, false);
-}
-
-void api_events_open_remote(api_t *a, http_req_t *req, const char *id, const char *text, bool final) {
-  open_stream(a, req, NULL, id, text, final);
+    events_progress_start(ev);
 }
 
 void api_events_remote(api_events_t *ev, const char *id, const char *text, bool final) {
@@ -536,21 +356,6 @@ void api_events_remote(api_events_t *ev, const char *id, const char *text, bool 
     return;
   }
   push(ev, eid, id, final, &b);
-}
-
-void h_job_events(api_t *a, http_req_t *req, const router_match_t *m) {
-  if (!api_no_query(req))
-    return;
-  if (api_remote_try(a, req, m, API_REMOTE_EVENTS, 0))
-    return; /* another node's job (cluster) */
-  job_t *j = api_find_job_or_404(a, req, m);
-  if (!j)
-    return;
-  if (job_is_cold(j)) { /* final long ago: its one event, from its row */
-    api_reply_cold_event(a, req, j, a->events ? a->events->last_id : 0);
-    return;
-  }
-  open_stream(a, req, j, NULL, NULL, false);
 }
 
 /* ---- api.h ---- */
