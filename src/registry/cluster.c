@@ -13,6 +13,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "registry/registry_int.h"
 #include "util/clock.h"
@@ -104,7 +105,11 @@ int registry_adopt(registry_t *r, const store_job_t *row) {
     j->_run_params = json_incref(real);
     json_object_del(r->secrets, j->id);
   }
-  if (row->input_type && !reg_restore_input(r, j)) {
+  /* Its input, opened by the store thread with the claim (row->input_fd). */
+  int in = row->input_type && row->input_fd ? dup(row->input_fd - 1) : -1;
+  if (in >= 0)
+    j->_input_fd = in + 1;
+  if (row->input_type && in < 0) {
     fail_adopted(r, j, "input_lost", "The job's stored input is missing from this node's files; submit it again.");
     return 0;
   }

@@ -292,20 +292,11 @@ static job_status_t status_of(const char *name) {
 }
 
 /* Reopens a job's stored input (main thread, before serving: disk I/O is
- * allowed then; a cluster's claim: one open of a local file, as a
- * submission's memfd). */
-bool reg_restore_input(registry_t *r, job_t *j) {
-  char path[4096];
-  if (!r->cfg.files_root || files_path(r->cfg.files_root, j->id, NULL, path, sizeof path - 16) != 0)
+ * allowed then). */
+static bool restore_input(registry_t *r, job_t *j) {
+  int fd = files_open_input(r->cfg.files_root, j->id, j->input_bytes);
+  if (fd < 0)
     return false;
-  strcat(path, "/" FILES_INPUT_NAME);
-  int fd = open(path, O_RDONLY | O_CLOEXEC);
-  struct stat st;
-  if (fd < 0 || fstat(fd, &st) != 0 || st.st_size != j->input_bytes) {
-    if (fd >= 0)
-      close(fd);
-    return false;
-  }
   j->_input_fd = fd + 1;
   return true;
 }
@@ -394,7 +385,7 @@ int registry_restore(registry_t *r, const store_job_t *row) {
     reg_finalize(r, j, JOB_FAILED); /* written by reg_mark_final */
     return 0;
   }
-  if (row->input_type && !reg_restore_input(r, j)) {
+  if (row->input_type && !restore_input(r, j)) {
     j->status = JOB_QUEUED;
     index_status_link(r, j);
     reg_set_error(j, "input_lost", "The job's stored input is missing from the data dir; submit it again.");

@@ -87,8 +87,7 @@ bool reg_durable(const registry_t *r);
 int reg_persist(registry_t *r, job_t *j, bool insert); /* 0 or OFF_ENOMEM */
 /* A cluster: writes a running job's progress (fenced by its token). */
 int reg_persist_progress(registry_t *r, job_t *j);
-/* Opens the job's stored input (<files_root>/<id>/.input). */
-bool reg_restore_input(registry_t *r, job_t *j);
+
 /* ---- files.c: jobs' output files ---- */
 /* Takes the files a complete run left (the item's result) into the job. */
 int reg_files_take(job_t *j, const item_t *it);

@@ -86,3 +86,18 @@ int files_keep_input(const char *root, const char *id, int fd, int64_t bytes, bo
     unlink(path);
   return rc;
 }
+
+int files_open_input(const char *root, const char *id, int64_t bytes) {
+  char path[4096 + 16];
+  if (!root || files_path(root, id, NULL, path, sizeof path - 16) != 0)
+    return -1;
+  strcat(path, "/" FILES_INPUT_NAME);
+  int fd = open(path, O_RDONLY | O_CLOEXEC);
+  struct stat st;
+  if (fd < 0 || fstat(fd, &st) != 0 || st.st_size != bytes) {
+    if (fd >= 0)
+      close(fd);
+    return -1;
+  }
+  return fd;
+}

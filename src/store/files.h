@@ -42,5 +42,8 @@ int files_remove_job(const char *root, const char *id);
  * fsync'd when `sync`, before its row commits. 0 or -1 (a full disk, an
  * I/O error: the insert fails). Store thread. */
 int files_keep_input(const char *root, const char *id, int fd, int64_t bytes, bool sync);
+/* Opens a job's kept input read-only, checking it is `bytes` long: the
+ * descriptor, or -1 (missing, another size). Disk I/O: never on the loop. */
+int files_open_input(const char *root, const char *id, int64_t bytes);
 
 #endif

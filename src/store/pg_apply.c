@@ -341,6 +341,12 @@ static void take(batch_t *b, const step_t *s, const PGresult *res) {
   case S_CLAIM:
     if (take_rows(res, &w->out, &w->nout) != 0)
       w->_rc = OFF_ENOMEM;
+    for (size_t i = 0; i < w->nout; i++) { /* a pinned job's input is on this node: opened here, not on the loop */
+      store_job_t *j = &w->out[i];
+      int fd = j->input_type ? files_open_input(b->p->cfg.files_dir, j->id, j->input_bytes) : -1;
+      if (fd >= 0)
+        j->input_fd = fd + 1;
+    }
     if (w->nout > 1)
       qsort(w->out, w->nout, sizeof *w->out, cmp_seq);
     break;
